@@ -1,0 +1,355 @@
+/*
+ * libkeyformer — KV-cache reduction by key-token selection (Keyformer,
+ * Adnan et al., MLSys 2024) for any host inference loop.
+ *
+ * Copyright (c) 2026 the libkeyformer developers. BSD-2-Clause, see COPYING.
+ *
+ * ## What it does
+ * The host runs its own transformer. For every layer it hands the library the
+ * attention logits it computed anyway; the library accumulates a Gumbel-noised
+ * softmax score per cached token, decides which tokens survive (a recent
+ * window plus the highest-scoring "key" tokens), and compacts the host's own K
+ * and V buffers in place. Retained tokens keep their original positions.
+ *
+ * ## Words
+ * - slot: one cached token of one (layer, KV head). Slots are kept in
+ *   ascending original position; slot i of a layer is row i of the host's
+ *   K/V buffers for that layer and head.
+ * - budget k: slots kept per (layer, KV head) after each selection; window
+ *   w = floor(recent_ratio * k) most recent slots are always kept.
+ * - phase: a layer is in the prompt phase until its first kf_select(); every
+ *   row observed after that is one generation step (t = 1, 2, ...).
+ *
+ * ## One prefill, one decode step (per layer l)
+ *     // prompt of S tokens: logits [head][row i][slot j], j <= i visible
+ *     kf_logits_view lv = { .data = logits, .n_rows = S, .n_slots = S,
+ *                           .row_stride = S, .head_stride = (size_t)S * S,
+ *                           .flags = KF_LOGITS_CAUSAL };
+ *     kf_observe_logits(cache, l, &lv);   // scores accumulate
+ *     kf_select(cache, l);                // keep window + top scores
+ *     kf_compact(cache, l, &k_view, &v_view); // host K/V shrink in place
+ *     // decode: append one token's K/V at row n (n = kf_slot_count), then
+ *     // logits of the new query over n + 1 slots:
+ *     lv = (kf_logits_view){ .data = row, .n_rows = 1, .n_slots = n + 1,
+ *                            .row_stride = n + 1, .head_stride = n + 1 };
+ *     kf_observe_logits(cache, l, &lv); kf_select(cache, l);
+ *     kf_compact(cache, l, &k_view, &v_view); // evicts back to k slots
+ *
+ * ## Threads
+ * A kf_cache is used by one thread at a time (the library may run OpenMP
+ * threads inside a call). Different caches are independent and may be used
+ * concurrently from different threads. The const query functions may run
+ * concurrently with each other, not with a mutating call on the same cache.
+ * Results depend only on the seed and the inputs, never on the thread count
+ * or the instruction set.
+ *
+ * ## Memory and ownership
+ * All memory is allocated in kf_cache_create(); no call after that allocates.
+ * Pointers passed in are borrowed for the duration of the call only. Pointers
+ * returned by query functions point into the cache and stay valid until the
+ * next mutating call on that cache (observe, select, compact, reset, destroy).
+ *
+ * ## Errors
+ * Every function returning int returns KF_OK (0) or a negative KF_E* code;
+ * kf_strerror() describes it. A failed call leaves the cache exactly as it
+ * was before the call.
+ */
+#ifndef KEYFORMER_H
+#define KEYFORMER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KF_VERSION_MAJOR 0
+#define KF_VERSION_MINOR 1
+#define KF_VERSION_PATCH 0
+/** Version as one comparable number: major * 10000 + minor * 100 + patch. */
+#define KF_VERSION_NUMBER \
+    (KF_VERSION_MAJOR * 10000 + KF_VERSION_MINOR * 100 + KF_VERSION_PATCH)
+
+#if defined(_WIN32) && defined(KF_BUILDING_DLL)
+#define KF_API __declspec(dllexport)
+#elif defined(__GNUC__) || defined(__clang__)
+#define KF_API __attribute__((visibility("default")))
+#else
+#define KF_API
+#endif
+
+/** Status codes: 0 success, negative failure. Numbers are fixed forever. */
+enum {
+    KF_OK = 0,
+    KF_EINVAL = -1,    /**< NULL pointer or invalid enum / flag / value */
+    KF_ENOMEM = -2,    /**< the allocator failed (kf_cache_create only) */
+    KF_ERANGE = -3,    /**< index or size outside its allowed range */
+    KF_ESTATE = -4,    /**< call out of order for the layer's state */
+    KF_EOVERFLOW = -5, /**< a size computation overflows */
+    KF_ENAN = -6,      /**< logits contain NaN or +inf */
+    KF_EEMPTYROW = -7, /**< a logits row has no finite visible entry */
+    KF_ELAYOUT = -8,   /**< strides make rows overlap, or buffers alias */
+    KF_EMISMATCH = -9  /**< a view's slot count disagrees with the cache */
+};
+
+/** Which tokens survive. */
+typedef enum kf_policy {
+    KF_POLICY_KEYFORMER = 0, /**< Gumbel-noised scores, window + key tokens */
+    KF_POLICY_H2O = 1,       /**< plain softmax scores (heavy hitters) */
+    KF_POLICY_WINDOW = 2,    /**< the k most recent slots */
+    KF_POLICY_SINKS = 3,     /**< first n_sinks + the most recent (StreamingLLM) */
+    KF_POLICY_FULL = 4       /**< never evict (quality reference) */
+} kf_policy;
+
+/** Decode-time eviction rule for KEYFORMER and H2O (prompt selection is the
+ *  same under both). */
+typedef enum kf_rule {
+    /** Keep the window plus the top k - w scores of all older slots: a key
+     *  token can lose its place to a token leaving the window (the paper). */
+    KF_RULE_DYNAMIC = 0,
+    /** The slot leaving the window is evicted unconditionally: the key tokens
+     *  chosen at the prompt never change and tau has no effect on survival
+     *  (the authors' released code). */
+    KF_RULE_REFERENCE = 1
+} kf_rule;
+
+/** Which slots share one selection. */
+typedef enum kf_granularity {
+    KF_GRANULARITY_KV_HEAD = 0, /**< each (layer, KV head) selects alone */
+    KF_GRANULARITY_LAYER = 1,   /**< scores summed over a layer's KV heads */
+    /** Scores summed over every layer and head; one set of positions for the
+     *  whole model (engines that drop whole positions). Select with
+     *  KF_ALL_LAYERS after observing every layer. */
+    KF_GRANULARITY_UNIFORM = 2
+} kf_granularity;
+
+/** Element type of host K/V buffers. */
+typedef enum kf_dtype {
+    KF_DTYPE_F32 = 0,
+    KF_DTYPE_F16 = 1,
+    KF_DTYPE_BF16 = 2
+} kf_dtype;
+
+/** Optional allocator. Both functions set, or both NULL (malloc/free).
+ *  alloc returns memory aligned to at least `align` bytes (a power of two,
+ *  at most 64), or NULL. Used only inside kf_cache_create/destroy. */
+typedef struct kf_allocator {
+    void *(*alloc)(void *opaque, size_t size, size_t align);
+    void (*free)(void *opaque, void *ptr);
+    void *opaque;
+} kf_allocator;
+
+/** Cache settings. Always start from kf_config_default(): fields added in
+ *  later versions take bytes from `reserved`, which must stay zero. */
+typedef struct kf_config {
+    uint32_t n_layers;   /**< transformer layers, >= 1 */
+    uint32_t n_heads;    /**< query heads per layer, >= 1 */
+    uint32_t n_kv_heads; /**< KV heads per layer, divides n_heads */
+    uint32_t head_dim;   /**< elements per K (and V) row, >= 1 */
+    /** Most slots one (layer, KV head) may hold at once, including rows
+     *  appended before their selection: at least the prompt length for the
+     *  prefill, and k + 1 for one-token decode steps. */
+    uint32_t capacity;
+    kf_policy policy;           /**< default KF_POLICY_KEYFORMER */
+    kf_rule rule;               /**< default KF_RULE_DYNAMIC */
+    kf_granularity granularity; /**< default KF_GRANULARITY_KV_HEAD */
+    /** Budget as an absolute slot count (> 0), or 0 to use budget_ratio. */
+    uint32_t budget_tokens;
+    /** Budget as a fraction of the real prompt length S: k = floor(ratio*S),
+     *  resolved at the first kf_select(). Used when budget_tokens == 0;
+     *  must be 0 when budget_tokens > 0. Default 0.5. */
+    double budget_ratio;
+    /** Window w = floor(recent_ratio * k); [0, 1]; 0.3. 0 means no window
+     *  (key tokens only). Ratios are doubles so that floor(ratio * n)
+     *  matches the same formula in Python or numpy. */
+    double recent_ratio;
+    uint32_t n_sinks;   /**< KF_POLICY_SINKS: first slots kept; 4 */
+    float tau_init;     /**< temperature at the prompt; > 0; 1 */
+    float tau_end;      /**< temperature after tau_steps steps; > 0; 2 */
+    uint32_t tau_steps; /**< T, expected generated tokens; >= 1; 128 */
+    uint32_t n_threads; /**< OpenMP threads per call; 0 = OpenMP default */
+    uint64_t seed;      /**< Gumbel noise seed; same seed => same choices */
+    kf_allocator allocator; /**< optional; zero = malloc/free */
+    uint8_t reserved[64];   /**< must be zero */
+} kf_config;
+
+/** Opaque cache: the selection state of one sequence. */
+typedef struct kf_cache kf_cache;
+
+/** `layer` value meaning every layer (kf_select, and kf_compact without
+ *  views). */
+#define KF_ALL_LAYERS (-1)
+
+/** kf_logits_view.flags: the library reads only the causal part of each row
+ *  (row i of a call sees slots 0 .. n_slots - n_rows + i) and never touches
+ *  the rest, which may be uninitialised. */
+#define KF_LOGITS_CAUSAL 1u
+
+/** One layer's logits for the rows of one call, fp32, all query heads.
+ *  Element (head h, row i, slot j) is at data[h*head_stride + i*row_stride
+ *  + j]. Row i is the query of the i-th new token; its slot j is the cached
+ *  token in slot j, with the n_rows new tokens in the last n_rows slots.
+ *  Masked entries are -INFINITY. */
+typedef struct kf_logits_view {
+    const float *data; /**< may be NULL for WINDOW, SINKS and FULL */
+    uint32_t n_rows;   /**< new tokens in this call, >= 1 */
+    uint32_t n_slots;  /**< slots held before the call + n_rows */
+    size_t row_stride; /**< elements between rows; >= n_slots if n_rows > 1 */
+    size_t head_stride; /**< elements between heads; rows must not overlap */
+    uint32_t flags;     /**< 0 or KF_LOGITS_CAUSAL */
+} kf_logits_view;
+
+/** One layer's K or V buffer of the host. Row (KV head g, slot j) of
+ *  head_dim elements starts at element g*head_stride + j*token_stride of
+ *  data: [head][token][dim] has token_stride = head_dim, [token][head][dim]
+ *  has head_stride = head_dim. Strides are in elements, not bytes. */
+typedef struct kf_kv_view {
+    void *data;          /**< aligned to the element size */
+    kf_dtype dtype;
+    uint32_t n_slots;    /**< rows per head in the buffer = kf_slot_count() */
+    size_t token_stride; /**< elements between slots of one head */
+    size_t head_stride;  /**< elements between KV heads */
+} kf_kv_view;
+
+/** Fill *cfg with the defaults (Keyformer, budget 0.5 of the prompt, recent
+ *  0.3, tau 1 -> 2 over 128 steps, 4 sinks, seed 0). The shape fields
+ *  (n_layers .. capacity) are zero and must be set.
+ *  Returns KF_OK, or KF_EINVAL if cfg is NULL. Thread-safe. */
+KF_API int kf_config_default(kf_config *cfg);
+
+/** Create a cache for one sequence. All memory is allocated here.
+ *  @param out  receives the new cache; set to NULL on failure.
+ *  @param cfg  borrowed for the call (the cache keeps a copy).
+ *  @return KF_OK; KF_EINVAL (NULL, bad enum, one allocator hook missing,
+ *  nonzero reserved, non-finite float, both or neither budget given for a
+ *  policy that evicts); KF_ERANGE (zero shape, n_heads not a multiple of
+ *  n_kv_heads, budget_tokens > capacity, recent_ratio outside [0, 1],
+ *  tau <= 0, tau_steps 0, SINKS with budget_tokens <= n_sinks, capacity
+ *  above 2^31 - 1); KF_EOVERFLOW (total size overflows); KF_ENOMEM.
+ *  Thread-safe. */
+KF_API int kf_cache_create(kf_cache **out, const kf_config *cfg);
+
+/** Free the cache and set *cache to NULL. NULL or *cache NULL is a no-op. */
+KF_API void kf_cache_destroy(kf_cache **cache);
+
+/** Forget the sequence (slots, scores, positions, steps, resolved budget)
+ *  and start a new one with the same settings, without allocating.
+ *  Returns KF_OK or KF_EINVAL (NULL). */
+KF_API int kf_cache_reset(kf_cache *cache);
+
+/** Hand over the logits of layer `layer` for n_rows new tokens, which
+ *  become the last n_rows slots of every KV head of the layer, at original
+ *  positions following the layer's previous ones. KEYFORMER accumulates
+ *  softmax((x + Gumbel noise) / tau) and H2O softmax(x) into each slot's
+ *  score, summed over the query heads of each KV head; the other policies
+ *  only record the new slots. Prompt rows use tau_init; generation row t
+ *  (t = 1, 2, ... counted per layer) uses the tau schedule.
+ *  May be called several times before kf_select (chunked prefill).
+ *  @return KF_OK; KF_EINVAL (NULL cache/view, NULL data for a scoring
+ *  policy, unknown flags, n_rows 0); KF_ERANGE (layer out of range, slots
+ *  would exceed capacity, or positions 2^31); KF_EMISMATCH (n_slots is not
+ *  the layer's slot count + n_rows); KF_ELAYOUT (row_stride or head_stride
+ *  too small); KF_EOVERFLOW; KF_ESTATE (a selection awaits kf_compact);
+ *  KF_ENAN (a visible logit is NaN or +inf); KF_EEMPTYROW (a row of some
+ *  head has no visible finite logit). NaN is rejected, never treated as
+ *  -inf: it signals a host bug. */
+KF_API int kf_observe_logits(kf_cache *cache, int layer,
+                             const kf_logits_view *view);
+
+/** Decide which slots of `layer` survive (or of every layer with
+ *  KF_ALL_LAYERS, which UNIFORM granularity requires). The first call per
+ *  layer ends its prompt phase and, for a ratio budget, fixes k from the
+ *  prompt length. When the layer holds more than k slots: KEYFORMER and H2O
+ *  keep the last w slots plus the k - w highest scores among the others
+ *  (lower position wins ties; under KF_RULE_REFERENCE a generation step
+ *  keeps the first k - w and the last w slots instead); WINDOW keeps the
+ *  last k; SINKS the first n_sinks and the last k - n_sinks; FULL keeps all.
+ *  The choice is visible through kf_kept_slots() and applied by kf_compact().
+ *  @return KF_OK; KF_EINVAL (NULL); KF_ERANGE (layer out of range, resolved
+ *  k is 0, above capacity, or not above n_sinks for SINKS); KF_ESTATE
+ *  (nothing observed since the last compaction, a selection already waits,
+ *  a single layer asked under UNIFORM, layers out of step under UNIFORM, or
+ *  a layer's prompt length differs from the one that fixed k). */
+KF_API int kf_select(kf_cache *cache, int layer);
+
+/** Apply the last selection of `layer`: move the kept rows of the host's K
+ *  and V buffers to the front of each head, in place, in ascending order,
+ *  bit-exact; the library's own scores and positions move with them.
+ *  k_view and v_view may each be NULL (library state only, for hosts that
+ *  drop positions themselves); with both NULL, layer may be KF_ALL_LAYERS.
+ *  Rows past the new slot count are left as they were.
+ *  @return KF_OK; KF_EINVAL (NULL cache, NULL data, bad dtype, views with
+ *  KF_ALL_LAYERS, k and v on the same data); KF_ERANGE (layer);
+ *  KF_ESTATE (no selection waits: compact before select); KF_EMISMATCH
+ *  (view n_slots differs from kf_slot_count); KF_ELAYOUT (rows overlap,
+ *  data misaligned); KF_EOVERFLOW. */
+KF_API int kf_compact(kf_cache *cache, int layer, const kf_kv_view *k_view,
+                      const kf_kv_view *v_view);
+
+/** Kept source slots of (layer, kv_head) from the last kf_select, in
+ *  ascending order, valid until kf_compact. *n receives the count.
+ *  @return KF_OK; KF_EINVAL (NULL); KF_ERANGE; KF_ESTATE (no selection). */
+KF_API int kf_kept_slots(const kf_cache *cache, int layer, int kv_head,
+                         const uint32_t **slots, uint32_t *n);
+
+/** Slots currently held by (layer, kv_head), including observed rows not
+ *  yet selected. @return KF_OK, KF_EINVAL, KF_ERANGE. */
+KF_API int kf_slot_count(const kf_cache *cache, int layer, int kv_head,
+                         uint32_t *n);
+
+/** Original positions of the slots of (layer, kv_head), ascending; *n gets
+ *  the slot count. @return KF_OK, KF_EINVAL, KF_ERANGE. */
+KF_API int kf_slot_positions(const kf_cache *cache, int layer, int kv_head,
+                             const int32_t **positions, uint32_t *n);
+
+/** Accumulated scores of the slots of (layer, kv_head) (all zero for
+ *  WINDOW, SINKS, FULL). @return KF_OK, KF_EINVAL, KF_ERANGE. */
+KF_API int kf_slot_scores(const kf_cache *cache, int layer, int kv_head,
+                          const float **scores, uint32_t *n);
+
+/** Generation steps (rows observed after the prompt) of `layer`, and the
+ *  position the next token of that layer will get.
+ *  @return KF_OK, KF_EINVAL, KF_ERANGE. */
+KF_API int kf_layer_progress(const kf_cache *cache, int layer,
+                             uint32_t *steps, int32_t *next_position);
+
+/** Temperature of the next row observed for `layer` (tau_init during the
+ *  prompt, then the schedule). @return KF_OK, KF_EINVAL, KF_ERANGE. */
+KF_API int kf_current_tau(const kf_cache *cache, int layer, float *tau);
+
+/** Budget k and window w once fixed (absolute budget: from creation; ratio:
+ *  from the first kf_select). FULL reports capacity and 0.
+ *  @return KF_OK, KF_EINVAL, KF_ESTATE (not fixed yet). */
+KF_API int kf_budget(const kf_cache *cache, uint32_t *k, uint32_t *w);
+
+/** UNIFORM granularity: original positions removed by the last selection,
+ *  ascending (what a position-cell engine must delete). Available from
+ *  kf_select until the next observe or reset (compaction keeps it).
+ *  @return KF_OK; KF_EINVAL; KF_ESTATE (not UNIFORM, or no selection since
+ *  the last observe). */
+KF_API int kf_removed_positions(const kf_cache *cache,
+                                const int32_t **positions, uint32_t *n);
+
+/** Bytes the cache allocated. @return KF_OK, KF_EINVAL. */
+KF_API int kf_cache_memory(const kf_cache *cache, size_t *bytes);
+
+/** Copy of the configuration the cache was created with.
+ *  @return KF_OK, KF_EINVAL. */
+KF_API int kf_cache_config(const kf_cache *cache, kf_config *cfg);
+
+/** Static English message for a status code ("unknown error" otherwise).
+ *  Thread-safe. */
+KF_API const char *kf_strerror(int status);
+
+/** Runtime version string "MAJOR.MINOR.PATCH". Thread-safe. */
+KF_API const char *kf_version(void);
+
+/** Runtime version number as KF_VERSION_NUMBER. Thread-safe. */
+KF_API unsigned kf_version_number(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KEYFORMER_H */

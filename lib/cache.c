@@ -1,0 +1,322 @@
+/* Cache lifetime: configuration defaults and checks, the single allocation,
+ * reset, and the read-only queries. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "internal.h"
+
+#define KF_MAX_THREADS 1024u
+#define KF_ALIGN 64u
+
+int kf_config_default(kf_config *cfg)
+{
+    if (!cfg)
+        return KF_EINVAL;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->policy = KF_POLICY_KEYFORMER;
+    cfg->rule = KF_RULE_DYNAMIC;
+    cfg->granularity = KF_GRANULARITY_KV_HEAD;
+    cfg->budget_ratio = 0.5;
+    cfg->recent_ratio = 0.3;
+    cfg->n_sinks = 4;
+    cfg->tau_init = 1.0f;
+    cfg->tau_end = 2.0f;
+    cfg->tau_steps = 128;
+    return KF_OK;
+}
+
+static int check_config(const kf_config *cfg)
+{
+    for (size_t i = 0; i < sizeof cfg->reserved; i++)
+        if (cfg->reserved[i])
+            return KF_EINVAL;
+    if ((unsigned)cfg->policy > KF_POLICY_FULL
+        || (unsigned)cfg->rule > KF_RULE_REFERENCE
+        || (unsigned)cfg->granularity > KF_GRANULARITY_UNIFORM)
+        return KF_EINVAL;
+    if (!cfg->allocator.alloc != !cfg->allocator.free)
+        return KF_EINVAL;
+    if (!isfinite(cfg->budget_ratio) || !isfinite(cfg->recent_ratio)
+        || !isfinite(cfg->tau_init) || !isfinite(cfg->tau_end))
+        return KF_EINVAL;
+    if (!cfg->n_layers || !cfg->n_heads || !cfg->n_kv_heads || !cfg->head_dim
+        || !cfg->capacity || cfg->n_heads % cfg->n_kv_heads
+        || cfg->capacity > (uint32_t)INT32_MAX
+        || cfg->n_threads > KF_MAX_THREADS)
+        return KF_ERANGE;
+    if (cfg->policy != KF_POLICY_FULL) {
+        int by_tokens = cfg->budget_tokens > 0, by_ratio = cfg->budget_ratio != 0.0;
+        if (by_tokens == by_ratio)
+            return by_tokens ? KF_EINVAL : KF_ERANGE;
+        if (cfg->budget_ratio < 0.0 || cfg->budget_tokens > cfg->capacity)
+            return KF_ERANGE;
+        if (cfg->policy == KF_POLICY_SINKS && by_tokens
+            && cfg->budget_tokens <= cfg->n_sinks)
+            return KF_ERANGE;
+    }
+    if (cfg->recent_ratio < 0.0 || cfg->recent_ratio > 1.0
+        || !(cfg->tau_init > 0.0f) || !(cfg->tau_end > 0.0f) || !cfg->tau_steps)
+        return KF_ERANGE;
+    return KF_OK;
+}
+
+/* Carves the block: each array starts on a KF_ALIGN boundary. */
+typedef struct layout {
+    size_t at;
+    int overflow;
+} layout;
+
+static size_t take(layout *l, size_t count, size_t size)
+{
+    size_t start = (l->at + KF_ALIGN - 1) & ~(size_t)(KF_ALIGN - 1);
+    if (start < l->at || (size && count > (SIZE_MAX - start) / size))
+        l->overflow = 1;
+    else
+        l->at = start + count * size;
+    return start;
+}
+
+static void *default_alloc(void *opaque, size_t size, size_t align)
+{
+    (void)opaque;
+    void *p = NULL;
+    return posix_memalign(&p, align, size) ? NULL : p;
+}
+
+static void default_free(void *opaque, void *ptr)
+{
+    (void)opaque;
+    free(ptr);
+}
+
+int kf_cache_create(kf_cache **out, const kf_config *cfg)
+{
+    if (!out)
+        return KF_EINVAL;
+    *out = NULL;
+    if (!cfg)
+        return KF_EINVAL;
+    int status = check_config(cfg);
+    if (status)
+        return status;
+
+    uint32_t n_threads = cfg->n_threads;
+#ifdef _OPENMP
+    if (!n_threads)
+        n_threads = (uint32_t)omp_get_max_threads();
+#endif
+    if (n_threads < 1)
+        n_threads = 1;
+    if (n_threads > KF_MAX_THREADS)
+        n_threads = KF_MAX_THREADS;
+
+    size_t cap = cfg->capacity, lanes = (size_t)cfg->n_layers * cfg->n_kv_heads;
+    layout l = { 0, 0 };
+    size_t o_cache = take(&l, 1, sizeof(kf_cache));
+    size_t o_layers = take(&l, cfg->n_layers, sizeof(kf_layer));
+    size_t o_scores = take(&l, lanes, cap * sizeof(float));
+    size_t o_pos = take(&l, lanes, cap * sizeof(int32_t));
+    size_t o_keep = take(&l, lanes, cap * sizeof(uint32_t));
+    size_t o_acc = take(&l, cfg->n_heads, cap * sizeof(float));
+    size_t o_rows = take(&l, n_threads, cap * sizeof(float));
+    size_t o_keys = take(&l, n_threads, cap * sizeof(uint32_t));
+    size_t o_sum = take(&l, cap, sizeof(float));
+    size_t o_removed = take(&l, cap, sizeof(int32_t));
+    if (l.overflow || lanes / cfg->n_layers != cfg->n_kv_heads)
+        return KF_EOVERFLOW;
+
+    kf_allocator al = cfg->allocator;
+    if (!al.alloc) {
+        al.alloc = default_alloc;
+        al.free = default_free;
+        al.opaque = NULL;
+    }
+    uint8_t *block = al.alloc(al.opaque, l.at, KF_ALIGN);
+    if (!block)
+        return KF_ENOMEM;
+    memset(block, 0, l.at);
+
+    kf_cache *c = (kf_cache *)(block + o_cache);
+    c->cfg = *cfg;
+    c->allocator = al;
+    c->n_threads = n_threads;
+    c->group = cfg->n_heads / cfg->n_kv_heads;
+    c->layers = (kf_layer *)(block + o_layers);
+    c->scores = (float *)(block + o_scores);
+    c->positions = (int32_t *)(block + o_pos);
+    c->keep = (uint32_t *)(block + o_keep);
+    c->head_acc = (float *)(block + o_acc);
+    c->row_scratch = (float *)(block + o_rows);
+    c->sel_keys = (uint32_t *)(block + o_keys);
+    c->sel_sum = (float *)(block + o_sum);
+    c->removed = (int32_t *)(block + o_removed);
+    c->bytes = l.at;
+    c->block = block;
+    kf_dsp_init(&c->dsp);
+    kf_cache_reset(c);
+    *out = c;
+    return KF_OK;
+}
+
+void kf_cache_destroy(kf_cache **cache)
+{
+    if (!cache || !*cache)
+        return;
+    kf_allocator al = (*cache)->allocator;
+    al.free(al.opaque, (*cache)->block);
+    *cache = NULL;
+}
+
+int kf_cache_reset(kf_cache *c)
+{
+    if (!c)
+        return KF_EINVAL;
+    for (uint32_t i = 0; i < c->cfg.n_layers; i++) {
+        kf_layer *layer = &c->layers[i];
+        memset(layer, 0, sizeof *layer);
+        layer->in_prompt = 1;
+    }
+    c->removed_valid = 0;
+    c->n_removed = 0;
+    c->budget_prompt_len = 0;
+    c->budget_fixed = c->cfg.policy == KF_POLICY_FULL || c->cfg.budget_tokens > 0;
+    c->budget = c->cfg.policy == KF_POLICY_FULL ? c->cfg.capacity
+                                                : c->cfg.budget_tokens;
+    c->window = c->cfg.policy == KF_POLICY_FULL
+                    ? 0
+                    : kf_window_of(c->cfg.recent_ratio, c->budget);
+    return KF_OK;
+}
+
+float kf_tau_at(const kf_config *cfg, uint32_t step)
+{
+    if (step >= cfg->tau_steps)
+        return cfg->tau_end;
+    return (float)(cfg->tau_init
+                   + (double)step * ((double)cfg->tau_end - cfg->tau_init)
+                         / cfg->tau_steps);
+}
+
+/* ---- queries ---- */
+
+static int lane_args(const kf_cache *c, int layer, int kv_head, const void *a,
+                     const void *b)
+{
+    if (!c || !a || !b)
+        return KF_EINVAL;
+    if (!kf_layer_ok(c, layer) || kv_head < 0
+        || (uint32_t)kv_head >= c->cfg.n_kv_heads)
+        return KF_ERANGE;
+    return KF_OK;
+}
+
+int kf_slot_count(const kf_cache *c, int layer, int kv_head, uint32_t *n)
+{
+    int status = lane_args(c, layer, kv_head, n, n);
+    if (status)
+        return status;
+    *n = c->layers[layer].n_slots;
+    return KF_OK;
+}
+
+int kf_slot_positions(const kf_cache *c, int layer, int kv_head,
+                      const int32_t **positions, uint32_t *n)
+{
+    int status = lane_args(c, layer, kv_head, positions, n);
+    if (status)
+        return status;
+    *positions = c->positions + kf_lane(c, (uint32_t)layer, (uint32_t)kv_head);
+    *n = c->layers[layer].n_slots;
+    return KF_OK;
+}
+
+int kf_slot_scores(const kf_cache *c, int layer, int kv_head,
+                   const float **scores, uint32_t *n)
+{
+    int status = lane_args(c, layer, kv_head, scores, n);
+    if (status)
+        return status;
+    *scores = c->scores + kf_lane(c, (uint32_t)layer, (uint32_t)kv_head);
+    *n = c->layers[layer].n_slots;
+    return KF_OK;
+}
+
+int kf_kept_slots(const kf_cache *c, int layer, int kv_head,
+                  const uint32_t **slots, uint32_t *n)
+{
+    int status = lane_args(c, layer, kv_head, slots, n);
+    if (status)
+        return status;
+    if (c->layers[layer].state != KF_LAYER_SELECTED)
+        return KF_ESTATE;
+    *slots = c->keep + kf_lane(c, (uint32_t)layer, (uint32_t)kv_head);
+    *n = c->layers[layer].n_keep;
+    return KF_OK;
+}
+
+int kf_layer_progress(const kf_cache *c, int layer, uint32_t *steps,
+                      int32_t *next_position)
+{
+    if (!c || !steps || !next_position)
+        return KF_EINVAL;
+    if (!kf_layer_ok(c, layer))
+        return KF_ERANGE;
+    *steps = c->layers[layer].steps;
+    *next_position = c->layers[layer].next_pos;
+    return KF_OK;
+}
+
+int kf_current_tau(const kf_cache *c, int layer, float *tau)
+{
+    if (!c || !tau)
+        return KF_EINVAL;
+    if (!kf_layer_ok(c, layer))
+        return KF_ERANGE;
+    const kf_layer *l = &c->layers[layer];
+    *tau = l->in_prompt ? c->cfg.tau_init : kf_tau_at(&c->cfg, l->steps + 1);
+    return KF_OK;
+}
+
+int kf_budget(const kf_cache *c, uint32_t *k, uint32_t *w)
+{
+    if (!c || !k || !w)
+        return KF_EINVAL;
+    if (!c->budget_fixed)
+        return KF_ESTATE;
+    *k = c->budget;
+    *w = c->window;
+    return KF_OK;
+}
+
+int kf_removed_positions(const kf_cache *c, const int32_t **positions,
+                         uint32_t *n)
+{
+    if (!c || !positions || !n)
+        return KF_EINVAL;
+    if (c->cfg.granularity != KF_GRANULARITY_UNIFORM || !c->removed_valid)
+        return KF_ESTATE;
+    *positions = c->removed;
+    *n = c->n_removed;
+    return KF_OK;
+}
+
+int kf_cache_memory(const kf_cache *c, size_t *bytes)
+{
+    if (!c || !bytes)
+        return KF_EINVAL;
+    *bytes = c->bytes;
+    return KF_OK;
+}
+
+int kf_cache_config(const kf_cache *c, kf_config *cfg)
+{
+    if (!c || !cfg)
+        return KF_EINVAL;
+    *cfg = c->cfg;
+    return KF_OK;
+}

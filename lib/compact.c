@@ -1,0 +1,106 @@
+/* kf_compact: apply a layer's selection to the host's K/V buffers and to
+ * the library's own scores and positions. */
+#include <string.h>
+
+#include "internal.h"
+
+static size_t dtype_size(kf_dtype t)
+{
+    switch (t) {
+    case KF_DTYPE_F32: return 4;
+    case KF_DTYPE_F16: return 2;
+    case KF_DTYPE_BF16: return 2;
+    }
+    return 0;
+}
+
+static int check_kv_view(const kf_cache *c, const kf_layer *l,
+                         const kf_kv_view *v)
+{
+    if (!v)
+        return KF_OK;
+    size_t elem = dtype_size(v->dtype);
+    if (!v->data || !elem)
+        return KF_EINVAL;
+    if (v->n_slots != l->n_slots)
+        return KF_EMISMATCH;
+    if ((uintptr_t)v->data % elem)
+        return KF_ELAYOUT;
+    size_t extent;
+    int status = kf_check_rows(c->cfg.head_dim, v->token_stride, v->n_slots,
+                               v->head_stride, c->cfg.n_kv_heads, &extent);
+    if (status)
+        return status;
+    return extent > SIZE_MAX / elem ? KF_EOVERFLOW : KF_OK;
+}
+
+static void compact_view(const kf_cache *c, uint32_t layer, uint32_t g,
+                         const kf_kv_view *v)
+{
+    if (!v)
+        return;
+    size_t elem = dtype_size(v->dtype);
+    uint8_t *head = (uint8_t *)v->data + g * v->head_stride * elem;
+    c->dsp.compact_rows(head, v->token_stride * elem,
+                        c->keep + kf_lane(c, layer, g),
+                        c->layers[layer].n_keep, c->cfg.head_dim * elem);
+}
+
+/* The library's own per-slot arrays follow the host's rows. */
+static void compact_lane(kf_cache *c, uint32_t layer, uint32_t g)
+{
+    const uint32_t *keep = c->keep + kf_lane(c, layer, g);
+    float *s = c->scores + kf_lane(c, layer, g);
+    int32_t *pos = c->positions + kf_lane(c, layer, g);
+    for (uint32_t i = 0, n = c->layers[layer].n_keep; i < n; i++) {
+        s[i] = s[keep[i]];
+        pos[i] = pos[keep[i]];
+    }
+}
+
+static void compact_layer(kf_cache *c, uint32_t layer, const kf_kv_view *k,
+                          const kf_kv_view *v)
+{
+    uint32_t n_kv = c->cfg.n_kv_heads;
+    size_t bytes = (size_t)c->layers[layer].n_keep * c->cfg.head_dim * n_kv;
+#pragma omp parallel for num_threads(c->n_threads) schedule(static) \
+    if (bytes > 65536 && n_kv > 1 && c->n_threads > 1)
+    for (uint32_t g = 0; g < n_kv; g++) {
+        compact_view(c, layer, g, k);
+        compact_view(c, layer, g, v);
+        compact_lane(c, layer, g);
+    }
+    c->layers[layer].n_slots = c->layers[layer].n_keep;
+    c->layers[layer].state = KF_LAYER_IDLE;
+}
+
+int kf_compact(kf_cache *c, int layer, const kf_kv_view *k_view,
+               const kf_kv_view *v_view)
+{
+    if (!c)
+        return KF_EINVAL;
+    if (layer == KF_ALL_LAYERS) {
+        if (k_view || v_view)
+            return KF_EINVAL;
+        for (uint32_t l = 0; l < c->cfg.n_layers; l++)
+            if (c->layers[l].state != KF_LAYER_SELECTED)
+                return KF_ESTATE;
+        for (uint32_t l = 0; l < c->cfg.n_layers; l++)
+            compact_layer(c, l, NULL, NULL);
+        return KF_OK;
+    }
+    if (!kf_layer_ok(c, layer))
+        return KF_ERANGE;
+    const kf_layer *l = &c->layers[layer];
+    if (l->state != KF_LAYER_SELECTED)
+        return KF_ESTATE;
+    int status = check_kv_view(c, l, k_view);
+    if (!status)
+        status = check_kv_view(c, l, v_view);
+    if (status)
+        return status;
+    if (k_view && v_view && k_view->data == v_view->data)
+        return KF_ELAYOUT;
+    compact_layer(c, (uint32_t)layer, k_view, v_view);
+    return KF_OK;
+}

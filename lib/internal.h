@@ -1,0 +1,89 @@
+/* The cache object and what the public entry points share. */
+#ifndef KF_INTERNAL_H
+#define KF_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keyformer.h"
+#include "dsp.h"
+
+/* Where a layer stands in its observe -> select -> compact cycle. */
+typedef enum kf_layer_state {
+    KF_LAYER_IDLE = 0,     /* nothing pending */
+    KF_LAYER_OBSERVED = 1, /* rows appended, no selection yet */
+    KF_LAYER_SELECTED = 2  /* keep lists ready, compaction pending */
+} kf_layer_state;
+
+typedef struct kf_layer {
+    uint32_t n_slots;  /* slots of every KV head of the layer */
+    uint32_t n_keep;   /* slots kept by the pending selection */
+    int32_t next_pos;  /* original position of the next appended row */
+    uint32_t steps;    /* generation rows observed */
+    uint8_t in_prompt; /* 1 until the first selection */
+    uint8_t state;     /* kf_layer_state */
+} kf_layer;
+
+struct kf_cache {
+    kf_config cfg;
+    kf_allocator allocator; /* cfg's, or malloc/free */
+    kf_dsp dsp;
+    uint32_t n_threads;
+    uint32_t group; /* query heads per KV head */
+
+    /* budget: fixed at create (absolute) or at the first selection */
+    uint8_t budget_fixed;
+    uint32_t budget, window;
+    uint32_t budget_prompt_len; /* prompt length that fixed a ratio budget */
+
+    kf_layer *layers;  /* [n_layers] */
+    float *scores;     /* [n_layers][n_kv_heads][capacity] */
+    int32_t *positions; /* [n_layers][n_kv_heads][capacity] */
+    uint32_t *keep;    /* [n_layers][n_kv_heads][capacity] */
+
+    /* scratch, reused by every call */
+    float *head_acc;    /* [n_heads][capacity]: one call's scores per head */
+    float *row_scratch; /* [n_threads][capacity] */
+    uint32_t *sel_keys; /* [n_threads][capacity] */
+    float *sel_sum;     /* [capacity]: summed scores (layer, uniform) */
+    int32_t *removed;   /* [capacity]: UNIFORM positions just removed */
+    uint32_t n_removed;
+    uint8_t removed_valid;
+
+    size_t bytes;
+    void *block;
+};
+
+/* Offsets of per-(layer, KV head) arrays. */
+static inline size_t kf_lane(const kf_cache *c, uint32_t layer, uint32_t g)
+{
+    return ((size_t)layer * c->cfg.n_kv_heads + g) * c->cfg.capacity;
+}
+
+/* Layer index checks shared by the entry points. */
+static inline int kf_layer_ok(const kf_cache *c, int layer)
+{
+    return layer >= 0 && (uint32_t)layer < c->cfg.n_layers;
+}
+
+static inline int kf_policy_scores(kf_policy p)
+{
+    return p == KF_POLICY_KEYFORMER || p == KF_POLICY_H2O;
+}
+
+/* Rows of len elements at offsets sa*i + sb*j (i < na, j < nb) are pairwise
+ * disjoint, for the nested layouts hosts use; *extent receives the last
+ * element offset + 1. Returns KF_OK, KF_ELAYOUT or KF_EOVERFLOW. */
+int kf_check_rows(size_t len, size_t sa, size_t na, size_t sb, size_t nb,
+                  size_t *extent);
+
+/* Temperature of generation step `step` (0 = prompt). */
+float kf_tau_at(const kf_config *cfg, uint32_t step);
+
+/* w = floor(recent_ratio * k), as Python's int(r * k) computes it. */
+static inline uint32_t kf_window_of(double recent_ratio, uint32_t k)
+{
+    return (uint32_t)(recent_ratio * (double)k);
+}
+
+#endif

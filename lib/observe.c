@@ -1,0 +1,144 @@
+/* kf_observe_logits: append a call's rows as new slots and accumulate their
+ * scores. Work is split over query heads, each writing only its own
+ * accumulator; the group sums then run in a fixed head order, so the result
+ * is the same for any thread count. Nothing is committed before every row
+ * has been checked, so a failed call changes nothing. */
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "internal.h"
+
+static int check_view(const kf_cache *c, const kf_layer *l,
+                      const kf_logits_view *v)
+{
+    if (v->flags & ~KF_LOGITS_CAUSAL)
+        return KF_EINVAL;
+    if (!v->n_rows)
+        return KF_EINVAL;
+    if (!v->data && kf_policy_scores(c->cfg.policy))
+        return KF_EINVAL;
+    if (v->n_slots != (uint64_t)l->n_slots + v->n_rows)
+        return KF_EMISMATCH;
+    if (v->n_slots > c->cfg.capacity
+        || (int64_t)l->next_pos + v->n_rows > INT32_MAX)
+        return KF_ERANGE;
+    if (!v->data)
+        return KF_OK;
+    size_t extent;
+    return kf_check_rows(v->n_slots, v->row_stride, v->n_rows, v->head_stride,
+                         c->cfg.n_heads, &extent);
+}
+
+/* Scores of head h for every row of the call into head_acc[h]; returns a
+ * KF_ROW_* status. */
+static int score_head(kf_cache *c, uint32_t layer, uint32_t h,
+                      const kf_logits_view *v, float *scratch)
+{
+    const kf_layer *l = &c->layers[layer];
+    const int32_t *pos = c->positions + kf_lane(c, layer, h / c->group);
+    float *acc = c->head_acc + (size_t)h * c->cfg.capacity;
+    uint32_t n_old = v->n_slots - v->n_rows;
+    int causal = v->flags & KF_LOGITS_CAUSAL;
+    memset(acc, 0, v->n_slots * sizeof *acc);
+
+    for (uint32_t i = 0; i < v->n_rows; i++) {
+        const float *x = v->data + h * v->head_stride + i * v->row_stride;
+        uint32_t visible = causal ? n_old + i + 1 : v->n_slots;
+        int status;
+        if (c->cfg.policy == KF_POLICY_KEYFORMER) {
+            uint32_t step = l->in_prompt ? 0 : l->steps + 1 + i;
+            float inv_tau = 1.0f / kf_tau_at(&c->cfg, step);
+            kf_noise_key key = kf_noise_row_key(c->cfg.seed, layer, h,
+                                                l->next_pos + (int32_t)i);
+            status = c->dsp.score_gumbel(acc, x, pos, visible, key, inv_tau,
+                                         scratch);
+        } else {
+            status = c->dsp.score_softmax(acc, x, visible, scratch);
+        }
+        if (status)
+            return status;
+    }
+    return KF_ROW_OK;
+}
+
+static int accumulate(kf_cache *c, uint32_t layer, const kf_logits_view *v)
+{
+    uint32_t n_heads = c->cfg.n_heads;
+    int first_error = KF_ROW_OK;
+    long work = (long)v->n_rows * v->n_slots * n_heads;
+
+#pragma omp parallel for num_threads(c->n_threads) schedule(static) \
+    if (work > 32768 && c->n_threads > 1)
+    for (uint32_t h = 0; h < n_heads; h++) {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        float *scratch = c->row_scratch + (size_t)tid * c->cfg.capacity;
+        int status = score_head(c, layer, h, v, scratch);
+        if (status) {
+#pragma omp critical(kf_observe_error)
+            if (!first_error)
+                first_error = status;
+        }
+    }
+    if (first_error)
+        return first_error == KF_ROW_NAN ? KF_ENAN : KF_EEMPTYROW;
+
+    /* commit: slot scores += the group's head sums, heads in order */
+    uint32_t n_old = v->n_slots - v->n_rows;
+    for (uint32_t g = 0; g < c->cfg.n_kv_heads; g++) {
+        float *s = c->scores + kf_lane(c, layer, g);
+        const float *acc = c->head_acc + (size_t)g * c->group * c->cfg.capacity;
+        memset(s + n_old, 0, v->n_rows * sizeof *s);
+        for (uint32_t j = 0; j < v->n_slots; j++) {
+            float sum = acc[j];
+            for (uint32_t m = 1; m < c->group; m++)
+                sum += acc[(size_t)m * c->cfg.capacity + j];
+            s[j] += sum;
+        }
+    }
+    return KF_OK;
+}
+
+int kf_observe_logits(kf_cache *c, int layer, const kf_logits_view *v)
+{
+    if (!c || !v)
+        return KF_EINVAL;
+    if (!kf_layer_ok(c, layer))
+        return KF_ERANGE;
+    kf_layer *l = &c->layers[layer];
+    if (l->state == KF_LAYER_SELECTED)
+        return KF_ESTATE;
+    int status = check_view(c, l, v);
+    if (status)
+        return status;
+
+    /* positions of the new slots go past the live slots: invisible until
+     * the commit below, and needed by the noise of this call */
+    uint32_t n_old = l->n_slots;
+    for (uint32_t g = 0; g < c->cfg.n_kv_heads; g++) {
+        int32_t *pos = c->positions + kf_lane(c, (uint32_t)layer, g);
+        for (uint32_t i = 0; i < v->n_rows; i++)
+            pos[n_old + i] = l->next_pos + (int32_t)i;
+    }
+    if (kf_policy_scores(c->cfg.policy)) {
+        status = accumulate(c, (uint32_t)layer, v);
+        if (status)
+            return status;
+    } else {
+        for (uint32_t g = 0; g < c->cfg.n_kv_heads; g++)
+            memset(c->scores + kf_lane(c, (uint32_t)layer, g) + n_old, 0,
+                   v->n_rows * sizeof(float));
+    }
+    l->n_slots = v->n_slots;
+    l->next_pos += (int32_t)v->n_rows;
+    if (!l->in_prompt)
+        l->steps += v->n_rows;
+    l->state = KF_LAYER_OBSERVED;
+    c->removed_valid = 0;
+    return KF_OK;
+}

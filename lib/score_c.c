@@ -1,0 +1,71 @@
+/* Reference score kernels: the specification every SIMD variant matches
+ * bit for bit. Row sums use 16 interleaved partial sums (element j goes to
+ * lane j % 16) folded by halves (8, 4, 2, 1), which vector code of any
+ * width reproduces exactly. */
+#include <math.h>
+
+#include "dsp.h"
+#include "fastmath.h"
+
+#define SUM_LANES 16
+
+static float fold_lanes(float lanes[SUM_LANES])
+{
+    for (int width = SUM_LANES / 2; width >= 1; width /= 2)
+        for (int l = 0; l < width; l++)
+            lanes[l] = lanes[l] + lanes[l + width];
+    return lanes[0];
+}
+
+/* scratch[j] holds t_j; turns it into e^((t_j - max) * inv_tau) and adds
+ * the normalised values to acc. */
+static void normalise_into(float *acc, float *scratch, uint32_t n, float max,
+                           float inv_tau)
+{
+    float lanes[SUM_LANES] = { 0 };
+    for (uint32_t j = 0; j < n; j++) {
+        float e = kf_exp_f32((scratch[j] - max) * inv_tau);
+        scratch[j] = e;
+        lanes[j % SUM_LANES] += e;
+    }
+    float inv_sum = 1.0f / fold_lanes(lanes);
+    for (uint32_t j = 0; j < n; j++)
+        acc[j] += scratch[j] * inv_sum;
+}
+
+KF_SCORE_GUMBEL_FN(kf_score_gumbel_c)
+{
+    float max = -INFINITY;
+    int bad = 0;
+    for (uint32_t j = 0; j < n; j++) {
+        float xj = x[j];
+        bad |= (xj != xj) | (xj == INFINITY);
+        float t = xj + kf_gumbel_f32(key, pos[j]);
+        scratch[j] = t;
+        max = t > max ? t : max;
+    }
+    if (bad)
+        return KF_ROW_NAN;
+    if (max == -INFINITY)
+        return KF_ROW_EMPTY;
+    normalise_into(acc, scratch, n, max, inv_tau);
+    return KF_ROW_OK;
+}
+
+KF_SCORE_SOFTMAX_FN(kf_score_softmax_c)
+{
+    float max = -INFINITY;
+    int bad = 0;
+    for (uint32_t j = 0; j < n; j++) {
+        float xj = x[j];
+        bad |= (xj != xj) | (xj == INFINITY);
+        scratch[j] = xj;
+        max = xj > max ? xj : max;
+    }
+    if (bad)
+        return KF_ROW_NAN;
+    if (max == -INFINITY)
+        return KF_ROW_EMPTY;
+    normalise_into(acc, scratch, n, max, 1.0f);
+    return KF_ROW_OK;
+}

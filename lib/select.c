@@ -1,0 +1,211 @@
+/* kf_select: which slots survive. Fixes the budget on the first call of a
+ * ratio-budget cache, then builds one ascending keep list per (layer, KV
+ * head) according to the policy, rule and granularity. Every check runs
+ * before anything is written. */
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "internal.h"
+
+/* keep[0..] = [lo, hi) appended at *count */
+static void keep_range(uint32_t *keep, uint32_t *count, uint32_t lo, uint32_t hi)
+{
+    for (uint32_t j = lo; j < hi; j++)
+        keep[(*count)++] = j;
+}
+
+/* Keep list from scores: top (k - w) of the older slots, then the window.
+ * Returns the count (k). */
+static uint32_t keep_by_score(const kf_cache *c, uint32_t *keep,
+                              const float *scores, uint32_t n, uint32_t k,
+                              uint32_t w, uint32_t *keys)
+{
+    c->dsp.select_top(keep, scores, n - w, k - w, keys);
+    uint32_t count = k - w;
+    keep_range(keep, &count, n - w, n);
+    return count;
+}
+
+/* Keep lists that do not depend on scores; returns the count, or 0 when
+ * the policy scores (the caller then ranks). */
+static uint32_t keep_fixed(const kf_cache *c, uint32_t *keep, uint32_t n,
+                           int in_prompt)
+{
+    uint32_t k = c->budget, w = c->window, count = 0;
+    if (n <= k) {
+        keep_range(keep, &count, 0, n);
+        return count;
+    }
+    switch (c->cfg.policy) {
+    case KF_POLICY_WINDOW:
+        keep_range(keep, &count, n - k, n);
+        return count;
+    case KF_POLICY_SINKS:
+        keep_range(keep, &count, 0, c->cfg.n_sinks);
+        keep_range(keep, &count, n - (k - c->cfg.n_sinks), n);
+        return count;
+    default:
+        if (c->cfg.rule == KF_RULE_REFERENCE && !in_prompt) {
+            keep_range(keep, &count, 0, k - w);
+            keep_range(keep, &count, n - w, n);
+            return count;
+        }
+        return 0;
+    }
+}
+
+static uint32_t *keys_of_thread(kf_cache *c)
+{
+    int tid = 0;
+#ifdef _OPENMP
+    tid = omp_get_thread_num();
+#endif
+    return c->sel_keys + (size_t)tid * c->cfg.capacity;
+}
+
+/* Sum of the score vectors of layers [l0, l1) and all their KV heads, in a
+ * fixed order, into sel_sum. */
+static const float *summed_scores(kf_cache *c, uint32_t l0, uint32_t l1,
+                                  uint32_t n)
+{
+    float *sum = c->sel_sum;
+    memcpy(sum, c->scores + kf_lane(c, l0, 0), n * sizeof *sum);
+    for (uint32_t l = l0; l < l1; l++)
+        for (uint32_t g = (l == l0); g < c->cfg.n_kv_heads; g++) {
+            const float *s = c->scores + kf_lane(c, l, g);
+            for (uint32_t j = 0; j < n; j++)
+                sum[j] += s[j];
+        }
+    return sum;
+}
+
+static void mark_selected(kf_cache *c, uint32_t layer, uint32_t count)
+{
+    c->layers[layer].n_keep = count;
+    c->layers[layer].state = KF_LAYER_SELECTED;
+    c->layers[layer].in_prompt = 0;
+}
+
+/* Builds the keep lists of layers [l0, l1) (one layer unless `shared`):
+ * shared lists (LAYER, UNIFORM) rank the summed scores once and copy the
+ * result to every head; otherwise each KV head ranks its own scores. */
+static void select_layers(kf_cache *c, uint32_t l0, uint32_t l1, int shared)
+{
+    uint32_t n = c->layers[l0].n_slots, n_kv = c->cfg.n_kv_heads;
+    uint32_t *first = c->keep + kf_lane(c, l0, 0);
+    uint32_t count = keep_fixed(c, first, n, c->layers[l0].in_prompt);
+
+    if (!count && !shared) {
+#pragma omp parallel for num_threads(c->n_threads) schedule(static) \
+    if (n > 4096 && n_kv > 1 && c->n_threads > 1)
+        for (uint32_t g = 0; g < n_kv; g++)
+            keep_by_score(c, c->keep + kf_lane(c, l0, g),
+                          c->scores + kf_lane(c, l0, g), n, c->budget,
+                          c->window, keys_of_thread(c));
+        mark_selected(c, l0, c->budget);
+        return;
+    }
+    if (!count)
+        count = keep_by_score(c, first, summed_scores(c, l0, l1, n), n,
+                              c->budget, c->window, c->sel_keys);
+    for (uint32_t l = l0; l < l1; l++) {
+        for (uint32_t g = 0; g < n_kv; g++) {
+            uint32_t *dst = c->keep + kf_lane(c, l, g);
+            if (dst != first)
+                memcpy(dst, first, count * sizeof *dst);
+        }
+        mark_selected(c, l, count);
+    }
+}
+
+/* Positions of layer 0, KV head 0 not in its keep list (UNIFORM). */
+static void record_removed(kf_cache *c)
+{
+    const int32_t *pos = c->positions + kf_lane(c, 0, 0);
+    const uint32_t *keep = c->keep + kf_lane(c, 0, 0);
+    uint32_t n = c->layers[0].n_slots, n_keep = c->layers[0].n_keep;
+    uint32_t next = 0, count = 0;
+    for (uint32_t j = 0; j < n; j++) {
+        if (next < n_keep && keep[next] == j)
+            next++;
+        else
+            c->removed[count++] = pos[j];
+    }
+    c->n_removed = count;
+    c->removed_valid = 1;
+}
+
+/* The budget a first selection over a prompt of `len` slots would fix. */
+static int resolve_budget(const kf_cache *c, uint32_t len, uint32_t *k,
+                          uint32_t *w)
+{
+    if (c->budget_fixed) {
+        if (c->cfg.budget_tokens == 0 && c->cfg.policy != KF_POLICY_FULL
+            && len != c->budget_prompt_len)
+            return KF_ESTATE;
+        *k = c->budget;
+        *w = c->window;
+        return KF_OK;
+    }
+    double want = c->cfg.budget_ratio * (double)len;
+    if (want < 1.0 || want > (double)c->cfg.capacity)
+        return KF_ERANGE;
+    *k = (uint32_t)want;
+    if (c->cfg.policy == KF_POLICY_SINKS && *k <= c->cfg.n_sinks)
+        return KF_ERANGE;
+    *w = kf_window_of(c->cfg.recent_ratio, *k);
+    return KF_OK;
+}
+
+int kf_select(kf_cache *c, int layer)
+{
+    if (!c)
+        return KF_EINVAL;
+    int uniform = c->cfg.granularity == KF_GRANULARITY_UNIFORM;
+    if (layer != KF_ALL_LAYERS && !kf_layer_ok(c, layer))
+        return KF_ERANGE;
+    if (uniform && layer != KF_ALL_LAYERS)
+        return KF_ESTATE;
+    uint32_t l0 = layer == KF_ALL_LAYERS ? 0 : (uint32_t)layer;
+    uint32_t l1 = layer == KF_ALL_LAYERS ? c->cfg.n_layers : l0 + 1;
+
+    const kf_layer *base = &c->layers[l0];
+    uint32_t k = 0, w = 0, len = 0;
+    for (uint32_t l = l0; l < l1; l++) {
+        const kf_layer *cur = &c->layers[l];
+        if (cur->state != KF_LAYER_OBSERVED)
+            return KF_ESTATE;
+        if (uniform && (cur->n_slots != base->n_slots
+                        || cur->next_pos != base->next_pos
+                        || cur->in_prompt != base->in_prompt))
+            return KF_ESTATE;
+        if (cur->in_prompt) {
+            int status = resolve_budget(c, cur->n_slots, &k, &w);
+            if (status)
+                return status;
+            /* a first selection of several layers: one prompt length */
+            if (len && len != cur->n_slots)
+                return KF_ESTATE;
+            len = cur->n_slots;
+        }
+    }
+    if (len && !c->budget_fixed) {
+        c->budget = k;
+        c->window = w;
+        c->budget_prompt_len = len;
+        c->budget_fixed = 1;
+    }
+
+    if (uniform) {
+        select_layers(c, 0, c->cfg.n_layers, 1);
+        record_removed(c);
+    } else {
+        int shared = c->cfg.granularity == KF_GRANULARITY_LAYER;
+        for (uint32_t l = l0; l < l1; l++)
+            select_layers(c, l, l + 1, shared);
+    }
+    return KF_OK;
+}
