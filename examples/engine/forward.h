@@ -1,0 +1,88 @@
+/* The transformer forward pass over a slot-based KV cache.
+ *
+ * eng_forward() runs a list of tokens: a prompt is processed in blocks of up
+ * to max_block_rows rows with matrix-matrix products; a single token is a
+ * decode step with matrix-vector products. Each token is placed at its true
+ * position (the count of tokens seen so far), which keeps growing even when
+ * a hook has removed slots from the cache.
+ *
+ * The cache of each layer is [n_kv_heads][capacity][head_size] fp32 for keys
+ * (rotated by RoPE at their true position when written) and for values, plus
+ * the layer's slot count, shared by its KV heads. New tokens are appended
+ * after the layer's current slots.
+ *
+ * The hook: for every layer of every block, after the attention logits of the
+ * block's rows and the attention output are computed, the engine calls the
+ * hook with those logits and the layer's K/V buffers. The hook may compact
+ * the buffers in place and returns how many slots the layer keeps. Without a
+ * hook the cache is never compacted, so slots are positions and the capacity
+ * bounds the sequence length. */
+#ifndef ENG_FORWARD_H
+#define ENG_FORWARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "model.h"
+#include "status.h"
+
+typedef struct eng_layer_event {
+    int layer;
+    int n_rows;           /* query rows of this block */
+    int first_position;   /* true position of row 0 */
+    int n_slots;          /* slots attended; the block's rows are the last n_rows */
+    bool more_rows_follow; /* further blocks of the same eng_forward call follow */
+    /* [n_heads][n_rows][n_slots], q·k/sqrt(head_size), -INFINITY where causally
+     * masked. Valid only during the call. */
+    const float *logits;
+    float *keys;          /* [n_kv_heads][capacity][head_size] */
+    float *values;        /* same layout */
+    int capacity;
+    int n_heads;
+    int n_kv_heads;
+    int head_size;
+} eng_layer_event;
+
+/* Returns the number of slots the layer keeps (0..n_slots, the kept slots
+ * moved to the front of every KV head), or a negative value to abort. */
+typedef int (*eng_layer_hook)(void *user_data, const eng_layer_event *event);
+
+typedef struct eng_state_options {
+    int kv_capacity;     /* slots per layer and KV head; 0 = the model's seq_len */
+    int max_block_rows;  /* rows per prefill block; 0 = chosen from the capacity */
+    int n_threads;       /* threads for attention; 0 = OpenMP's default */
+    eng_layer_hook hook; /* NULL = full cache */
+    void *hook_user_data;
+} eng_state_options;
+
+typedef struct eng_state eng_state;
+
+int eng_state_create(eng_state **out, const eng_model *model,
+                     const eng_state_options *options, eng_error *err);
+
+/* Frees the state; accepts NULL and *state == NULL, and sets *state = NULL. */
+void eng_state_destroy(eng_state **state);
+
+/* Forgets every token, so the next call starts at position 0. */
+void eng_state_reset(eng_state *state);
+
+/* Replaces the hook (for example once a library cache exists). */
+void eng_state_set_hook(eng_state *state, eng_layer_hook hook, void *user_data);
+
+/* Runs n_tokens tokens. If logits is not NULL, writes the output logits of
+ * the last n_logit_rows tokens to it, [n_logit_rows][vocab_size].
+ * Returns ENG_EFULL, leaving the state unchanged, when a layer has no free
+ * slot; after ENG_EHOOK the state is inconsistent and must be reset. */
+int eng_forward(eng_state *state, const int *tokens, int n_tokens, float *logits,
+                int n_logit_rows, eng_error *err);
+
+int eng_state_position(const eng_state *state);      /* tokens seen so far */
+int eng_state_capacity(const eng_state *state);      /* slots per layer */
+int eng_state_max_block_rows(const eng_state *state);
+int eng_state_slot_count(const eng_state *state, int layer);
+/* Bytes of K and V held in occupied slots, over all layers. */
+size_t eng_state_kv_bytes_in_use(const eng_state *state);
+/* Bytes a never-compacted cache would need for every token seen. */
+size_t eng_state_kv_bytes_full(const eng_state *state);
+
+#endif

@@ -1,0 +1,78 @@
+#include "ops.h"
+
+#include <cblas.h>
+#include <math.h>
+
+enum { ROPE_THETA = 10000 };
+static const float RMS_EPSILON = 1e-5f;
+
+void eng_rmsnorm_rows(float *out, const float *x, const float *weight, int n_rows,
+                      int dim)
+{
+    for (int r = 0; r < n_rows; r++) {
+        const float *in = x + (long)r * dim;
+        float *dst = out + (long)r * dim;
+        float sum_squares = 0.0f;
+        for (int i = 0; i < dim; i++)
+            sum_squares += in[i] * in[i];
+        const float inv_rms = 1.0f / sqrtf(sum_squares / (float)dim + RMS_EPSILON);
+        for (int i = 0; i < dim; i++)
+            dst[i] = in[i] * inv_rms * weight[i];
+    }
+}
+
+void eng_matmul_rows(float *out, const float *x, const float *w, int n_rows,
+                     int in_dim, int out_dim, bool accumulate)
+{
+    const float beta = accumulate ? 1.0f : 0.0f;
+    if (n_rows == 1) {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, out_dim, in_dim, 1.0f, w, in_dim, x, 1,
+                    beta, out, 1);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_rows, out_dim, in_dim, 1.0f,
+                x, in_dim, w, in_dim, beta, out, out_dim);
+}
+
+void eng_swiglu(float *gate, const float *up, long n)
+{
+    for (long i = 0; i < n; i++) {
+        const float g = gate[i];
+        gate[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+void eng_rope_tables(float *cos_table, float *sin_table, int first_position,
+                     int n_rows, int head_size)
+{
+    const int half = head_size / 2;
+    for (int r = 0; r < n_rows; r++) {
+        /* fp32 angles, as the training framework computed them. */
+        const float position = (float)(first_position + r);
+        for (int i = 0; i < half; i++) {
+            const float frequency =
+                1.0f / powf((float)ROPE_THETA, (float)(2 * i) / (float)head_size);
+            const float angle = position * frequency;
+            cos_table[(long)r * half + i] = cosf(angle);
+            sin_table[(long)r * half + i] = sinf(angle);
+        }
+    }
+}
+
+void eng_rope_rotate(float *x, int row_stride, int n_rows, int n_heads, int head_size,
+                     const float *cos_table, const float *sin_table)
+{
+    const int half = head_size / 2;
+    for (int r = 0; r < n_rows; r++) {
+        const float *c = cos_table + (long)r * half;
+        const float *s = sin_table + (long)r * half;
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + (long)r * row_stride + (long)h * head_size;
+            for (int i = 0; i < half; i++) {
+                const float a = v[2 * i], b = v[2 * i + 1];
+                v[2 * i] = a * c[i] - b * s[i];
+                v[2 * i + 1] = a * s[i] + b * c[i];
+            }
+        }
+    }
+}

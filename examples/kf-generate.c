@@ -1,0 +1,345 @@
+/* kf-generate: stream a continuation of a prompt from a llama2.c checkpoint.
+ *
+ *   kf-generate [--model PATH] [--tokenizer PATH] [--prompt TEXT | --prompt-file F]
+ *               [--steps N] [--temperature T] [--top-p P] [--seed S] [--threads N]
+ *               [--capacity SLOTS]
+ *
+ * The text goes to stdout as it is produced; one line of statistics goes to
+ * stderr at the end. */
+#include <cblas.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "forward.h"
+#include "model.h"
+#include "sampler.h"
+#include "tokenizer.h"
+
+#ifndef KF_MODEL_DIR
+#define KF_MODEL_DIR "examples/models/sotu-llama-6m"
+#endif
+
+typedef struct generate_options {
+    const char *model_path;
+    const char *tokenizer_path;
+    const char *prompt;
+    const char *prompt_file;
+    int steps;
+    float temperature;
+    float top_p;
+    unsigned long long seed;
+    int threads;
+    int capacity; /* KV slots; 0 = prompt + steps */
+} generate_options;
+
+/* ---- command line: one table row per option ---- */
+
+typedef int (*option_parser)(generate_options *o, const char *value);
+
+static int parse_int(const char *value, int min, int *out)
+{
+    char *end;
+    errno = 0;
+    const long v = strtol(value, &end, 10);
+    if (errno || end == value || *end || v < min || v > INT_MAX)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_float(const char *value, float min, float max, float *out)
+{
+    char *end;
+    errno = 0;
+    const float v = strtof(value, &end);
+    if (errno || end == value || *end || !(v >= min && v <= max))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int set_model(generate_options *o, const char *v) { o->model_path = v; return 0; }
+static int set_tokenizer(generate_options *o, const char *v) { o->tokenizer_path = v; return 0; }
+static int set_prompt(generate_options *o, const char *v) { o->prompt = v; return 0; }
+static int set_prompt_file(generate_options *o, const char *v) { o->prompt_file = v; return 0; }
+static int set_steps(generate_options *o, const char *v) { return parse_int(v, 0, &o->steps); }
+static int set_threads(generate_options *o, const char *v) { return parse_int(v, 1, &o->threads); }
+static int set_capacity(generate_options *o, const char *v) { return parse_int(v, 1, &o->capacity); }
+static int set_temperature(generate_options *o, const char *v)
+{
+    return parse_float(v, 0.0f, 100.0f, &o->temperature);
+}
+static int set_top_p(generate_options *o, const char *v)
+{
+    return parse_float(v, 0.0f, 1.0f, &o->top_p);
+}
+static int set_seed(generate_options *o, const char *v)
+{
+    char *end;
+    errno = 0;
+    o->seed = strtoull(v, &end, 10);
+    return errno || end == v || *end ? -1 : 0;
+}
+
+typedef struct option_spec {
+    const char *name;
+    const char *value_name;
+    const char *help;
+    option_parser parse;
+} option_spec;
+
+static const option_spec OPTIONS[] = {
+    {"--model", "PATH", "llama2.c checkpoint (default: bundled sotu-llama-6m)", set_model},
+    {"--tokenizer", "PATH", "tokenizer.bin (default: bundled)", set_tokenizer},
+    {"--prompt", "TEXT", "prompt text (default: empty, start from BOS)", set_prompt},
+    {"--prompt-file", "FILE", "read the prompt from FILE (trailing newlines dropped)",
+     set_prompt_file},
+    {"--steps", "N", "tokens to generate (default 256)", set_steps},
+    {"--temperature", "T", "sampling temperature, 0 = greedy (default 1.0)", set_temperature},
+    {"--top-p", "P", "nucleus sampling mass, 1 = off (default 0.9)", set_top_p},
+    {"--seed", "S", "random seed (default: from the clock)", set_seed},
+    {"--threads", "N", "threads for BLAS and attention (default: all cores)", set_threads},
+    {"--capacity", "SLOTS", "KV cache slots per layer (default: prompt + steps)",
+     set_capacity},
+};
+enum { N_OPTIONS = sizeof OPTIONS / sizeof OPTIONS[0] };
+
+static void print_usage(FILE *out)
+{
+    fprintf(out, "usage: kf-generate [options]\n");
+    for (int i = 0; i < N_OPTIONS; i++)
+        fprintf(out, "  %-14s %-6s %s\n", OPTIONS[i].name, OPTIONS[i].value_name,
+                OPTIONS[i].help);
+}
+
+/* Returns 0 to run, 1 when help was printed, -1 on a bad command line. */
+static int parse_command_line(generate_options *o, int argc, char **argv)
+{
+    *o = (generate_options){
+        .model_path = KF_MODEL_DIR "/model.bin",
+        .tokenizer_path = KF_MODEL_DIR "/tokenizer.bin",
+        .steps = 256, .temperature = 1.0f, .top_p = 0.9f,
+        .seed = (unsigned long long)time(NULL),
+    };
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            print_usage(stdout);
+            return 1;
+        }
+        const option_spec *spec = NULL;
+        for (int k = 0; k < N_OPTIONS && !spec; k++)
+            if (!strcmp(argv[i], OPTIONS[k].name))
+                spec = &OPTIONS[k];
+        if (!spec) {
+            fprintf(stderr, "kf-generate: unknown option %s\n", argv[i]);
+            print_usage(stderr);
+            return -1;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "kf-generate: %s needs a value (%s)\n", spec->name, spec->value_name);
+            return -1;
+        }
+        if (spec->parse(o, argv[++i]) != 0) {
+            fprintf(stderr, "kf-generate: bad value '%s' for %s\n", argv[i], spec->name);
+            return -1;
+        }
+    }
+    if (o->prompt && o->prompt_file) {
+        fprintf(stderr, "kf-generate: give --prompt or --prompt-file, not both\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- prompt ---- */
+
+static char *read_text_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "kf-generate: %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t used = 0, capacity = 1 << 16;
+    char *text = malloc(capacity);
+    for (size_t got; text && (got = fread(text + used, 1, capacity - used, f)) > 0;) {
+        used += got;
+        if (used == capacity) {
+            char *bigger = realloc(text, capacity *= 2);
+            if (!bigger)
+                free(text);
+            text = bigger;
+        }
+    }
+    const int failed = ferror(f);
+    fclose(f);
+    if (!text || failed) {
+        fprintf(stderr, "kf-generate: %s: cannot read\n", path);
+        free(text);
+        return NULL;
+    }
+    /* Editors end files with a newline that is not part of the prompt. */
+    while (used > 0 && (text[used - 1] == '\n' || text[used - 1] == '\r'))
+        used--;
+    *len = used;
+    return text;
+}
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+/* ---- generation ---- */
+
+typedef struct generation {
+    eng_model model;
+    eng_tokenizer tokenizer;
+    eng_sampler sampler;
+    eng_state *state;
+    float *logits;
+    int *prompt_ids;
+    int n_prompt;
+    int n_generated;
+    double prefill_ms;
+    double decode_ms;
+    int n_decode_steps;
+} generation;
+
+static int report(int rc, const eng_error *err)
+{
+    if (rc != ENG_OK)
+        fprintf(stderr, "kf-generate: %s: %s\n", eng_status_name(rc), err->message);
+    return rc;
+}
+
+static int prepare(generation *g, const generate_options *o, eng_error *err)
+{
+    int rc;
+    if ((rc = eng_model_open(&g->model, o->model_path, err)) ||
+        (rc = eng_tokenizer_load(&g->tokenizer, o->tokenizer_path,
+                                 g->model.config.vocab_size, err)) ||
+        (rc = eng_sampler_init(&g->sampler, g->model.config.vocab_size, o->temperature,
+                               o->top_p, o->seed, err)))
+        return rc;
+
+    size_t text_len = o->prompt ? strlen(o->prompt) : 0;
+    char *file_text = o->prompt_file ? read_text_file(o->prompt_file, &text_len) : NULL;
+    if (o->prompt_file && !file_text)
+        return eng_fail(err, ENG_EIO, "cannot read the prompt");
+    rc = eng_tokenizer_encode(&g->tokenizer, file_text ? file_text : o->prompt, text_len,
+                              true, false, &g->prompt_ids, &g->n_prompt, err);
+    free(file_text);
+    if (rc)
+        return rc;
+
+    const long wanted = (long)g->n_prompt + o->steps;
+    const eng_state_options state_options = {
+        .kv_capacity = o->capacity > 0 ? o->capacity : (int)(wanted < INT_MAX ? wanted : INT_MAX),
+        .n_threads = o->threads,
+    };
+    if ((rc = eng_state_create(&g->state, &g->model, &state_options, err)))
+        return rc;
+    g->logits = malloc((size_t)g->model.config.vocab_size * sizeof *g->logits);
+    return g->logits ? ENG_OK : eng_fail(err, ENG_ENOMEM, "out of memory");
+}
+
+static void print_token(const generation *g, int prev, int id)
+{
+    size_t len;
+    const char *bytes = eng_tokenizer_decode(&g->tokenizer, prev, id, &len);
+    fwrite(bytes, 1, len, stdout);
+    fflush(stdout);
+}
+
+static int generate(generation *g, const generate_options *o, eng_error *err)
+{
+    for (int i = 1; i < g->n_prompt; i++)
+        print_token(g, g->prompt_ids[i - 1], g->prompt_ids[i]);
+    double start = now_ms();
+    int rc = eng_forward(g->state, g->prompt_ids, g->n_prompt, g->logits, 1, err);
+    g->prefill_ms = now_ms() - start;
+    if (rc)
+        return rc;
+
+    int prev = g->prompt_ids[g->n_prompt - 1];
+    start = now_ms();
+    while (g->n_generated < o->steps) {
+        const int next = eng_sampler_next(&g->sampler, g->logits);
+        if (next == ENG_TOKEN_EOS || next == ENG_TOKEN_BOS)
+            break;
+        print_token(g, prev, next);
+        g->n_generated++;
+        prev = next;
+        if (g->n_generated == o->steps)
+            break; /* the last token needs no forward pass */
+        if ((rc = eng_forward(g->state, &next, 1, g->logits, 1, err)))
+            break;
+        g->n_decode_steps++;
+    }
+    g->decode_ms = now_ms() - start;
+    printf("\n");
+    /* A full cache ends generation early; that is not an error. */
+    return rc == ENG_EFULL ? ENG_OK : rc;
+}
+
+static void print_statistics(const generation *g, const generate_options *o)
+{
+    const eng_model_config *c = &g->model.config;
+    int fewest = INT_MAX, most = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        const int n = eng_state_slot_count(g->state, l);
+        fewest = n < fewest ? n : fewest;
+        most = n > most ? n : most;
+    }
+    const double tokens_per_s =
+        g->decode_ms > 0 ? g->n_decode_steps / (g->decode_ms / 1e3) : 0.0;
+    fprintf(stderr,
+            "prompt tokens: %d | generated tokens: %d | prefill: %.1f ms | "
+            "decode: %.1f tokens/s | KV slots kept per layer: %d",
+            g->n_prompt, g->n_generated, g->prefill_ms, tokens_per_s, most);
+    if (fewest != most)
+        fprintf(stderr, " (min %d)", fewest);
+    fprintf(stderr, " of %d positions | KV bytes in use: %zu vs full cache: %zu | seed %llu\n",
+            eng_state_position(g->state), eng_state_kv_bytes_in_use(g->state),
+            eng_state_kv_bytes_full(g->state), o->seed);
+}
+
+static void release(generation *g)
+{
+    eng_state_destroy(&g->state);
+    eng_sampler_free(&g->sampler);
+    eng_tokenizer_free(&g->tokenizer);
+    eng_model_close(&g->model);
+    free(g->prompt_ids);
+    free(g->logits);
+}
+
+int main(int argc, char **argv)
+{
+    generate_options options;
+    const int parsed = parse_command_line(&options, argc, argv);
+    if (parsed != 0)
+        return parsed > 0 ? 0 : 2;
+    if (options.threads > 0) {
+        omp_set_num_threads(options.threads);
+        openblas_set_num_threads(options.threads);
+    }
+    generation g = {0};
+    eng_error err = {{0}};
+    int rc = report(prepare(&g, &options, &err), &err);
+    if (rc == ENG_OK)
+        rc = report(generate(&g, &options, &err), &err);
+    if (rc == ENG_OK)
+        print_statistics(&g, &options);
+    release(&g);
+    return rc == ENG_OK ? 0 : 1;
+}
