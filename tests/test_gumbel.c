@@ -1,0 +1,173 @@
+/* The library's own noise and math: Gumbel moments, the Gumbel-max
+ * property, uniformity and independence of the counter-based bits, and the
+ * documented error bounds of the ln/exp approximations. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+
+#include <cmocka.h>
+
+#include "fastmath.h"
+#include "rng.h"
+
+#define EULER_GAMMA 0.5772156649015329
+#define PI2_OVER_6 1.6449340668482264
+
+/* 1 M samples over many rows and slots: mean and variance within ~5
+ * standard errors (SE 0.0013 and 0.0045). */
+static void test_moments(void **state)
+{
+    (void)state;
+    double sum = 0, sum2 = 0;
+    long n = 0;
+    for (int32_t q = 0; q < 1000; q++) {
+        kf_noise_key key = kf_noise_row_key(42, (uint32_t)q % 7, (uint32_t)q % 5, q);
+        for (int32_t j = 0; j < 1000; j++) {
+            double g = kf_gumbel_f32(key, j);
+            sum += g;
+            sum2 += g * g;
+            n++;
+        }
+    }
+    double mean = sum / n, var = sum2 / n - mean * mean;
+    assert_true(fabs(mean - EULER_GAMMA) < 0.0065);
+    assert_true(fabs(var - PI2_OVER_6) < 0.023);
+}
+
+/* argmax(x + g) ~ softmax(x): chi-square over 8 categories, 200k draws;
+ * the 0.1% critical value with 7 degrees of freedom is 24.3. */
+static void test_gumbel_max(void **state)
+{
+    (void)state;
+    const double x[8] = { 0.0, 1.0, -1.0, 2.0, 0.5, -2.0, 1.5, 0.25 };
+    double p[8], z = 0;
+    for (int i = 0; i < 8; i++)
+        z += p[i] = exp(x[i]);
+    long count[8] = { 0 };
+    const int draws = 200000;
+    for (int32_t d = 0; d < draws; d++) {
+        kf_noise_key key = kf_noise_row_key(7, 1, 2, d);
+        int best = 0;
+        float bestv = -INFINITY;
+        for (int32_t i = 0; i < 8; i++) {
+            float v = (float)x[i] + kf_gumbel_f32(key, i);
+            if (v > bestv) {
+                bestv = v;
+                best = i;
+            }
+        }
+        count[best]++;
+    }
+    double chi2 = 0;
+    for (int i = 0; i < 8; i++) {
+        double e = draws * p[i] / z;
+        chi2 += (count[i] - e) * (count[i] - e) / e;
+    }
+    print_message("gumbel-max chi2 = %.2f (df 7)\n", chi2);
+    assert_true(chi2 < 24.3);
+}
+
+/* Top byte of the bits: 256 buckets, 1 M draws; 0.1% critical value for
+ * 255 degrees of freedom is 330.5. u stays strictly inside (0, 1). */
+static void test_uniform_bits(void **state)
+{
+    (void)state;
+    long bucket[256] = { 0 };
+    const long draws = 1 << 20;
+    for (long d = 0; d < draws; d++) {
+        kf_noise_key key = kf_noise_row_key(1, 0, 0, (int32_t)(d >> 10));
+        uint32_t bits = kf_noise_bits(key, (int32_t)(d & 1023));
+        bucket[bits >> 24]++;
+        float u = kf_bits_to_unit(bits);
+        assert_true(u > 0.0f && u < 1.0f);
+    }
+    double e = draws / 256.0, chi2 = 0;
+    for (int i = 0; i < 256; i++)
+        chi2 += (bucket[i] - e) * (bucket[i] - e) / e;
+    print_message("bits chi2 = %.1f (df 255)\n", chi2);
+    assert_true(chi2 < 330.5);
+    assert_true(kf_bits_to_unit(0) > 0.0f);
+    assert_true(kf_bits_to_unit(0xffffffffu) < 1.0f);
+}
+
+/* Neighbouring rows, slots, heads, layers and seeds are uncorrelated:
+ * |r| < 0.006 over 1 M pairs (SE 0.001). */
+static double correlation(int dq, int dj, int dh, int dl, uint64_t dseed)
+{
+    double sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0;
+    long n = 0;
+    for (int32_t q = 0; q < 1000; q++) {
+        kf_noise_key a = kf_noise_row_key(5, 3, 2, q);
+        kf_noise_key b = kf_noise_row_key(5 + dseed, 3 + (uint32_t)dl,
+                                          2 + (uint32_t)dh, q + dq);
+        for (int32_t j = 0; j < 1000; j++) {
+            double x = kf_bits_to_unit(kf_noise_bits(a, j));
+            double y = kf_bits_to_unit(kf_noise_bits(b, j + dj));
+            sx += x, sy += y, sxx += x * x, syy += y * y, sxy += x * y;
+            n++;
+        }
+    }
+    double cov = sxy / n - sx / n * sy / n;
+    return cov / sqrt((sxx / n - sx / n * sx / n) * (syy / n - sy / n * sy / n));
+}
+
+static void test_independence(void **state)
+{
+    (void)state;
+    assert_true(fabs(correlation(1, 0, 0, 0, 0)) < 0.006);
+    assert_true(fabs(correlation(0, 1, 0, 0, 0)) < 0.006);
+    assert_true(fabs(correlation(1, 1, 0, 0, 0)) < 0.006);
+    assert_true(fabs(correlation(0, 0, 1, 0, 0)) < 0.006);
+    assert_true(fabs(correlation(0, 0, 0, 1, 0)) < 0.006);
+    assert_true(fabs(correlation(0, 0, 0, 0, 1)) < 0.006);
+}
+
+/* The bounds written in fastmath.h. */
+static void test_ln_bound(void **state)
+{
+    (void)state;
+    double worst_rel = 0, worst_abs = 0;
+    for (uint32_t bits = 0x00800000u; bits < 0x7f800000u; bits += 97) {
+        float x = kf_bits_f32(bits);
+        double want = log((double)x), got = kf_ln_f32(x);
+        double err = fabs(got - want);
+        if (fabs(want) > 1e-3)
+            worst_rel = fmax(worst_rel, err / fabs(want));
+        else
+            worst_abs = fmax(worst_abs, err);
+    }
+    print_message("ln: rel %.3g abs %.3g\n", worst_rel, worst_abs);
+    assert_true(worst_rel <= 1.9e-7);
+    assert_true(worst_abs <= 1e-10);
+}
+
+static void test_exp_bound(void **state)
+{
+    (void)state;
+    double worst = 0;
+    for (float x = 0.0f; x > -87.33f; x -= 0.0007f) {
+        double want = exp((double)x), got = kf_exp_f32(x);
+        worst = fmax(worst, fabs(got - want) / want);
+    }
+    print_message("exp: rel %.3g\n", worst);
+    assert_true(worst <= 8.9e-8);
+    assert_true(kf_exp_f32(0.0f) == 1.0f);
+    assert_true(kf_exp_f32(-INFINITY) == 0.0f);
+    assert_true(kf_exp_f32(-88.0f) == 0.0f);
+    assert_true(kf_exp_f32(-87.3f) > 0.0f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_moments),
+        cmocka_unit_test(test_gumbel_max),
+        cmocka_unit_test(test_uniform_bits),
+        cmocka_unit_test(test_independence),
+        cmocka_unit_test(test_ln_bound),
+        cmocka_unit_test(test_exp_bound),
+    };
+    return cmocka_run_group_tests_name("gumbel", tests, NULL, NULL);
+}
