@@ -3,19 +3,27 @@
  *   kf-generate [--model PATH] [--tokenizer PATH] [--prompt TEXT | --prompt-file F]
  *               [--steps N] [--temperature T] [--top-p P] [--seed S] [--threads N]
  *               [--capacity SLOTS]
+ *               [--policy full|keyformer|h2o|window|sinks] [--budget R|N]
+ *               [--recent R] [--rule dynamic|reference] [--granularity kv-head|layer]
+ *               [--sinks N] [--tau-init T] [--tau-end T] [--tau-steps N]
+ *
+ * With --policy full (the default) the engine keeps every token and the
+ * library is not involved; any other policy runs libkeyformer in the
+ * engine's per-layer hook, which shrinks the KV cache in place.
  *
  * The text goes to stdout as it is produced; one line of statistics goes to
  * stderr at the end. */
-#include <cblas.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <keyformer.h>
+
+#include "engine_keyformer.h"
 #include "forward.h"
 #include "model.h"
 #include "sampler.h"
@@ -36,6 +44,9 @@ typedef struct generate_options {
     unsigned long long seed;
     int threads;
     int capacity; /* KV slots; 0 = prompt + steps */
+    bool use_library; /* false for --policy full */
+    bool tau_steps_given;
+    kf_config kf;     /* library settings; shape fields filled later */
 } generate_options;
 
 /* ---- command line: one table row per option ---- */
@@ -87,6 +98,116 @@ static int set_seed(generate_options *o, const char *v)
     return errno || end == v || *end ? -1 : 0;
 }
 
+/* Maps a name to an enum value; -1 if unknown. */
+typedef struct named_value {
+    const char *name;
+    int value;
+} named_value;
+
+static int lookup_name(const named_value *table, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(table[i].name, name))
+            return table[i].value;
+    return -1;
+}
+
+/* "full" is not a library policy here: it means running without the library. */
+enum { POLICY_NO_LIBRARY = 100 };
+
+static int set_policy(generate_options *o, const char *v)
+{
+    static const named_value policies[] = {
+        {"full", POLICY_NO_LIBRARY}, {"keyformer", KF_POLICY_KEYFORMER},
+        {"h2o", KF_POLICY_H2O}, {"window", KF_POLICY_WINDOW}, {"sinks", KF_POLICY_SINKS},
+    };
+    const int policy = lookup_name(policies, 5, v);
+    if (policy < 0)
+        return -1;
+    o->use_library = policy != POLICY_NO_LIBRARY;
+    if (o->use_library)
+        o->kf.policy = (kf_policy)policy;
+    return 0;
+}
+
+static int set_rule(generate_options *o, const char *v)
+{
+    static const named_value rules[] = {{"dynamic", KF_RULE_DYNAMIC},
+                                        {"reference", KF_RULE_REFERENCE}};
+    const int rule = lookup_name(rules, 2, v);
+    o->kf.rule = (kf_rule)rule;
+    return rule < 0 ? -1 : 0;
+}
+
+static int set_granularity(generate_options *o, const char *v)
+{
+    /* UNIFORM needs every layer observed before one model-wide selection;
+     * this engine selects layer by layer, so it is not offered. */
+    static const named_value granularities[] = {{"kv-head", KF_GRANULARITY_KV_HEAD},
+                                                {"layer", KF_GRANULARITY_LAYER}};
+    const int granularity = lookup_name(granularities, 2, v);
+    o->kf.granularity = (kf_granularity)granularity;
+    return granularity < 0 ? -1 : 0;
+}
+
+/* A fraction of the prompt when written with a point ("0.5"), else a count
+ * of slots ("256"). */
+static int set_budget(generate_options *o, const char *v)
+{
+    if (strchr(v, '.')) {
+        float ratio;
+        if (parse_float(v, 0.0f, 1.0f, &ratio) || ratio <= 0.0f)
+            return -1;
+        o->kf.budget_ratio = ratio;
+        o->kf.budget_tokens = 0;
+        return 0;
+    }
+    int tokens;
+    if (parse_int(v, 1, &tokens))
+        return -1;
+    o->kf.budget_tokens = (uint32_t)tokens;
+    o->kf.budget_ratio = 0.0;
+    return 0;
+}
+
+static int set_recent(generate_options *o, const char *v)
+{
+    float ratio;
+    if (parse_float(v, 0.0f, 1.0f, &ratio))
+        return -1;
+    o->kf.recent_ratio = ratio;
+    return 0;
+}
+
+static int set_sinks(generate_options *o, const char *v)
+{
+    int n;
+    if (parse_int(v, 0, &n))
+        return -1;
+    o->kf.n_sinks = (uint32_t)n;
+    return 0;
+}
+
+static int set_tau_init(generate_options *o, const char *v)
+{
+    return parse_float(v, 1e-6f, 1e6f, &o->kf.tau_init);
+}
+
+static int set_tau_end(generate_options *o, const char *v)
+{
+    return parse_float(v, 1e-6f, 1e6f, &o->kf.tau_end);
+}
+
+static int set_tau_steps(generate_options *o, const char *v)
+{
+    int n;
+    if (parse_int(v, 1, &n))
+        return -1;
+    o->kf.tau_steps = (uint32_t)n;
+    o->tau_steps_given = true;
+    return 0;
+}
+
 typedef struct option_spec {
     const char *name;
     const char *value_name;
@@ -104,9 +225,20 @@ static const option_spec OPTIONS[] = {
     {"--temperature", "T", "sampling temperature, 0 = greedy (default 1.0)", set_temperature},
     {"--top-p", "P", "nucleus sampling mass, 1 = off (default 0.9)", set_top_p},
     {"--seed", "S", "random seed (default: from the clock)", set_seed},
-    {"--threads", "N", "threads for BLAS and attention (default: all cores)", set_threads},
+    {"--threads", "N", "threads (default: all cores)", set_threads},
     {"--capacity", "SLOTS", "KV cache slots per layer (default: prompt + steps)",
      set_capacity},
+    {"--policy", "NAME", "full (no library, default), keyformer, h2o, window, sinks",
+     set_policy},
+    {"--budget", "R|N", "slots kept: fraction of the prompt (0.5) or count (256)", set_budget},
+    {"--recent", "R", "recent window as a fraction of the budget (default 0.3)", set_recent},
+    {"--rule", "NAME", "decode eviction: dynamic (paper, default) or reference (code)",
+     set_rule},
+    {"--granularity", "NAME", "kv-head (default) or layer", set_granularity},
+    {"--sinks", "N", "first tokens always kept by --policy sinks (default 4)", set_sinks},
+    {"--tau-init", "T", "Keyformer temperature at the prompt (default 1)", set_tau_init},
+    {"--tau-end", "T", "Keyformer temperature after --tau-steps (default 2)", set_tau_end},
+    {"--tau-steps", "N", "steps from tau-init to tau-end (default: --steps)", set_tau_steps},
 };
 enum { N_OPTIONS = sizeof OPTIONS / sizeof OPTIONS[0] };
 
@@ -114,7 +246,7 @@ static void print_usage(FILE *out)
 {
     fprintf(out, "usage: kf-generate [options]\n");
     for (int i = 0; i < N_OPTIONS; i++)
-        fprintf(out, "  %-14s %-6s %s\n", OPTIONS[i].name, OPTIONS[i].value_name,
+        fprintf(out, "  %-15s %-6s %s\n", OPTIONS[i].name, OPTIONS[i].value_name,
                 OPTIONS[i].help);
 }
 
@@ -127,6 +259,7 @@ static int parse_command_line(generate_options *o, int argc, char **argv)
         .steps = 256, .temperature = 1.0f, .top_p = 0.9f,
         .seed = (unsigned long long)time(NULL),
     };
+    kf_config_default(&o->kf);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             print_usage(stdout);
@@ -212,6 +345,7 @@ typedef struct generation {
     double prefill_ms;
     double decode_ms;
     int n_decode_steps;
+    engine_keyformer glue; /* glue.cache is NULL without the library */
 } generation;
 
 static int report(int rc, const eng_error *err)
@@ -221,7 +355,7 @@ static int report(int rc, const eng_error *err)
     return rc;
 }
 
-static int prepare(generation *g, const generate_options *o, eng_error *err)
+static int load_inputs(generation *g, const generate_options *o, eng_error *err)
 {
     int rc;
     if ((rc = eng_model_open(&g->model, o->model_path, err)) ||
@@ -238,18 +372,73 @@ static int prepare(generation *g, const generate_options *o, eng_error *err)
     rc = eng_tokenizer_encode(&g->tokenizer, file_text ? file_text : o->prompt, text_len,
                               true, false, &g->prompt_ids, &g->n_prompt, err);
     free(file_text);
+    return rc;
+}
+
+/* Creates the library cache and returns the KV capacity the engine needs:
+ * the whole prompt before its selection, and k + 1 slots while a decode
+ * step attends before evicting. */
+static int create_library_cache(generation *g, const generate_options *o, int *capacity,
+                                eng_error *err)
+{
+    const eng_model_config *c = &g->model.config;
+    kf_config cfg = o->kf;
+    cfg.n_layers = (uint32_t)c->n_layers;
+    cfg.n_heads = (uint32_t)c->n_heads;
+    cfg.n_kv_heads = (uint32_t)c->n_kv_heads;
+    cfg.head_dim = (uint32_t)c->head_size;
+    cfg.n_threads = (uint32_t)o->threads;
+    cfg.seed = o->seed;
+    if (!o->tau_steps_given)
+        cfg.tau_steps = o->steps > 0 ? (uint32_t)o->steps : 1;
+    const long budget = cfg.budget_tokens > 0
+                            ? (long)cfg.budget_tokens
+                            : (long)floor(cfg.budget_ratio * (double)g->n_prompt);
+    if (budget < 1)
+        return eng_fail(err, ENG_EINVAL,
+                        "a budget of %g of a %d-token prompt keeps no tokens; "
+                        "give a slot count such as --budget 64",
+                        cfg.budget_ratio, g->n_prompt);
+    const long needed = budget + 1 > g->n_prompt ? budget + 1 : g->n_prompt;
+    *capacity = o->capacity > 0 ? o->capacity : (int)(needed < INT_MAX ? needed : INT_MAX);
+    cfg.capacity = (uint32_t)*capacity;
+    const int rc = kf_cache_create(&g->glue.cache, &cfg);
+    if (rc != KF_OK)
+        return eng_fail(err, ENG_EINVAL, "kf_cache_create: %s (check the policy options)",
+                        kf_strerror(rc));
+    return ENG_OK;
+}
+
+static int prepare(generation *g, const generate_options *o, eng_error *err)
+{
+    int rc = load_inputs(g, o, err);
     if (rc)
         return rc;
-
-    const long wanted = (long)g->n_prompt + o->steps;
+    const long everything = (long)g->n_prompt + o->steps;
+    int capacity = o->capacity > 0 ? o->capacity
+                                   : (int)(everything < INT_MAX ? everything : INT_MAX);
+    if (o->use_library && (rc = create_library_cache(g, o, &capacity, err)))
+        return rc;
     const eng_state_options state_options = {
-        .kv_capacity = o->capacity > 0 ? o->capacity : (int)(wanted < INT_MAX ? wanted : INT_MAX),
+        .kv_capacity = capacity,
         .n_threads = o->threads,
+        .hook = o->use_library ? engine_keyformer_hook : NULL,
+        .hook_user_data = &g->glue,
     };
     if ((rc = eng_state_create(&g->state, &g->model, &state_options, err)))
         return rc;
     g->logits = malloc((size_t)g->model.config.vocab_size * sizeof *g->logits);
     return g->logits ? ENG_OK : eng_fail(err, ENG_ENOMEM, "out of memory");
+}
+
+/* Runs tokens through the engine, naming the library call if the hook failed. */
+static int forward(generation *g, const int *tokens, int n, eng_error *err)
+{
+    const int rc = eng_forward(g->state, tokens, n, g->logits, 1, err);
+    if (rc == ENG_EHOOK && g->glue.failed_call)
+        return eng_fail(err, rc, "%s failed on layer %d: %s", g->glue.failed_call,
+                        g->glue.failed_layer, kf_strerror(g->glue.failed_status));
+    return rc;
 }
 
 static void print_token(const generation *g, int prev, int id)
@@ -265,7 +454,7 @@ static int generate(generation *g, const generate_options *o, eng_error *err)
     for (int i = 1; i < g->n_prompt; i++)
         print_token(g, g->prompt_ids[i - 1], g->prompt_ids[i]);
     double start = now_ms();
-    int rc = eng_forward(g->state, g->prompt_ids, g->n_prompt, g->logits, 1, err);
+    int rc = forward(g, g->prompt_ids, g->n_prompt, err);
     g->prefill_ms = now_ms() - start;
     if (rc)
         return rc;
@@ -281,7 +470,7 @@ static int generate(generation *g, const generate_options *o, eng_error *err)
         prev = next;
         if (g->n_generated == o->steps)
             break; /* the last token needs no forward pass */
-        if ((rc = eng_forward(g->state, &next, 1, g->logits, 1, err)))
+        if ((rc = forward(g, &next, 1, err)))
             break;
         g->n_decode_steps++;
     }
@@ -308,14 +497,19 @@ static void print_statistics(const generation *g, const generate_options *o)
             g->n_prompt, g->n_generated, g->prefill_ms, tokens_per_s, most);
     if (fewest != most)
         fprintf(stderr, " (min %d)", fewest);
-    fprintf(stderr, " of %d positions | KV bytes in use: %zu vs full cache: %zu | seed %llu\n",
+    fprintf(stderr, " of %d positions | KV bytes in use: %zu vs full cache: %zu",
             eng_state_position(g->state), eng_state_kv_bytes_in_use(g->state),
-            eng_state_kv_bytes_full(g->state), o->seed);
+            eng_state_kv_bytes_full(g->state));
+    uint32_t k, w;
+    if (g->glue.cache && kf_budget(g->glue.cache, &k, &w) == KF_OK)
+        fprintf(stderr, " | budget k=%u, window w=%u", k, w);
+    fprintf(stderr, " | seed %llu\n", o->seed);
 }
 
 static void release(generation *g)
 {
     eng_state_destroy(&g->state);
+    kf_cache_destroy(&g->glue.cache);
     eng_sampler_free(&g->sampler);
     eng_tokenizer_free(&g->tokenizer);
     eng_model_close(&g->model);
@@ -329,10 +523,6 @@ int main(int argc, char **argv)
     const int parsed = parse_command_line(&options, argc, argv);
     if (parsed != 0)
         return parsed > 0 ? 0 : 2;
-    if (options.threads > 0) {
-        omp_set_num_threads(options.threads);
-        openblas_set_num_threads(options.threads);
-    }
     generation g = {0};
     eng_error err = {{0}};
     int rc = report(prepare(&g, &options, &err), &err);

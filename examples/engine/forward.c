@@ -106,6 +106,7 @@ int eng_state_create(eng_state **out, const eng_model *model,
     if (!s)
         return eng_fail(err, ENG_ENOMEM, "out of memory");
     s->model = model;
+    eng_blas_use_caller_thread();
     int rc = resolve_options(s, &model->config, options ? options : &defaults, err);
     if (rc == ENG_OK)
         rc = allocate_buffers(s, err);
@@ -212,24 +213,30 @@ static int run_layer(eng_state *s, int layer, int n_rows, bool more_rows_follow,
     const size_t l = (size_t)layer, dim = (size_t)c->dim, kv_dim = (size_t)c->kv_dim;
     const size_t hidden = (size_t)c->hidden_dim;
 
+    const int threads = s->n_threads;
     eng_rmsnorm_rows(s->xb, s->x, w->rms_att + l * dim, n_rows, c->dim);
-    eng_matmul_rows(s->q, s->xb, w->wq + l * dim * dim, n_rows, c->dim, c->dim, false);
-    eng_matmul_rows(s->k, s->xb, w->wk + l * kv_dim * dim, n_rows, c->dim, c->kv_dim, false);
-    eng_matmul_rows(s->v, s->xb, w->wv + l * kv_dim * dim, n_rows, c->dim, c->kv_dim, false);
+    const eng_matmul qkv[3] = {
+        {s->q, w->wq + l * dim * dim, c->dim, false},
+        {s->k, w->wk + l * kv_dim * dim, c->kv_dim, false},
+        {s->v, w->wv + l * kv_dim * dim, c->kv_dim, false},
+    };
+    eng_matmul_group(s->xb, n_rows, c->dim, qkv, 3, threads);
     const int rc = run_attention(s, layer, n_rows, more_rows_follow, err);
     if (rc)
         return rc;
-    /* beta = 1 folds the residual additions into the products. */
-    eng_matmul_rows(s->x, s->att, w->wo + l * dim * dim, n_rows, c->dim, c->dim, true);
+    /* accumulate = true folds the residual additions into the products. */
+    const eng_matmul output = {s->x, w->wo + l * dim * dim, c->dim, true};
+    eng_matmul_group(s->att, n_rows, c->dim, &output, 1, threads);
 
     eng_rmsnorm_rows(s->xb, s->x, w->rms_ffn + l * dim, n_rows, c->dim);
-    eng_matmul_rows(s->hb, s->xb, w->w1 + l * hidden * dim, n_rows, c->dim, c->hidden_dim,
-                    false);
-    eng_matmul_rows(s->hb2, s->xb, w->w3 + l * hidden * dim, n_rows, c->dim, c->hidden_dim,
-                    false);
+    const eng_matmul gate_up[2] = {
+        {s->hb, w->w1 + l * hidden * dim, c->hidden_dim, false},
+        {s->hb2, w->w3 + l * hidden * dim, c->hidden_dim, false},
+    };
+    eng_matmul_group(s->xb, n_rows, c->dim, gate_up, 2, threads);
     eng_swiglu(s->hb, s->hb2, (long)n_rows * c->hidden_dim);
-    eng_matmul_rows(s->x, s->hb, w->w2 + l * dim * hidden, n_rows, c->hidden_dim, c->dim,
-                    true);
+    const eng_matmul down = {s->x, w->w2 + l * dim * hidden, c->dim, true};
+    eng_matmul_group(s->hb, n_rows, c->hidden_dim, &down, 1, threads);
     return ENG_OK;
 }
 
@@ -241,8 +248,8 @@ static void classify_rows(eng_state *s, int first_row, int n_rows, float *logits
     const int count = n_rows - first_row;
     eng_rmsnorm_rows(s->xb + offset, s->x + offset, s->model->weights.rms_final, count,
                      c->dim);
-    eng_matmul_rows(logits, s->xb + offset, s->model->weights.wcls, count, c->dim,
-                    c->vocab_size, false);
+    const eng_matmul classifier = {logits, s->model->weights.wcls, c->vocab_size, false};
+    eng_matmul_group(s->xb + offset, count, c->dim, &classifier, 1, s->n_threads);
 }
 
 static int run_block(eng_state *s, const int *tokens, int n_rows, bool more_rows_follow,

@@ -16,7 +16,11 @@
  * hook with those logits and the layer's K/V buffers. The hook may compact
  * the buffers in place and returns how many slots the layer keeps. Without a
  * hook the cache is never compacted, so slots are positions and the capacity
- * bounds the sequence length. */
+ * bounds the sequence length.
+ *
+ * Threads: the engine parallelises matrix products and attention with
+ * OpenMP and runs OpenBLAS single-threaded inside those threads
+ * (eng_state_create sets OpenBLAS to one thread for the whole process). */
 #ifndef ENG_FORWARD_H
 #define ENG_FORWARD_H
 
@@ -50,7 +54,7 @@ typedef int (*eng_layer_hook)(void *user_data, const eng_layer_event *event);
 typedef struct eng_state_options {
     int kv_capacity;     /* slots per layer and KV head; 0 = the model's seq_len */
     int max_block_rows;  /* rows per prefill block; 0 = chosen from the capacity */
-    int n_threads;       /* threads for attention; 0 = OpenMP's default */
+    int n_threads;       /* OpenMP threads; 0 = OpenMP's default */
     eng_layer_hook hook; /* NULL = full cache */
     void *hook_user_data;
 } eng_state_options;

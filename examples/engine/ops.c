@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 
 enum { ROPE_THETA = 10000 };
 static const float RMS_EPSILON = 1e-5f;
@@ -21,17 +22,44 @@ void eng_rmsnorm_rows(float *out, const float *x, const float *weight, int n_row
     }
 }
 
-void eng_matmul_rows(float *out, const float *x, const float *w, int n_rows,
-                     int in_dim, int out_dim, bool accumulate)
+static void matmul_columns(const float *x, int n_rows, int in_dim, const eng_matmul *p,
+                           int first, int end)
 {
-    const float beta = accumulate ? 1.0f : 0.0f;
+    const float beta = p->accumulate ? 1.0f : 0.0f;
+    const float *w = p->w + (long)first * in_dim;
     if (n_rows == 1) {
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, out_dim, in_dim, 1.0f, w, in_dim, x, 1,
-                    beta, out, 1);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, end - first, in_dim, 1.0f, w, in_dim, x, 1,
+                    beta, p->out + first, 1);
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_rows, out_dim, in_dim, 1.0f,
-                x, in_dim, w, in_dim, beta, out, out_dim);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_rows, end - first, in_dim, 1.0f,
+                x, in_dim, w, in_dim, beta, p->out + first, p->out_dim);
+}
+
+/* Shares start on multiples of 16 columns so that threads never write the
+ * same cache line of out. */
+enum { COLUMN_ALIGNMENT = 16 };
+
+void eng_matmul_group(const float *x, int n_rows, int in_dim, const eng_matmul *products,
+                      int n_products, int n_threads)
+{
+#pragma omp parallel num_threads(n_threads)
+    {
+        const int thread = omp_get_thread_num(), team = omp_get_num_threads();
+        for (int i = 0; i < n_products; i++) {
+            const int blocks = (products[i].out_dim + COLUMN_ALIGNMENT - 1) / COLUMN_ALIGNMENT;
+            int first = (int)((long)blocks * thread / team) * COLUMN_ALIGNMENT;
+            int end = (int)((long)blocks * (thread + 1) / team) * COLUMN_ALIGNMENT;
+            end = end < products[i].out_dim ? end : products[i].out_dim;
+            if (first < end)
+                matmul_columns(x, n_rows, in_dim, &products[i], first, end);
+        }
+    }
+}
+
+void eng_blas_use_caller_thread(void)
+{
+    openblas_set_num_threads(1);
 }
 
 void eng_swiglu(float *gate, const float *up, long n)

@@ -9,11 +9,27 @@
 void eng_rmsnorm_rows(float *out, const float *x, const float *weight, int n_rows,
                       int dim);
 
-/* out[n_rows][out_dim] = (accumulate ? out : 0) + x[n_rows][in_dim] · w^T,
- * with w stored [out_dim][in_dim]. One BLAS call: sgemm for a block,
- * sgemv for a single row. */
-void eng_matmul_rows(float *out, const float *x, const float *w, int n_rows,
-                     int in_dim, int out_dim, bool accumulate);
+/* One product of a group that shares its input: out[n_rows][out_dim] =
+ * (accumulate ? out : 0) + x · w^T, with w stored [out_dim][in_dim]. */
+typedef struct eng_matmul {
+    float *out;
+    const float *w;
+    int out_dim;
+    bool accumulate;
+} eng_matmul;
+
+/* Runs every product of the group on x[n_rows][in_dim] in one OpenMP region:
+ * each thread takes a contiguous share of every product's output columns and
+ * calls single-threaded BLAS on it (sgemm for a block, sgemv for one row).
+ * Grouping q/k/v and gate/up saves a fork-join per product, which matters
+ * when a decode step is a few hundred microseconds. */
+void eng_matmul_group(const float *x, int n_rows, int in_dim, const eng_matmul *products,
+                      int n_products, int n_threads);
+
+/* Makes OpenBLAS run in the calling thread. The engine parallelises with
+ * OpenMP itself; a second pool of spinning BLAS threads on the same cores
+ * slows decoding several times over. Affects the whole process. */
+void eng_blas_use_caller_thread(void);
 
 /* gate[i] = silu(gate[i]) * up[i]: the SwiGLU activation. */
 void eng_swiglu(float *gate, const float *up, long n);
