@@ -171,7 +171,11 @@ typedef struct kf_config {
     uint32_t n_threads; /**< OpenMP threads per call; 0 = OpenMP default */
     uint64_t seed;      /**< Gumbel noise seed; same seed => same choices */
     kf_allocator allocator; /**< optional; zero = malloc/free */
-    uint8_t reserved[64];   /**< must be zero */
+    /** Instruction sets the cache may use (KF_CPU_* bits); default
+     *  KF_CPU_ALL, 0 = portable C only. ANDed with the KF_CPU_MASK
+     *  environment variable at creation. Results never depend on it. */
+    uint32_t cpu_mask;
+    uint8_t reserved[60];   /**< must be zero */
 } kf_config;
 
 /** Opaque cache: the selection state of one sequence. */
@@ -225,8 +229,9 @@ KF_API int kf_config_default(kf_config *cfg);
  *  nonzero reserved, non-finite float, both or neither budget given for a
  *  policy that evicts); KF_ERANGE (zero shape, n_heads not a multiple of
  *  n_kv_heads, budget_tokens > capacity, recent_ratio outside [0, 1],
- *  tau <= 0, tau_steps 0, SINKS with budget_tokens <= n_sinks, capacity
- *  above 2^31 - 1); KF_EOVERFLOW (total size overflows); KF_ENOMEM.
+ *  negative budget_ratio, tau <= 0, tau_steps 0, SINKS with
+ *  budget_tokens <= n_sinks, capacity above 2^31 - 1, n_threads above
+ *  1024); KF_EOVERFLOW (total size overflows); KF_ENOMEM.
  *  Thread-safe. */
 KF_API int kf_cache_create(kf_cache **out, const kf_config *cfg);
 
@@ -279,11 +284,12 @@ KF_API int kf_select(kf_cache *cache, int layer);
  *  k_view and v_view may each be NULL (library state only, for hosts that
  *  drop positions themselves); with both NULL, layer may be KF_ALL_LAYERS.
  *  Rows past the new slot count are left as they were.
+ *  K and V must occupy disjoint address ranges.
  *  @return KF_OK; KF_EINVAL (NULL cache, NULL data, bad dtype, views with
- *  KF_ALL_LAYERS, k and v on the same data); KF_ERANGE (layer);
- *  KF_ESTATE (no selection waits: compact before select); KF_EMISMATCH
- *  (view n_slots differs from kf_slot_count); KF_ELAYOUT (rows overlap,
- *  data misaligned); KF_EOVERFLOW. */
+ *  KF_ALL_LAYERS); KF_ERANGE (layer); KF_ESTATE (no selection waits:
+ *  compact before select); KF_EMISMATCH (view n_slots differs from
+ *  kf_slot_count); KF_ELAYOUT (rows overlap, data misaligned, K and V
+ *  ranges overlap); KF_EOVERFLOW. */
 KF_API int kf_compact(kf_cache *cache, int layer, const kf_kv_view *k_view,
                       const kf_kv_view *v_view);
 
@@ -337,6 +343,50 @@ KF_API int kf_cache_memory(const kf_cache *cache, size_t *bytes);
 /** Copy of the configuration the cache was created with.
  *  @return KF_OK, KF_EINVAL. */
 KF_API int kf_cache_config(const kf_cache *cache, kf_config *cfg);
+
+/* ---- Instruction sets ----
+ * Every kernel has a portable C version (the specification) and, where it
+ * pays, AVX2, AVX-512 and NEON versions that return bit-identical results:
+ * the same scores, selections and bytes on every machine. The masks below
+ * only change speed. A cache picks its kernels at creation from
+ * kf_cpu_flags() & cfg.cpu_mask & KF_CPU_MASK, where KF_CPU_MASK is an
+ * environment variable holding a number as C's strtoul reads it (decimal,
+ * 0x... hex or 0... octal): KF_CPU_MASK=0 forces the C kernels,
+ * KF_CPU_MASK=1 allows AVX2 only. Unset, empty, negative, out-of-range or
+ * non-numeric text is ignored (all bits allowed). */
+
+#define KF_CPU_AVX2 0x1u   /**< x86-64 AVX2 + FMA, OS saves YMM state */
+#define KF_CPU_AVX512 0x2u /**< x86-64 AVX-512 F+BW+DQ+VL, OS saves ZMM */
+#define KF_CPU_NEON 0x4u   /**< AArch64 Advanced SIMD */
+#define KF_CPU_ALL 0xffffffffu /**< every instruction set, now and later */
+
+/** Instruction sets this CPU and OS support (KF_CPU_* bits), regardless of
+ *  any mask. Detected on the first call. Thread-safe. */
+KF_API unsigned kf_cpu_flags(void);
+
+/** Re-pick the kernels of a live cache from kf_cpu_flags() & mask. The
+ *  mask replaces the creation-time one (cfg.cpu_mask & KF_CPU_MASK); the
+ *  environment is not read again. Unknown bits are allowed and ignored, so
+ *  KF_CPU_ALL restores the fastest kernels and 0 forces portable C.
+ *  Results never change, only speed. Mutates the cache: not concurrently
+ *  with other calls on the same cache.
+ *  @return KF_OK, or KF_EINVAL (NULL cache). */
+KF_API int kf_cache_set_cpu_mask(kf_cache *cache, uint32_t mask);
+
+/** The mask in force (creation: cfg.cpu_mask & KF_CPU_MASK; or the last
+ *  kf_cache_set_cpu_mask) into *mask; what runs is this & kf_cpu_flags().
+ *  @return KF_OK, or KF_EINVAL (NULL). */
+KF_API int kf_cache_cpu_mask(const kf_cache *cache, uint32_t *mask);
+
+/** Which variant the cache runs for kernel number `index` (0, 1, ... in a
+ *  fixed order): *kernel receives its name ("score_gumbel",
+ *  "score_softmax", "select_top", "compact_rows"), *isa the instruction
+ *  set ("c", "avx2", "avx512", "neon"). Both are static strings. Iterate
+ *  from 0 until KF_ERANGE to list every kernel.
+ *  @return KF_OK; KF_EINVAL (NULL pointer); KF_ERANGE (index past the
+ *  last kernel). */
+KF_API int kf_cache_kernel_isa(const kf_cache *cache, unsigned index,
+                               const char **kernel, const char **isa);
 
 /** Static English message for a status code ("unknown error" otherwise).
  *  Thread-safe. */

@@ -52,7 +52,7 @@ static int check_config(const kf_config *cfg)
     if (cfg->policy != KF_POLICY_FULL) {
         int by_tokens = cfg->budget_tokens > 0, by_ratio = cfg->budget_ratio != 0.0;
         if (by_tokens == by_ratio)
-            return by_tokens ? KF_EINVAL : KF_ERANGE;
+            return KF_EINVAL;
         if (cfg->budget_ratio < 0.0 || cfg->budget_tokens > cfg->capacity)
             return KF_ERANGE;
         if (cfg->policy == KF_POLICY_SINKS && by_tokens
@@ -123,6 +123,7 @@ int kf_cache_create(kf_cache **out, const kf_config *cfg)
     size_t o_pos = take(&l, lanes, cap * sizeof(int32_t));
     size_t o_keep = take(&l, lanes, cap * sizeof(uint32_t));
     size_t o_acc = take(&l, cfg->n_heads, cap * sizeof(float));
+    size_t o_status = take(&l, cfg->n_heads, sizeof(int32_t));
     size_t o_rows = take(&l, n_threads, cap * sizeof(float));
     size_t o_keys = take(&l, n_threads, cap * sizeof(uint32_t));
     size_t o_sum = take(&l, cap, sizeof(float));
@@ -151,6 +152,7 @@ int kf_cache_create(kf_cache **out, const kf_config *cfg)
     c->positions = (int32_t *)(block + o_pos);
     c->keep = (uint32_t *)(block + o_keep);
     c->head_acc = (float *)(block + o_acc);
+    c->head_status = (int32_t *)(block + o_status);
     c->row_scratch = (float *)(block + o_rows);
     c->sel_keys = (uint32_t *)(block + o_keys);
     c->sel_sum = (float *)(block + o_sum);

@@ -34,6 +34,22 @@ static int check_kv_view(const kf_cache *c, const kf_layer *l,
     return extent > SIZE_MAX / elem ? KF_EOVERFLOW : KF_OK;
 }
 
+/* K and V must not share memory: a move in one would corrupt the other. */
+static int views_overlap(const kf_kv_view *k, const kf_kv_view *v,
+                         size_t k_bytes, size_t v_bytes)
+{
+    uintptr_t k0 = (uintptr_t)k->data, v0 = (uintptr_t)v->data;
+    return k0 < v0 + v_bytes && v0 < k0 + k_bytes;
+}
+
+static size_t view_bytes(const kf_cache *c, const kf_kv_view *v)
+{
+    size_t extent = 0;
+    kf_check_rows(c->cfg.head_dim, v->token_stride, v->n_slots,
+                  v->head_stride, c->cfg.n_kv_heads, &extent);
+    return extent * dtype_size(v->dtype);
+}
+
 static void compact_view(const kf_cache *c, uint32_t layer, uint32_t g,
                          const kf_kv_view *v)
 {
@@ -99,7 +115,9 @@ int kf_compact(kf_cache *c, int layer, const kf_kv_view *k_view,
         status = check_kv_view(c, l, v_view);
     if (status)
         return status;
-    if (k_view && v_view && k_view->data == v_view->data)
+    if (k_view && v_view
+        && views_overlap(k_view, v_view, view_bytes(c, k_view),
+                         view_bytes(c, v_view)))
         return KF_ELAYOUT;
     compact_layer(c, (uint32_t)layer, k_view, v_view);
     return KF_OK;

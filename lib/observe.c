@@ -67,7 +67,6 @@ static int score_head(kf_cache *c, uint32_t layer, uint32_t h,
 static int accumulate(kf_cache *c, uint32_t layer, const kf_logits_view *v)
 {
     uint32_t n_heads = c->cfg.n_heads;
-    int first_error = KF_ROW_OK;
     long work = (long)v->n_rows * v->n_slots * n_heads;
 
 #pragma omp parallel for num_threads(c->n_threads) schedule(static) \
@@ -78,15 +77,13 @@ static int accumulate(kf_cache *c, uint32_t layer, const kf_logits_view *v)
         tid = omp_get_thread_num();
 #endif
         float *scratch = c->row_scratch + (size_t)tid * c->cfg.capacity;
-        int status = score_head(c, layer, h, v, scratch);
-        if (status) {
-#pragma omp critical(kf_observe_error)
-            if (!first_error)
-                first_error = status;
-        }
+        c->head_status[h] = score_head(c, layer, h, v, scratch);
     }
-    if (first_error)
-        return first_error == KF_ROW_NAN ? KF_ENAN : KF_EEMPTYROW;
+    /* the lowest failing head decides the status: the same for any
+     * thread count */
+    for (uint32_t h = 0; h < n_heads; h++)
+        if (c->head_status[h])
+            return c->head_status[h] == KF_ROW_NAN ? KF_ENAN : KF_EEMPTYROW;
 
     /* commit: slot scores += the group's head sums, heads in order */
     uint32_t n_old = v->n_slots - v->n_rows;

@@ -151,9 +151,9 @@ static int resolve_budget(const kf_cache *c, uint32_t len, uint32_t *k,
         return KF_OK;
     }
     double want = c->cfg.budget_ratio * (double)len;
-    if (want < 1.0 || want > (double)c->cfg.capacity)
+    if (want < 1.0 || want >= (double)c->cfg.capacity + 1.0)
         return KF_ERANGE;
-    *k = (uint32_t)want;
+    *k = (uint32_t)want; /* floor, as Python's int(ratio * S) */
     if (c->cfg.policy == KF_POLICY_SINKS && *k <= c->cfg.n_sinks)
         return KF_ERANGE;
     *w = kf_window_of(c->cfg.recent_ratio, *k);
@@ -186,8 +186,8 @@ int kf_select(kf_cache *c, int layer)
             int status = resolve_budget(c, cur->n_slots, &k, &w);
             if (status)
                 return status;
-            /* a first selection of several layers: one prompt length */
-            if (len && len != cur->n_slots)
+            /* a ratio budget fixed by this call: one prompt length */
+            if (!c->budget_fixed && len && len != cur->n_slots)
                 return KF_ESTATE;
             len = cur->n_slots;
         }

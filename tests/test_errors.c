@@ -1597,6 +1597,11 @@ static void test_compact_view_layout(void **state)
     same.token_stride *= 2;
     expect_compact_fails(c, &kv, &kv.kview, &same, KF_ELAYOUT, __FILE__,
                          __LINE__);
+    /* V starting one row into K: different pointers, shared rows */
+    kf_kv_view shifted = kv.kview;
+    shifted.data = (float *)kv.k + 8;
+    expect_compact_fails(c, &kv, &kv.kview, &shifted, KF_ELAYOUT, __FILE__,
+                         __LINE__);
 
     /* the tightest valid layouts are accepted */
     kf_kv_view k = kv.kview, v = kv.vview;
