@@ -216,6 +216,22 @@ typedef struct kf_kv_view {
     size_t head_stride;  /**< elements between KV heads */
 } kf_kv_view;
 
+/** One layer's query rows for kf_observe_qk(), fp32, all query heads.
+ *  Row (head h, row i) of head_dim elements starts at element
+ *  h*head_stride + i*row_stride of data: [head][row][dim] has
+ *  row_stride = head_dim, [row][head][dim] has head_stride = head_dim and
+ *  row_stride = n_heads * head_dim. Row i is the query of the i-th new
+ *  token exactly as the host's attention uses it (RoPE already applied). */
+typedef struct kf_query_view {
+    const float *data;  /**< may be NULL for WINDOW, SINKS and FULL */
+    uint32_t n_rows;    /**< new tokens in this call, >= 1 */
+    size_t row_stride;  /**< elements between rows of one head */
+    size_t head_stride; /**< elements between query heads */
+    /** Logit = scale * (q . k): >= 0, finite; 0 means 1/sqrt(head_dim). */
+    float scale;
+    uint32_t flags;     /**< 0 or KF_LOGITS_CAUSAL */
+} kf_query_view;
+
 /** Fill *cfg with the defaults (Keyformer, budget 0.5 of the prompt, recent
  *  0.3, tau 1 -> 2 over 128 steps, 4 sinks, seed 0). The shape fields
  *  (n_layers .. capacity) are zero and must be set.
@@ -261,6 +277,35 @@ KF_API int kf_cache_reset(kf_cache *cache);
  *  -inf: it signals a host bug. */
 KF_API int kf_observe_logits(kf_cache *cache, int layer,
                              const kf_logits_view *view);
+
+/** kf_observe_logits() for hosts whose attention never materialises the
+ *  logits (fused or flash attention): the library computes them itself as
+ *  x[h][i][j] = scale * (q[h][i] . k[g][j]), g = h / (n_heads / n_kv_heads),
+ *  and observes them with exactly the semantics of kf_observe_logits: the
+ *  n_rows new tokens become the last n_rows slots of every KV head, and with
+ *  KF_LOGITS_CAUSAL row i sees slots 0 .. n_slots - n_rows + i only.
+ *  @param q  the new tokens' queries, see kf_query_view.
+ *  @param k  the layer's K buffer, already holding the new tokens' keys in
+ *            its last n_rows slots: k->n_slots = kf_slot_count() + n_rows
+ *            (the same view kf_compact() takes after the selection). f32,
+ *            f16 or bf16, any strides. May be NULL for WINDOW, SINKS, FULL.
+ *  Keys are converted to fp32 and each product is summed in a fixed order,
+ *  so results do not depend on the thread count. Nothing is allocated: the
+ *  scratch (per thread, min(32, capacity) x capacity logits and 64 x
+ *  head_dim keys, scoring policies only) is part of kf_cache_create() and
+ *  counted by kf_cache_memory(). An additive bias (ALiBi) is not supported
+ *  here: such hosts pass their biased logits to kf_observe_logits().
+ *  @return KF_OK; KF_EINVAL (NULL cache or q; NULL q->data, k or k->data
+ *  for a scoring policy; k->data NULL; unknown flags; n_rows 0; bad dtype;
+ *  scale negative, NaN or infinite); KF_ERANGE (layer out of range, slots
+ *  would exceed capacity, or positions 2^31); KF_EMISMATCH (k->n_slots is
+ *  not the layer's slot count + n_rows); KF_ELAYOUT (rows of q or k
+ *  overlap, or data misaligned); KF_EOVERFLOW; KF_ESTATE (a selection
+ *  awaits kf_compact); KF_ENAN (a visible logit is NaN or +inf, from NaN or
+ *  infinite q or k values); KF_EEMPTYROW (a row of some head has no visible
+ *  finite logit). A failed call leaves the cache unchanged. */
+KF_API int kf_observe_qk(kf_cache *cache, int layer, const kf_query_view *q,
+                         const kf_kv_view *k);
 
 /** Decide which slots of `layer` survive (or of every layer with
  *  KF_ALL_LAYERS, which UNIFORM granularity requires). The first call per

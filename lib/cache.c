@@ -128,6 +128,15 @@ int kf_cache_create(kf_cache **out, const kf_config *cfg)
     size_t o_keys = take(&l, n_threads, cap * sizeof(uint32_t));
     size_t o_sum = take(&l, cap, sizeof(float));
     size_t o_removed = take(&l, cap, sizeof(int32_t));
+    /* kf_observe_qk: per thread, a block of logits rows and a tile of keys
+     * converted to fp32 (only the scoring policies compute logits) */
+    uint32_t qk_rows = !kf_policy_scores(cfg->policy) ? 0
+                       : cfg->capacity < KF_QK_ROWS  ? cfg->capacity
+                                                     : KF_QK_ROWS;
+    size_t o_qk_logits = take(&l, (size_t)n_threads * qk_rows,
+                              cap * sizeof(float));
+    size_t o_qk_keys = take(&l, qk_rows ? (size_t)n_threads * KF_QK_TILE : 0,
+                            (size_t)cfg->head_dim * sizeof(float));
     if (l.overflow || lanes / cfg->n_layers != cfg->n_kv_heads)
         return KF_EOVERFLOW;
 
@@ -157,6 +166,9 @@ int kf_cache_create(kf_cache **out, const kf_config *cfg)
     c->sel_keys = (uint32_t *)(block + o_keys);
     c->sel_sum = (float *)(block + o_sum);
     c->removed = (int32_t *)(block + o_removed);
+    c->qk_rows = qk_rows;
+    c->qk_logits = (float *)(block + o_qk_logits);
+    c->qk_keys = (float *)(block + o_qk_keys);
     c->bytes = l.at;
     c->block = block;
     kf_dsp_init(&c->dsp);

@@ -50,6 +50,10 @@ struct kf_cache {
     int32_t *removed;   /* [capacity]: UNIFORM positions just removed */
     uint32_t n_removed;
     uint8_t removed_valid;
+    /* kf_observe_qk (scoring policies only; qk_rows 0 otherwise) */
+    uint32_t qk_rows;   /* logits rows per block: min(KF_QK_ROWS, capacity) */
+    float *qk_logits;   /* [n_threads][qk_rows][capacity] */
+    float *qk_keys;     /* [n_threads][KF_QK_TILE][head_dim]: fp32 keys */
 
     size_t bytes;
     void *block;
@@ -86,5 +90,37 @@ static inline uint32_t kf_window_of(double recent_ratio, uint32_t k)
 {
     return (uint32_t)(recent_ratio * (double)k);
 }
+
+/* kf_observe_qk blocks: query rows per block, keys per converted tile. */
+#define KF_QK_ROWS 32u
+#define KF_QK_TILE 64u
+
+/* ---- shared by kf_observe_logits and kf_observe_qk (observe.c) ---- */
+
+/* Adds the scores of row i of the current call (query head h, logits x of
+ * the first `visible` slots) to acc: the policy's kernel with the row's noise
+ * key and temperature. scratch holds capacity floats. Returns KF_ROW_*. */
+int kf_score_row(const kf_cache *c, uint32_t layer, uint32_t h, uint32_t i,
+                 const float *x, uint32_t visible, float *acc, float *scratch);
+
+/* Scores every row of query head h into head_acc[h] (zeroed first), using
+ * the per-thread scratch of thread tid. Returns KF_ROW_*. */
+typedef int (*kf_head_score_fn)(kf_cache *c, uint32_t layer, uint32_t h,
+                                const void *ctx, int tid);
+
+/* Runs score for every query head, over OpenMP threads when parallel; each
+ * head is written by one thread only. Returns KF_OK, or KF_ENAN /
+ * KF_EEMPTYROW of the lowest failing head (the same for any thread count). */
+int kf_score_heads(kf_cache *c, uint32_t layer, kf_head_score_fn score,
+                   const void *ctx, int parallel);
+
+/* Writes the positions of n_rows new slots past the layer's live slots:
+ * invisible until kf_observe_commit, and read by the noise of the call. */
+void kf_observe_stage(kf_cache *c, uint32_t layer, uint32_t n_rows);
+
+/* Appends the n_rows staged slots: scores (+= group sums of head_acc for
+ * the scoring policies, 0 for the new slots otherwise), slot count, next
+ * position, steps, state. Cannot fail. */
+void kf_observe_commit(kf_cache *c, uint32_t layer, uint32_t n_rows);
 
 #endif

@@ -32,13 +32,30 @@ static int check_view(const kf_cache *c, const kf_layer *l,
                          c->cfg.n_heads, &extent);
 }
 
-/* Scores of head h for every row of the call into head_acc[h]; returns a
- * KF_ROW_* status. */
-static int score_head(kf_cache *c, uint32_t layer, uint32_t h,
-                      const kf_logits_view *v, float *scratch)
+/* One row's scores into acc: the policy's kernel with the row's noise key
+ * and temperature. Row i is the i-th new row of the current call. */
+int kf_score_row(const kf_cache *c, uint32_t layer, uint32_t h, uint32_t i,
+                 const float *x, uint32_t visible, float *acc, float *scratch)
 {
     const kf_layer *l = &c->layers[layer];
-    const int32_t *pos = c->positions + kf_lane(c, layer, h / c->group);
+    if (c->cfg.policy == KF_POLICY_KEYFORMER) {
+        const int32_t *pos = c->positions + kf_lane(c, layer, h / c->group);
+        uint32_t step = l->in_prompt ? 0 : l->steps + 1 + i;
+        float inv_tau = 1.0f / kf_tau_at(&c->cfg, step);
+        kf_noise_key key = kf_noise_row_key(c->cfg.seed, layer, h,
+                                            l->next_pos + (int32_t)i);
+        return c->dsp.score_gumbel(acc, x, pos, visible, key, inv_tau,
+                                   scratch);
+    }
+    return c->dsp.score_softmax(acc, x, visible, scratch);
+}
+
+/* kf_head_score_fn for host logits: every row of head h into head_acc[h]. */
+static int score_head(kf_cache *c, uint32_t layer, uint32_t h,
+                      const void *ctx, int tid)
+{
+    const kf_logits_view *v = ctx;
+    float *scratch = c->row_scratch + (size_t)tid * c->cfg.capacity;
     float *acc = c->head_acc + (size_t)h * c->cfg.capacity;
     uint32_t n_old = v->n_slots - v->n_rows;
     int causal = v->flags & KF_LOGITS_CAUSAL;
@@ -47,58 +64,69 @@ static int score_head(kf_cache *c, uint32_t layer, uint32_t h,
     for (uint32_t i = 0; i < v->n_rows; i++) {
         const float *x = v->data + h * v->head_stride + i * v->row_stride;
         uint32_t visible = causal ? n_old + i + 1 : v->n_slots;
-        int status;
-        if (c->cfg.policy == KF_POLICY_KEYFORMER) {
-            uint32_t step = l->in_prompt ? 0 : l->steps + 1 + i;
-            float inv_tau = 1.0f / kf_tau_at(&c->cfg, step);
-            kf_noise_key key = kf_noise_row_key(c->cfg.seed, layer, h,
-                                                l->next_pos + (int32_t)i);
-            status = c->dsp.score_gumbel(acc, x, pos, visible, key, inv_tau,
-                                         scratch);
-        } else {
-            status = c->dsp.score_softmax(acc, x, visible, scratch);
-        }
+        int status = kf_score_row(c, layer, h, i, x, visible, acc, scratch);
         if (status)
             return status;
     }
     return KF_ROW_OK;
 }
 
-static int accumulate(kf_cache *c, uint32_t layer, const kf_logits_view *v)
+int kf_score_heads(kf_cache *c, uint32_t layer, kf_head_score_fn score,
+                   const void *ctx, int parallel)
 {
     uint32_t n_heads = c->cfg.n_heads;
-    long work = (long)v->n_rows * v->n_slots * n_heads;
 
 #pragma omp parallel for num_threads(c->n_threads) schedule(static) \
-    if (work > 32768 && c->n_threads > 1)
+    if (parallel && c->n_threads > 1)
     for (uint32_t h = 0; h < n_heads; h++) {
         int tid = 0;
 #ifdef _OPENMP
         tid = omp_get_thread_num();
 #endif
-        float *scratch = c->row_scratch + (size_t)tid * c->cfg.capacity;
-        c->head_status[h] = score_head(c, layer, h, v, scratch);
+        c->head_status[h] = score(c, layer, h, ctx, tid);
     }
     /* the lowest failing head decides the status: the same for any
      * thread count */
     for (uint32_t h = 0; h < n_heads; h++)
         if (c->head_status[h])
             return c->head_status[h] == KF_ROW_NAN ? KF_ENAN : KF_EEMPTYROW;
+    return KF_OK;
+}
 
-    /* commit: slot scores += the group's head sums, heads in order */
-    uint32_t n_old = v->n_slots - v->n_rows;
+void kf_observe_stage(kf_cache *c, uint32_t layer, uint32_t n_rows)
+{
+    const kf_layer *l = &c->layers[layer];
+    for (uint32_t g = 0; g < c->cfg.n_kv_heads; g++) {
+        int32_t *pos = c->positions + kf_lane(c, layer, g);
+        for (uint32_t i = 0; i < n_rows; i++)
+            pos[l->n_slots + i] = l->next_pos + (int32_t)i;
+    }
+}
+
+void kf_observe_commit(kf_cache *c, uint32_t layer, uint32_t n_rows)
+{
+    kf_layer *l = &c->layers[layer];
+    uint32_t n_old = l->n_slots, n_slots = n_old + n_rows;
     for (uint32_t g = 0; g < c->cfg.n_kv_heads; g++) {
         float *s = c->scores + kf_lane(c, layer, g);
+        memset(s + n_old, 0, n_rows * sizeof *s);
+        if (!kf_policy_scores(c->cfg.policy))
+            continue;
+        /* slot scores += the group's head sums, heads in order */
         const float *acc = c->head_acc + (size_t)g * c->group * c->cfg.capacity;
-        memset(s + n_old, 0, v->n_rows * sizeof *s);
-        for (uint32_t j = 0; j < v->n_slots; j++) {
+        for (uint32_t j = 0; j < n_slots; j++) {
             float sum = acc[j];
             for (uint32_t m = 1; m < c->group; m++)
                 sum += acc[(size_t)m * c->cfg.capacity + j];
             s[j] += sum;
         }
     }
-    return KF_OK;
+    l->n_slots = n_slots;
+    l->next_pos += (int32_t)n_rows;
+    if (!l->in_prompt)
+        l->steps += n_rows;
+    l->state = KF_LAYER_OBSERVED;
+    c->removed_valid = 0;
 }
 
 int kf_observe_logits(kf_cache *c, int layer, const kf_logits_view *v)
@@ -114,28 +142,14 @@ int kf_observe_logits(kf_cache *c, int layer, const kf_logits_view *v)
     if (status)
         return status;
 
-    /* positions of the new slots go past the live slots: invisible until
-     * the commit below, and needed by the noise of this call */
-    uint32_t n_old = l->n_slots;
-    for (uint32_t g = 0; g < c->cfg.n_kv_heads; g++) {
-        int32_t *pos = c->positions + kf_lane(c, (uint32_t)layer, g);
-        for (uint32_t i = 0; i < v->n_rows; i++)
-            pos[n_old + i] = l->next_pos + (int32_t)i;
-    }
+    kf_observe_stage(c, (uint32_t)layer, v->n_rows);
     if (kf_policy_scores(c->cfg.policy)) {
-        status = accumulate(c, (uint32_t)layer, v);
+        long work = (long)v->n_rows * v->n_slots * c->cfg.n_heads;
+        status = kf_score_heads(c, (uint32_t)layer, score_head, v,
+                                work > 32768);
         if (status)
             return status;
-    } else {
-        for (uint32_t g = 0; g < c->cfg.n_kv_heads; g++)
-            memset(c->scores + kf_lane(c, (uint32_t)layer, g) + n_old, 0,
-                   v->n_rows * sizeof(float));
     }
-    l->n_slots = v->n_slots;
-    l->next_pos += (int32_t)v->n_rows;
-    if (!l->in_prompt)
-        l->steps += v->n_rows;
-    l->state = KF_LAYER_OBSERVED;
-    c->removed_valid = 0;
+    kf_observe_commit(c, (uint32_t)layer, v->n_rows);
     return KF_OK;
 }

@@ -1,0 +1,264 @@
+/* kf_observe_qk: kf_observe_logits for hosts whose fused attention never
+ * materialises the logits. The library computes scale * q.k for the rows of
+ * the call from the host's queries and cached keys, a block of rows at a
+ * time, and feeds each row to the same scoring as kf_observe_logits.
+ *
+ * Memory: nothing is allocated here. Each thread owns a block of
+ * qk_rows x capacity logits and a tile of KF_QK_TILE keys converted to fp32,
+ * both carved at kf_cache_create.
+ *
+ * Determinism: each query head is computed by one thread from start to end,
+ * and every dot product adds element e into lane e % 16 with the lanes
+ * folded by halves (8, 4, 2, 1), so the logits do not depend on the thread
+ * count or on how wide the compiler's vectors are (the library is built with
+ * -ffp-contract=off, so no multiply-add is fused behind our back). */
+#include <math.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define DOT_LANES 16
+
+typedef struct qk_call {
+    const kf_query_view *q;
+    const kf_kv_view *k;
+    float scale;
+    uint32_t n_slots; /* slots of the call, the new rows included */
+    uint32_t n_old;   /* slots held before the call */
+    int causal;
+} qk_call;
+
+static size_t dtype_size(kf_dtype t)
+{
+    switch (t) {
+    case KF_DTYPE_F32: return 4;
+    case KF_DTYPE_F16: return 2;
+    case KF_DTYPE_BF16: return 2;
+    }
+    return 0;
+}
+
+static float f32_from_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* IEEE binary16 to binary32, exact for every input (NaN stays NaN). */
+static float f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h >> 15) << 31;
+    uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+    if (exp == 0) {
+        /* zero or subnormal: mant * 2^-24, exact in binary32 */
+        float v = (float)mant * 0x1p-24f;
+        return sign ? -v : v;
+    }
+    if (exp == 31)
+        return f32_from_bits(sign | 0x7f800000u | (mant << 13));
+    return f32_from_bits(sign | ((exp + 112) << 23) | (mant << 13));
+}
+
+static float bf16_to_f32(uint16_t b)
+{
+    return f32_from_bits((uint32_t)b << 16);
+}
+
+static float fold_lanes(float lanes[DOT_LANES])
+{
+    for (int width = DOT_LANES / 2; width >= 1; width /= 2)
+        for (int l = 0; l < width; l++)
+            lanes[l] = lanes[l] + lanes[l + width];
+    return lanes[0];
+}
+
+/* out[t] = scale * (q . k_t) for the n keys k_t = k + t * k_stride, each of
+ * dim elements; element e of a product goes to lane e % 16. Two keys share
+ * each load of q. */
+static void dot_rows(float *out, const float *q, const float *k,
+                     size_t k_stride, uint32_t n, uint32_t dim, float scale)
+{
+    uint32_t full = dim - dim % DOT_LANES;
+    uint32_t t = 0;
+    for (; t + 2 <= n; t += 2) {
+        const float *k0 = k + t * k_stride, *k1 = k0 + k_stride;
+        float a[DOT_LANES] = { 0 }, b[DOT_LANES] = { 0 };
+        for (uint32_t e = 0; e < full; e += DOT_LANES)
+            for (int l = 0; l < DOT_LANES; l++) {
+                a[l] += q[e + l] * k0[e + l];
+                b[l] += q[e + l] * k1[e + l];
+            }
+        for (uint32_t e = full; e < dim; e++) {
+            a[e - full] += q[e] * k0[e];
+            b[e - full] += q[e] * k1[e];
+        }
+        out[t] = fold_lanes(a) * scale;
+        out[t + 1] = fold_lanes(b) * scale;
+    }
+    if (t < n) {
+        const float *k0 = k + t * k_stride;
+        float a[DOT_LANES] = { 0 };
+        for (uint32_t e = 0; e < full; e += DOT_LANES)
+            for (int l = 0; l < DOT_LANES; l++)
+                a[l] += q[e + l] * k0[e + l];
+        for (uint32_t e = full; e < dim; e++)
+            a[e - full] += q[e] * k0[e];
+        out[t] = fold_lanes(a) * scale;
+    }
+}
+
+/* Keys j0 .. j0 + n - 1 of KV head g as fp32 rows: the host's own rows for
+ * f32, else converted into tile. Returns the first row; *stride gets the
+ * elements between rows. */
+static const float *key_rows(const kf_kv_view *k, uint32_t g, uint32_t j0,
+                             uint32_t n, uint32_t dim, float *tile,
+                             size_t *stride)
+{
+    size_t first = g * k->head_stride + (size_t)j0 * k->token_stride;
+    if (k->dtype == KF_DTYPE_F32) {
+        *stride = k->token_stride;
+        return (const float *)k->data + first;
+    }
+    const uint16_t *src = (const uint16_t *)k->data + first;
+    for (uint32_t t = 0; t < n; t++) {
+        const uint16_t *row = src + t * k->token_stride;
+        float *dst = tile + (size_t)t * dim;
+        if (k->dtype == KF_DTYPE_F16)
+            for (uint32_t e = 0; e < dim; e++)
+                dst[e] = f16_to_f32(row[e]);
+        else
+            for (uint32_t e = 0; e < dim; e++)
+                dst[e] = bf16_to_f32(row[e]);
+    }
+    *stride = dim;
+    return tile;
+}
+
+/* kf_head_score_fn: every row of query head h, a block of rows at a time.
+ * A causal row i sees slots 0 .. n_old + i; only those are computed. */
+static int score_head_qk(kf_cache *c, uint32_t layer, uint32_t h,
+                         const void *ctx, int tid)
+{
+    const qk_call *call = ctx;
+    const kf_query_view *q = call->q;
+    uint32_t dim = c->cfg.head_dim, cap = c->cfg.capacity;
+    uint32_t g = h / c->group, n_rows = q->n_rows, n_slots = call->n_slots;
+    float *block = c->qk_logits + (size_t)tid * c->qk_rows * cap;
+    float *tile = c->qk_keys + (size_t)tid * KF_QK_TILE * dim;
+    float *scratch = c->row_scratch + (size_t)tid * cap;
+    float *acc = c->head_acc + (size_t)h * cap;
+    memset(acc, 0, n_slots * sizeof *acc);
+
+    for (uint32_t r0 = 0; r0 < n_rows; r0 += c->qk_rows) {
+        uint32_t nr = n_rows - r0 < c->qk_rows ? n_rows - r0 : c->qk_rows;
+        uint32_t cols = call->causal ? call->n_old + r0 + nr : n_slots;
+        for (uint32_t j0 = 0; j0 < cols; j0 += KF_QK_TILE) {
+            uint32_t nt = cols - j0 < KF_QK_TILE ? cols - j0 : KF_QK_TILE;
+            size_t k_stride;
+            const float *keys = key_rows(call->k, g, j0, nt, dim, tile,
+                                         &k_stride);
+            for (uint32_t i = 0; i < nr; i++) {
+                uint32_t visible = call->causal ? call->n_old + r0 + i + 1
+                                                : n_slots;
+                if (visible <= j0)
+                    continue;
+                uint32_t n = visible - j0 < nt ? visible - j0 : nt;
+                const float *qrow =
+                    q->data + h * q->head_stride + (size_t)(r0 + i) * q->row_stride;
+                dot_rows(block + (size_t)i * cap + j0, qrow, keys, k_stride,
+                         n, dim, call->scale);
+            }
+        }
+        for (uint32_t i = 0; i < nr; i++) {
+            uint32_t visible = call->causal ? call->n_old + r0 + i + 1 : n_slots;
+            int status = kf_score_row(c, layer, h, r0 + i,
+                                      block + (size_t)i * cap, visible, acc,
+                                      scratch);
+            if (status)
+                return status;
+        }
+    }
+    return KF_ROW_OK;
+}
+
+/* The checks of kf_observe_logits, in the same order, plus the key view's. */
+static int check_call(const kf_cache *c, const kf_layer *l,
+                      const kf_query_view *q, const kf_kv_view *k)
+{
+    int scoring = kf_policy_scores(c->cfg.policy);
+    if (q->flags & ~KF_LOGITS_CAUSAL)
+        return KF_EINVAL;
+    if (!q->n_rows)
+        return KF_EINVAL;
+    if (scoring && (!q->data || !k))
+        return KF_EINVAL;
+    if (!(q->scale >= 0.0f) || q->scale == INFINITY)
+        return KF_EINVAL;
+    if (k && (!k->data || !dtype_size(k->dtype)))
+        return KF_EINVAL;
+    uint64_t n_slots = (uint64_t)l->n_slots + q->n_rows;
+    if (k && k->n_slots != n_slots)
+        return KF_EMISMATCH;
+    if (n_slots > c->cfg.capacity
+        || (int64_t)l->next_pos + q->n_rows > INT32_MAX)
+        return KF_ERANGE;
+    size_t extent;
+    int status;
+    if (q->data) {
+        if ((uintptr_t)q->data % sizeof(float))
+            return KF_ELAYOUT;
+        status = kf_check_rows(c->cfg.head_dim, q->row_stride, q->n_rows,
+                               q->head_stride, c->cfg.n_heads, &extent);
+        if (status)
+            return status;
+    }
+    if (k) {
+        size_t elem = dtype_size(k->dtype);
+        if ((uintptr_t)k->data % elem)
+            return KF_ELAYOUT;
+        status = kf_check_rows(c->cfg.head_dim, k->token_stride, k->n_slots,
+                               k->head_stride, c->cfg.n_kv_heads, &extent);
+        if (status)
+            return status;
+        if (extent > SIZE_MAX / elem)
+            return KF_EOVERFLOW;
+    }
+    return KF_OK;
+}
+
+int kf_observe_qk(kf_cache *c, int layer, const kf_query_view *q,
+                  const kf_kv_view *k)
+{
+    if (!c || !q)
+        return KF_EINVAL;
+    if (!kf_layer_ok(c, layer))
+        return KF_ERANGE;
+    kf_layer *l = &c->layers[layer];
+    if (l->state == KF_LAYER_SELECTED)
+        return KF_ESTATE;
+    int status = check_call(c, l, q, k);
+    if (status)
+        return status;
+
+    kf_observe_stage(c, (uint32_t)layer, q->n_rows);
+    if (kf_policy_scores(c->cfg.policy)) {
+        qk_call call;
+        call.q = q;
+        call.k = k;
+        call.scale = q->scale != 0.0f
+                         ? q->scale
+                         : (float)(1.0 / sqrt((double)c->cfg.head_dim));
+        call.n_old = l->n_slots;
+        call.n_slots = l->n_slots + q->n_rows;
+        call.causal = (q->flags & KF_LOGITS_CAUSAL) != 0;
+        double work = (double)q->n_rows * call.n_slots * c->cfg.n_heads
+                      * c->cfg.head_dim;
+        status = kf_score_heads(c, (uint32_t)layer, score_head_qk, &call,
+                                work > 262144.0);
+        if (status)
+            return status;
+    }
+    kf_observe_commit(c, (uint32_t)layer, q->n_rows);
+    return KF_OK;
+}
