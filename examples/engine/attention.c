@@ -1,8 +1,18 @@
 #include "attention.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <string.h>
+
+/* Query rows per chunk of a prompt block: large enough for sgemm to run at
+ * full speed, small enough that the causal triangle wastes little work. */
+enum { CHUNK_ROWS = 64 };
+
+size_t eng_attention_scratch_floats(int capacity, int n_threads)
+{
+    return (size_t)n_threads * CHUNK_ROWS * (size_t)capacity;
+}
 
 static float dot(const float *a, const float *b, int n)
 {
@@ -14,55 +24,105 @@ static float dot(const float *a, const float *b, int n)
     return sum;
 }
 
-/* One (head, row): logits over every slot, softmax over the visible ones,
- * then the weighted sum of values. */
-static void attend_row(const eng_attention_block *a, int head, int row, float *weights)
+/* Softmax weights of the first n_visible logits; returns their sum (the
+ * weights are left unnormalised so the division happens once per output). */
+static float softmax_weights(const float *logits, int n_visible, float *weights)
 {
-    const int hs = a->head_size;
-    const int group = a->n_heads / a->n_kv_heads;
-    const int kv_head = head / group;
-    const int n_slots = a->n_old_slots + a->n_rows;
-    const int n_visible = a->n_old_slots + row + 1;
-    const float *q = a->queries + (long)row * a->n_heads * hs + (long)head * hs;
-    const float *keys = a->keys + (long)kv_head * a->capacity * hs;
-    const float *values = a->values + (long)kv_head * a->capacity * hs;
-    float *logits = a->logits + ((long)head * a->n_rows + row) * n_slots;
-    const float scale = 1.0f / sqrtf((float)hs);
-
-    float max_logit = -INFINITY;
-    for (int j = 0; j < n_visible; j++) {
-        logits[j] = dot(q, keys + (long)j * hs, hs) * scale;
-        max_logit = logits[j] > max_logit ? logits[j] : max_logit;
-    }
-    for (int j = n_visible; j < n_slots; j++)
-        logits[j] = -INFINITY;
-
+    float max = -INFINITY;
+    for (int j = 0; j < n_visible; j++)
+        max = logits[j] > max ? logits[j] : max;
     float sum = 0.0f;
     for (int j = 0; j < n_visible; j++) {
-        weights[j] = expf(logits[j] - max_logit);
+        weights[j] = expf(logits[j] - max);
         sum += weights[j];
     }
-    float *out = a->output + (long)row * a->n_heads * hs + (long)head * hs;
+    return sum;
+}
+
+static const float *head_keys(const eng_attention_block *a, int head)
+{
+    const int kv_head = head / (a->n_heads / a->n_kv_heads);
+    return a->keys + (long)kv_head * a->capacity * a->head_size;
+}
+
+static const float *head_values(const eng_attention_block *a, int head)
+{
+    const int kv_head = head / (a->n_heads / a->n_kv_heads);
+    return a->values + (long)kv_head * a->capacity * a->head_size;
+}
+
+/* A decode step: one query row of one head, with plain loops. */
+static void attend_one_row(const eng_attention_block *a, int head, float *weights)
+{
+    const int hs = a->head_size;
+    const int n_slots = a->n_old_slots + 1;
+    const float *q = a->queries + (long)head * hs;
+    const float *keys = head_keys(a, head), *values = head_values(a, head);
+    float *logits = a->logits + (long)head * n_slots;
+    const float scale = 1.0f / sqrtf((float)hs);
+    for (int j = 0; j < n_slots; j++)
+        logits[j] = dot(q, keys + (long)j * hs, hs) * scale;
+    const float inv_sum = 1.0f / softmax_weights(logits, n_slots, weights);
+    float *out = a->output + (long)head * hs;
     memset(out, 0, (size_t)hs * sizeof *out);
-    for (int j = 0; j < n_visible; j++) {
+    for (int j = 0; j < n_slots; j++) {
         const float w = weights[j];
         const float *v = values + (long)j * hs;
 #pragma omp simd
         for (int d = 0; d < hs; d++)
             out[d] += w * v[d];
     }
-    const float inv_sum = 1.0f / sum;
     for (int d = 0; d < hs; d++)
         out[d] *= inv_sum;
 }
 
+/* Rows first_row .. first_row + n - 1 of one head of a prompt block. Only
+ * the slots the chunk's last row can see take part in the products. */
+static void attend_chunk(const eng_attention_block *a, int head, int first_row, int n,
+                         float *weights)
+{
+    const int hs = a->head_size, stride = a->n_heads * hs;
+    const int n_slots = a->n_old_slots + a->n_rows;
+    const int n_seen = a->n_old_slots + first_row + n; /* visible to the last row */
+    const float *q = a->queries + (long)first_row * stride + (long)head * hs;
+    float *logits = a->logits + ((long)head * a->n_rows + first_row) * n_slots;
+    float *out = a->output + (long)first_row * stride + (long)head * hs;
+
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n_seen, hs,
+                1.0f / sqrtf((float)hs), q, stride, head_keys(a, head), hs, 0.0f, logits,
+                n_slots);
+    for (int i = 0; i < n; i++) {
+        const int n_visible = a->n_old_slots + first_row + i + 1;
+        float *row = logits + (long)i * n_slots;
+        for (int j = n_visible; j < n_slots; j++)
+            row[j] = -INFINITY; /* the causal mask */
+        float *w = weights + (long)i * n_seen;
+        const float inv_sum = 1.0f / softmax_weights(row, n_visible, w);
+        for (int j = 0; j < n_visible; j++)
+            w[j] *= inv_sum;
+        memset(w + n_visible, 0, (size_t)(n_seen - n_visible) * sizeof *w);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hs, n_seen, 1.0f, weights,
+                n_seen, head_values(a, head), hs, 0.0f, out, stride);
+}
+
 void eng_attention_run(const eng_attention_block *a)
 {
-    const int n_pairs = a->n_heads * a->n_rows;
-    /* Interleaved rows balance the causal triangle across threads. */
-#pragma omp parallel for schedule(static, 1) num_threads(a->n_threads) if (n_pairs > 1)
-    for (int pair = 0; pair < n_pairs; pair++) {
-        float *weights = a->scratch + (long)omp_get_thread_num() * a->capacity;
-        attend_row(a, pair / a->n_rows, pair % a->n_rows, weights);
+    if (a->n_rows == 1) {
+#pragma omp parallel for schedule(static) num_threads(a->n_threads)
+        for (int head = 0; head < a->n_heads; head++)
+            attend_one_row(a, head, a->scratch + (long)omp_get_thread_num() * a->capacity);
+        return;
+    }
+    const int n_chunks = (a->n_rows + CHUNK_ROWS - 1) / CHUNK_ROWS;
+    const int n_tasks = a->n_heads * n_chunks;
+    /* Later chunks see more slots, so hand them out first. */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(a->n_threads)
+    for (int task = 0; task < n_tasks; task++) {
+        const int chunk = n_chunks - 1 - task / a->n_heads, head = task % a->n_heads;
+        const int first_row = chunk * CHUNK_ROWS;
+        const int n = a->n_rows - first_row < CHUNK_ROWS ? a->n_rows - first_row : CHUNK_ROWS;
+        float *weights = a->scratch + (long)omp_get_thread_num() * CHUNK_ROWS * a->capacity;
+        attend_chunk(a, head, first_row, n, weights);
     }
 }

@@ -8,6 +8,8 @@
 #ifndef ENG_ATTENTION_H
 #define ENG_ATTENTION_H
 
+#include <stddef.h>
+
 typedef struct eng_attention_block {
     const float *queries; /* [n_rows][n_heads * head_size], already rotated */
     const float *keys;    /* layer cache, [n_kv_heads][capacity][head_size] */
@@ -21,11 +23,17 @@ typedef struct eng_attention_block {
     float *logits;        /* out: [n_heads][n_rows][n_old_slots + n_rows];
                              q·k/sqrt(head_size), -INFINITY where masked */
     float *output;        /* out: [n_rows][n_heads * head_size] */
-    float *scratch;       /* [n_threads][capacity] softmax weights */
+    float *scratch;       /* eng_attention_scratch_floats() floats */
     int n_threads;
 } eng_attention_block;
 
-/* Runs in parallel over (head, row) pairs with OpenMP. */
+/* Runs in parallel over heads (and row chunks of a prompt block) with
+ * OpenMP. A single row goes through plain loops; a block of rows is cut into
+ * chunks whose logits and weighted sums are two single-threaded sgemm calls
+ * each, which is several times faster than a dot product per slot. */
 void eng_attention_run(const eng_attention_block *block);
+
+/* Scratch size for eng_attention_block.scratch. */
+size_t eng_attention_scratch_floats(int capacity, int n_threads);
 
 #endif

@@ -28,7 +28,7 @@ struct eng_state {
     float *x, *xb, *q, *k, *v, *att, *hb, *hb2;
     float *rope_cos, *rope_sin; /* [max_block_rows][head_size / 2] */
     float *attn_logits;         /* [n_heads][max_block_rows][capacity] */
-    float *attn_scratch;        /* [n_threads][capacity] */
+    float *attn_scratch;        /* eng_attention_scratch_floats() */
 };
 
 static float *alloc_floats(size_t n)
@@ -87,7 +87,7 @@ static int allocate_buffers(eng_state *s, eng_error *err)
     s->rope_cos = alloc_floats(rows * (size_t)(c->head_size / 2));
     s->rope_sin = alloc_floats(rows * (size_t)(c->head_size / 2));
     s->attn_logits = alloc_floats((size_t)c->n_heads * rows * (size_t)s->capacity);
-    s->attn_scratch = alloc_floats((size_t)s->n_threads * (size_t)s->capacity);
+    s->attn_scratch = alloc_floats(eng_attention_scratch_floats(s->capacity, s->n_threads));
     if (!s->n_slots || !s->keys || !s->values || !s->x || !s->xb || !s->q || !s->k ||
         !s->v || !s->att || !s->hb || !s->hb2 || !s->rope_cos || !s->rope_sin ||
         !s->attn_logits || !s->attn_scratch)
