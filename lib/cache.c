@@ -27,6 +27,7 @@ int kf_config_default(kf_config *cfg)
     cfg->tau_init = 1.0f;
     cfg->tau_end = 2.0f;
     cfg->tau_steps = 128;
+    cfg->cpu_mask = KF_CPU_ALL;
     return KF_OK;
 }
 
@@ -171,7 +172,7 @@ int kf_cache_create(kf_cache **out, const kf_config *cfg)
     c->qk_keys = (float *)(block + o_qk_keys);
     c->bytes = l.at;
     c->block = block;
-    kf_dsp_init(&c->dsp);
+    kf_cache_init_dsp(c);
     kf_cache_reset(c);
     *out = c;
     return KF_OK;

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "keyformer.h"
 #include "rng.h"
 
 /* Status of a scoring kernel: the row is fine, or why not. */
@@ -41,11 +42,23 @@ typedef KF_SCORE_SOFTMAX_FN((*kf_score_softmax_fn));
 typedef KF_SELECT_TOP_FN((*kf_select_top_fn));
 typedef KF_COMPACT_ROWS_FN((*kf_compact_rows_fn));
 
+/* Kernel numbers, in the order of the kf_dsp pointers. */
+enum {
+    KF_KERNEL_SCORE_GUMBEL = 0,
+    KF_KERNEL_SCORE_SOFTMAX = 1,
+    KF_KERNEL_SELECT_TOP = 2,
+    KF_KERNEL_COMPACT_ROWS = 3,
+    KF_KERNEL_COUNT = 4
+};
+
 typedef struct kf_dsp {
     kf_score_gumbel_fn score_gumbel;
     kf_score_softmax_fn score_softmax;
     kf_select_top_fn select_top;
     kf_compact_rows_fn compact_rows;
+    /* KF_CPU_* bit of the variant behind each pointer (0 = C), indexed by
+     * KF_KERNEL_* */
+    uint32_t isa[KF_KERNEL_COUNT];
 } kf_dsp;
 
 KF_SCORE_GUMBEL_FN(kf_score_gumbel_c);
@@ -53,7 +66,29 @@ KF_SCORE_SOFTMAX_FN(kf_score_softmax_c);
 KF_SELECT_TOP_FN(kf_select_top_c);
 KF_COMPACT_ROWS_FN(kf_compact_rows_c);
 
-/* The C table, then the best variants the CPU and the mask allow. */
-void kf_dsp_init(kf_dsp *dsp);
+/* SIMD variants (simd/), built when the compiler supports them (KF_HAVE_*)
+ * and called only when kf_cpu_detect() reports the instruction set. */
+KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx2);
+KF_SCORE_SOFTMAX_FN(kf_score_softmax_avx2);
+KF_SELECT_TOP_FN(kf_select_top_avx2);
+KF_COMPACT_ROWS_FN(kf_compact_rows_avx2);
+KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx512);
+KF_SCORE_SOFTMAX_FN(kf_score_softmax_avx512);
+KF_SELECT_TOP_FN(kf_select_top_avx512);
+KF_COMPACT_ROWS_FN(kf_compact_rows_avx512);
+KF_SCORE_GUMBEL_FN(kf_score_gumbel_neon);
+KF_SCORE_SOFTMAX_FN(kf_score_softmax_neon);
+KF_SELECT_TOP_FN(kf_select_top_neon);
+KF_COMPACT_ROWS_FN(kf_compact_rows_neon);
+
+/* The C table, then the best variants that kf_cpu_detect() & mask allow:
+ * AVX2 first, AVX-512 over it (NEON on AArch64). mask 0 = C only; a single
+ * bit gives that instruction set's variants over C (what tests compare). */
+void kf_dsp_init(kf_dsp *dsp, uint32_t mask);
+
+/* Static names: "score_gumbel" ... for KF_KERNEL_*, NULL past the end;
+ * "c", "avx2", "avx512", "neon" for 0 and the KF_CPU_* bits. */
+const char *kf_dsp_kernel_name(unsigned kernel);
+const char *kf_dsp_isa_name(uint32_t isa);
 
 #endif

@@ -28,6 +28,7 @@ struct kf_cache {
     kf_config cfg;
     kf_allocator allocator; /* cfg's, or malloc/free */
     kf_dsp dsp;
+    uint32_t cpu_mask; /* KF_CPU_* bits allowed (kf_cache_cpu_mask) */
     uint32_t n_threads;
     uint32_t group; /* query heads per KV head */
 
@@ -81,6 +82,9 @@ static inline int kf_policy_scores(kf_policy p)
  * element offset + 1. Returns KF_OK, KF_ELAYOUT or KF_EOVERFLOW. */
 int kf_check_rows(size_t len, size_t sa, size_t na, size_t sb, size_t nb,
                   size_t *extent);
+
+/* Picks the cache's kernels from cfg.cpu_mask & KF_CPU_MASK (dsp.c). */
+void kf_cache_init_dsp(kf_cache *c);
 
 /* Temperature of generation step `step` (0 = prompt). */
 float kf_tau_at(const kf_config *cfg, uint32_t step);

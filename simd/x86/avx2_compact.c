@@ -1,0 +1,109 @@
+/* AVX2 row compaction: the bytes of lib/rows_c.c. Rows move down only and
+ * never overlap (src row > dst row, stride >= row_bytes), so each row is
+ * copied with full-width loads and stores, the last one overlapping the
+ * previous one when row_bytes is not a multiple of the width; short rows
+ * use two overlapping narrower copies. Common row sizes get loops with the
+ * size as a constant, fully unrolled. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "dsp.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE void copy32(uint8_t *d, const uint8_t *s, size_t at)
+{
+    _mm256_storeu_si256((__m256i *)(d + at),
+                        _mm256_loadu_si256((const __m256i *)(s + at)));
+}
+
+/* 1..31 bytes: two copies of the widest power of two <= rb, overlapping */
+INLINE void copy_short(uint8_t *d, const uint8_t *s, size_t rb)
+{
+    if (rb >= 16) {
+        __m128i a = _mm_loadu_si128((const __m128i *)s);
+        __m128i b = _mm_loadu_si128((const __m128i *)(s + rb - 16));
+        _mm_storeu_si128((__m128i *)d, a);
+        _mm_storeu_si128((__m128i *)(d + rb - 16), b);
+    } else if (rb >= 8) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + rb - 8, 8);
+        memcpy(d, &a, 8);
+        memcpy(d + rb - 8, &b, 8);
+    } else if (rb >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + rb - 4, 4);
+        memcpy(d, &a, 4);
+        memcpy(d + rb - 4, &b, 4);
+    } else if (rb >= 2) {
+        uint16_t a, b;
+        memcpy(&a, s, 2);
+        memcpy(&b, s + rb - 2, 2);
+        memcpy(d, &a, 2);
+        memcpy(d + rb - 2, &b, 2);
+    } else {
+        *d = *s;
+    }
+}
+
+INLINE void copy_row(uint8_t *d, const uint8_t *s, size_t rb)
+{
+    if (rb < 32) {
+        copy_short(d, s, rb);
+        return;
+    }
+    size_t at = 0;
+    for (; at + 128 <= rb; at += 128) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(s + at));
+        __m256i b = _mm256_loadu_si256((const __m256i *)(s + at + 32));
+        __m256i c = _mm256_loadu_si256((const __m256i *)(s + at + 64));
+        __m256i e = _mm256_loadu_si256((const __m256i *)(s + at + 96));
+        _mm256_storeu_si256((__m256i *)(d + at), a);
+        _mm256_storeu_si256((__m256i *)(d + at + 32), b);
+        _mm256_storeu_si256((__m256i *)(d + at + 64), c);
+        _mm256_storeu_si256((__m256i *)(d + at + 96), e);
+    }
+    for (; at + 32 <= rb; at += 32)
+        copy32(d, s, at);
+    if (at < rb)
+        copy32(d, s, rb - 32);
+}
+
+/* rows first.. of keep; every one of them moves (keep[i] > i) */
+INLINE void move_rows(uint8_t *base, size_t stride, const uint32_t *keep,
+                      uint32_t first, uint32_t n_keep, size_t rb)
+{
+    for (uint32_t i = first; i < n_keep; i++)
+        copy_row(base + (size_t)i * stride, base + (size_t)keep[i] * stride, rb);
+}
+
+KF_COMPACT_ROWS_FN(kf_compact_rows_avx2)
+{
+    /* keep is ascending and distinct, so keep[i] >= i, and once a row
+     * moves every later one does */
+    uint32_t first = 0;
+    while (first < n_keep && keep[first] == first)
+        first++;
+    if (first == n_keep || row_bytes == 0)
+        return;
+    switch (row_bytes) {
+    case 64: move_rows(base, stride, keep, first, n_keep, 64); break;
+    case 96: move_rows(base, stride, keep, first, n_keep, 96); break;
+    case 128: move_rows(base, stride, keep, first, n_keep, 128); break;
+    case 192: move_rows(base, stride, keep, first, n_keep, 192); break;
+    case 256: move_rows(base, stride, keep, first, n_keep, 256); break;
+    case 384: move_rows(base, stride, keep, first, n_keep, 384); break;
+    case 512: move_rows(base, stride, keep, first, n_keep, 512); break;
+    default:
+        if (row_bytes > 4096) {
+            /* long rows: memcpy's own loop is as good */
+            for (uint32_t i = first; i < n_keep; i++)
+                memcpy(base + (size_t)i * stride,
+                       base + (size_t)keep[i] * stride, row_bytes);
+        } else {
+            move_rows(base, stride, keep, first, n_keep, row_bytes);
+        }
+    }
+}
