@@ -54,6 +54,10 @@
  * kf_strerror() describes it. A failed call leaves the cache exactly as it
  * was before the call.
  */
+/** @file keyformer.h
+ *  The whole public API of libkeyformer: the overview above, then every
+ *  type, constant and function. Guides: doc/concepts.md, doc/walkthrough.md,
+ *  doc/recipes.md. */
 #ifndef KEYFORMER_H
 #define KEYFORMER_H
 
@@ -64,8 +68,11 @@
 extern "C" {
 #endif
 
+/** Major version; the shared library's soversion (ABI breaks bump it). */
 #define KF_VERSION_MAJOR 0
+/** Minor version (additions). */
 #define KF_VERSION_MINOR 1
+/** Patch version (fixes). */
 #define KF_VERSION_PATCH 0
 /** Version as one comparable number: major * 10000 + minor * 100 + patch. */
 #define KF_VERSION_NUMBER \
@@ -126,18 +133,20 @@ typedef enum kf_granularity {
 
 /** Element type of host K/V buffers. */
 typedef enum kf_dtype {
-    KF_DTYPE_F32 = 0,
-    KF_DTYPE_F16 = 1,
-    KF_DTYPE_BF16 = 2
+    KF_DTYPE_F32 = 0, /**< IEEE binary32 (float) */
+    KF_DTYPE_F16 = 1, /**< IEEE binary16, stored as uint16_t */
+    KF_DTYPE_BF16 = 2 /**< bfloat16 (upper half of a binary32), uint16_t */
 } kf_dtype;
 
 /** Optional allocator. Both functions set, or both NULL (malloc/free).
  *  alloc returns memory aligned to at least `align` bytes (a power of two,
  *  at most 64), or NULL. Used only inside kf_cache_create/destroy. */
 typedef struct kf_allocator {
+    /** Returns size bytes aligned to align, or NULL. */
     void *(*alloc)(void *opaque, size_t size, size_t align);
+    /** Releases a block alloc returned. */
     void (*free)(void *opaque, void *ptr);
-    void *opaque;
+    void *opaque; /**< passed to both hooks as is */
 } kf_allocator;
 
 /** Cache settings. Always start from kf_config_default(): fields added in
@@ -210,7 +219,7 @@ typedef struct kf_logits_view {
  *  has head_stride = head_dim. Strides are in elements, not bytes. */
 typedef struct kf_kv_view {
     void *data;          /**< aligned to the element size */
-    kf_dtype dtype;
+    kf_dtype dtype;      /**< element type */
     uint32_t n_slots;    /**< rows per head in the buffer = kf_slot_count() */
     size_t token_stride; /**< elements between slots of one head */
     size_t head_stride;  /**< elements between KV heads */
@@ -284,6 +293,8 @@ KF_API int kf_observe_logits(kf_cache *cache, int layer,
  *  and observes them with exactly the semantics of kf_observe_logits: the
  *  n_rows new tokens become the last n_rows slots of every KV head, and with
  *  KF_LOGITS_CAUSAL row i sees slots 0 .. n_slots - n_rows + i only.
+ *  @param cache  the sequence's cache.
+ *  @param layer  0 .. n_layers - 1.
  *  @param q  the new tokens' queries, see kf_query_view.
  *  @param k  the layer's K buffer, already holding the new tokens' keys in
  *            its last n_rows slots: k->n_slots = kf_slot_count() + n_rows
