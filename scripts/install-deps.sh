@@ -3,7 +3,7 @@
 # Skips apt entirely when everything is already there.
 set -euo pipefail
 
-packages=(gcc meson ninja-build pkg-config libopenblas-dev libcmocka-dev gnuplot-nox "$@")
+packages=(gcc g++ meson ninja-build pkg-config libopenblas-dev libcmocka-dev gnuplot-nox doxygen python3 "$@")
 
 missing=()
 for p in "${packages[@]}"; do
