@@ -3,13 +3,22 @@
  * copied with 16-byte loads and stores (paired into 64-byte steps), the
  * last one overlapping the previous when row_bytes is not a multiple of
  * 16; short rows use two overlapping narrower copies. Common row sizes get
- * loops with the size as a constant, fully unrolled. */
+ * loops with the size as a constant, fully unrolled. Large compactions
+ * prefetch the source rows ahead. */
 #include <arm_neon.h>
 #include <string.h>
 
 #include "dsp.h"
 
 #define INLINE static inline __attribute__((always_inline))
+
+/* Compactions moving more than this many bytes prefetch the source rows
+ * ahead: the rows kept are scattered, which the hardware prefetchers follow
+ * poorly once the data comes from memory. */
+#define PREFETCH_FROM (1u << 20)
+/* how far ahead, in bytes of rows, and how much of each row */
+#define PREFETCH_AHEAD 8192u
+#define PREFETCH_ROW_MAX 256u
 
 INLINE void copy16(uint8_t *d, const uint8_t *s, size_t at)
 {
@@ -63,7 +72,18 @@ INLINE void copy_row(uint8_t *d, const uint8_t *s, size_t rb)
 INLINE void move_rows(uint8_t *base, size_t stride, const uint32_t *keep,
                       uint32_t first, uint32_t n_keep, size_t rb)
 {
-    for (uint32_t i = first; i < n_keep; i++)
+    uint32_t i = first;
+    if ((uint64_t)(n_keep - first) * rb > PREFETCH_FROM) {
+        uint32_t ahead = (uint32_t)(PREFETCH_AHEAD / rb) + 1;
+        size_t lines = rb < PREFETCH_ROW_MAX ? rb : PREFETCH_ROW_MAX;
+        for (; i + ahead < n_keep; i++) {
+            const uint8_t *next = base + (size_t)keep[i + ahead] * stride;
+            for (size_t at = 0; at < lines; at += 64)
+                __builtin_prefetch(next + at, 0, 3);
+            copy_row(base + (size_t)i * stride, base + (size_t)keep[i] * stride, rb);
+        }
+    }
+    for (; i < n_keep; i++)
         copy_row(base + (size_t)i * stride, base + (size_t)keep[i] * stride, rb);
 }
 

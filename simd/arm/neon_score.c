@@ -3,8 +3,8 @@
  * lib/fastmath.h or lib/rng.h, in the same order, with no fused
  * multiply-add (built with -ffp-contract=off; vfma is never called). Four
  * q registers hold the 16 partial row sums (lanes 0-3, 4-7, 8-11, 12-15),
- * so element j lands in lane j % 16 exactly as in the C code. A tail of
- * fewer than 16 elements goes through a padded copy; its padding lanes are
+ * so element j lands in lane j % 16 exactly as in the C code. A tail
+ * shorter than a block goes through a padded copy; its padding lanes are
  * masked off and never touch a sum. */
 #include <arm_neon.h>
 #include <math.h>
@@ -14,82 +14,115 @@
 #include "fastmath.h"
 
 #define VL 4
-#define BLOCK 16
 
 static float32x4_t splat(float x)
 {
     return vdupq_n_f32(x);
 }
 
-/* kf_hash32 on 4 lanes */
-static uint32x4_t hash32(uint32x4_t x)
+/* The math below runs on U vectors in lockstep: each element's ln/exp is a
+ * long dependent chain (Horner steps), so the CPU only stays busy when
+ * several independent chains are interleaved in program order. U is a
+ * multiple of 4, so vector k of a block always adds to partial sums
+ * 4 * (k % 4) .. 4 * (k % 4) + 3. */
+#define U 8
+#define BLOCK (U * VL)
+#define INLINE static inline __attribute__((always_inline))
+#define EACH(k) for (int k = 0; k < U; k++)
+
+/* kf_hash32 */
+INLINE void hash32(uint32x4_t x[U])
 {
-    x = veorq_u32(x, vshrq_n_u32(x, 16));
-    x = vmulq_u32(x, vdupq_n_u32(0x21f0aaadu));
-    x = veorq_u32(x, vshrq_n_u32(x, 15));
-    x = vmulq_u32(x, vdupq_n_u32(0x735a2d97u));
-    x = veorq_u32(x, vshrq_n_u32(x, 15));
-    return x;
+    EACH(k) x[k] = veorq_u32(x[k], vshrq_n_u32(x[k], 16));
+    EACH(k) x[k] = vmulq_u32(x[k], vdupq_n_u32(0x21f0aaadu));
+    EACH(k) x[k] = veorq_u32(x[k], vshrq_n_u32(x[k], 15));
+    EACH(k) x[k] = vmulq_u32(x[k], vdupq_n_u32(0x735a2d97u));
+    EACH(k) x[k] = veorq_u32(x[k], vshrq_n_u32(x[k], 15));
 }
 
-/* kf_ln_f32 on 4 lanes (positive normal inputs) */
-static float32x4_t ln_ps(float32x4_t x)
+/* kf_ln_f32 (positive normal inputs), in place. The C code splits x into
+ * e + log2(m), m in [1, 2), then halves m and adds 1 to e when m >
+ * KF_LN_SQRT2 (0x3fb504f3). Adding LN_CARRY to the bits carries into the
+ * exponent field exactly when the mantissa field is above 0x3504f3, so the
+ * same e and m come out of integer ops (halving m is exact). */
+#define LN_CARRY 0x004afb0cu /* 0x800000 - 0x3504f4 */
+#define LN_MBASE 0x3f3504f4u /* 0x3f800000 - LN_CARRY */
+
+INLINE void ln_ps(float32x4_t x[U])
 {
-    uint32x4_t bits = vreinterpretq_u32_f32(x);
-    float32x4_t e = vcvtq_f32_s32(vsubq_s32(
-        vreinterpretq_s32_u32(vshrq_n_u32(bits, 23)), vdupq_n_s32(127)));
-    float32x4_t m = vreinterpretq_f32_u32(vorrq_u32(
-        vandq_u32(bits, vdupq_n_u32(0x007fffffu)), vdupq_n_u32(0x3f800000u)));
-    uint32x4_t big = vcgtq_f32(m, splat(KF_LN_SQRT2));
-    m = vbslq_f32(big, vmulq_f32(m, splat(0.5f)), m);
-    e = vbslq_f32(big, vaddq_f32(e, splat(1.0f)), e);
-    float32x4_t f = vsubq_f32(m, splat(1.0f));
-    float32x4_t p = splat(KF_LN_P6);
-    p = vaddq_f32(vmulq_f32(p, f), splat(KF_LN_P5));
-    p = vaddq_f32(vmulq_f32(p, f), splat(KF_LN_P4));
-    p = vaddq_f32(vmulq_f32(p, f), splat(KF_LN_P3));
-    p = vaddq_f32(vmulq_f32(p, f), splat(KF_LN_P2));
-    p = vaddq_f32(vmulq_f32(p, f), splat(KF_LN_P1));
-    p = vaddq_f32(vmulq_f32(p, f), splat(KF_LN_P0));
-    float32x4_t f2 = vmulq_f32(f, f);
-    float32x4_t lnm = vaddq_f32(
-        f, vaddq_f32(vmulq_f32(splat(-0.5f), f2), vmulq_f32(vmulq_f32(f2, f), p)));
-    return vaddq_f32(vmulq_f32(e, splat(KF_LN2_HI)),
-                     vaddq_f32(vmulq_f32(e, splat(KF_LN2_LO)), lnm));
+    float32x4_t e[U], f[U], p[U], f2[U];
+    EACH(k) {
+        uint32x4_t ix = vaddq_u32(vreinterpretq_u32_f32(x[k]), vdupq_n_u32(LN_CARRY));
+        e[k] = vcvtq_f32_s32(vsubq_s32(vreinterpretq_s32_u32(vshrq_n_u32(ix, 23)),
+                                       vdupq_n_s32(127)));
+        float32x4_t m = vreinterpretq_f32_u32(vaddq_u32(
+            vandq_u32(ix, vdupq_n_u32(0x007fffffu)), vdupq_n_u32(LN_MBASE)));
+        f[k] = vsubq_f32(m, splat(1.0f));
+    }
+    EACH(k) p[k] = vaddq_f32(vmulq_f32(splat(KF_LN_P6), f[k]), splat(KF_LN_P5));
+    EACH(k) p[k] = vaddq_f32(vmulq_f32(p[k], f[k]), splat(KF_LN_P4));
+    EACH(k) p[k] = vaddq_f32(vmulq_f32(p[k], f[k]), splat(KF_LN_P3));
+    EACH(k) p[k] = vaddq_f32(vmulq_f32(p[k], f[k]), splat(KF_LN_P2));
+    EACH(k) p[k] = vaddq_f32(vmulq_f32(p[k], f[k]), splat(KF_LN_P1));
+    EACH(k) p[k] = vaddq_f32(vmulq_f32(p[k], f[k]), splat(KF_LN_P0));
+    EACH(k) f2[k] = vmulq_f32(f[k], f[k]);
+    EACH(k) {
+        float32x4_t lnm = vaddq_f32(
+            f[k], vaddq_f32(vmulq_f32(splat(-0.5f), f2[k]),
+                            vmulq_f32(vmulq_f32(f2[k], f[k]), p[k])));
+        x[k] = vaddq_f32(vmulq_f32(e[k], splat(KF_LN2_HI)),
+                         vaddq_f32(vmulq_f32(e[k], splat(KF_LN2_LO)), lnm));
+    }
 }
 
-/* kf_exp_f32 on 4 lanes: 0 where !(x >= KF_EXP_MIN), NaN included */
-static float32x4_t exp_ps(float32x4_t x)
+/* kf_exp_f32, in place: 0 where !(x >= KF_EXP_MIN), NaN included. Where
+ * x is in range, t = x * log2e + 1.5 * 2^23 holds n in its low mantissa
+ * bits (n in [-126, 0]), so the bits of t give 2^n without a conversion:
+ * (bits(t) - bits(1.5 * 2^23) + 127) << 23. */
+#define EXP_BIAS (127u - 0x4b400000u)
+
+INLINE void exp_ps(float32x4_t x[U])
 {
-    uint32x4_t ok = vcgeq_f32(x, splat(KF_EXP_MIN));
-    float32x4_t n = vsubq_f32(
-        vaddq_f32(vmulq_f32(x, splat(KF_LOG2E)), splat(KF_ROUND_MAGIC)),
-        splat(KF_ROUND_MAGIC));
-    float32x4_t r = vsubq_f32(vsubq_f32(x, vmulq_f32(n, splat(KF_LN2_HI))),
-                              vmulq_f32(n, splat(KF_LN2_LO)));
-    float32x4_t q = splat(KF_EXP_Q4);
-    q = vaddq_f32(vmulq_f32(q, r), splat(KF_EXP_Q3));
-    q = vaddq_f32(vmulq_f32(q, r), splat(KF_EXP_Q2));
-    q = vaddq_f32(vmulq_f32(q, r), splat(KF_EXP_Q1));
-    q = vaddq_f32(vmulq_f32(q, r), splat(KF_EXP_Q0));
-    float32x4_t er =
-        vaddq_f32(splat(1.0f), vaddq_f32(r, vmulq_f32(vmulq_f32(r, r), q)));
-    int32x4_t ni = vcvtq_s32_f32(n); /* toward zero, as the C cast */
-    float32x4_t scale = vreinterpretq_f32_s32(
-        vshlq_n_s32(vaddq_s32(ni, vdupq_n_s32(127)), 23));
-    return vreinterpretq_f32_u32(
-        vandq_u32(vreinterpretq_u32_f32(vmulq_f32(er, scale)), ok));
+    uint32x4_t ok[U];
+    float32x4_t n[U], t[U], r[U], q[U];
+    EACH(k) {
+        ok[k] = vcgeq_f32(x[k], splat(KF_EXP_MIN));
+        t[k] = vaddq_f32(vmulq_f32(x[k], splat(KF_LOG2E)), splat(KF_ROUND_MAGIC));
+        n[k] = vsubq_f32(t[k], splat(KF_ROUND_MAGIC));
+        r[k] = vsubq_f32(vsubq_f32(x[k], vmulq_f32(n[k], splat(KF_LN2_HI))),
+                         vmulq_f32(n[k], splat(KF_LN2_LO)));
+    }
+    EACH(k) q[k] = vaddq_f32(vmulq_f32(splat(KF_EXP_Q4), r[k]), splat(KF_EXP_Q3));
+    EACH(k) q[k] = vaddq_f32(vmulq_f32(q[k], r[k]), splat(KF_EXP_Q2));
+    EACH(k) q[k] = vaddq_f32(vmulq_f32(q[k], r[k]), splat(KF_EXP_Q1));
+    EACH(k) q[k] = vaddq_f32(vmulq_f32(q[k], r[k]), splat(KF_EXP_Q0));
+    EACH(k) {
+        float32x4_t er = vaddq_f32(
+            splat(1.0f), vaddq_f32(r[k], vmulq_f32(vmulq_f32(r[k], r[k]), q[k])));
+        float32x4_t scale = vreinterpretq_f32_u32(vshlq_n_u32(
+            vaddq_u32(vreinterpretq_u32_f32(t[k]), vdupq_n_u32(EXP_BIAS)), 23));
+        x[k] = vreinterpretq_f32_u32(
+            vandq_u32(vreinterpretq_u32_f32(vmulq_f32(er, scale)), ok[k]));
+    }
 }
 
-/* kf_gumbel_f32 on 4 lanes of key positions */
-static float32x4_t gumbel_ps(int32x4_t pos, uint32x4_t key_lo, uint32x4_t key_hi)
+/* kf_gumbel_f32 of U vectors of key positions */
+INLINE void gumbel_ps(float32x4_t g[U], const int32_t *pos, uint32x4_t key_lo,
+                      uint32x4_t key_hi)
 {
-    uint32x4_t h = hash32(veorq_u32(vreinterpretq_u32_s32(pos), key_lo));
-    h = hash32(vaddq_u32(h, key_hi));
-    uint32x4_t m = vorrq_u32(vshrq_n_u32(h, 8), vdupq_n_u32(1));
-    float32x4_t u = vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_u32(m)),
-                              splat(0x1p-24f));
-    return vnegq_f32(ln_ps(vnegq_f32(ln_ps(u))));
+    uint32x4_t h[U];
+    EACH(k) h[k] = veorq_u32(vreinterpretq_u32_s32(vld1q_s32(pos + k * VL)), key_lo);
+    hash32(h);
+    EACH(k) h[k] = vaddq_u32(h[k], key_hi);
+    hash32(h);
+    EACH(k) {
+        uint32x4_t m = vorrq_u32(vshrq_n_u32(h[k], 8), vdupq_n_u32(1));
+        g[k] = vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_u32(m)), splat(0x1p-24f));
+    }
+    ln_ps(g);
+    EACH(k) g[k] = vnegq_f32(g[k]);
+    ln_ps(g);
+    EACH(k) g[k] = vnegq_f32(g[k]);
 }
 
 /* NaN or +inf lanes */
@@ -115,48 +148,6 @@ static float fold16(const float32x4_t s[4])
     return vget_lane_f32(s2, 0) + vget_lane_f32(s2, 1);
 }
 
-/* Pass 1 over one block of 16: noised t = x + g into dst, NaN/+inf flags
- * and the running maximum; only the first `valid` lanes count. */
-static void noise_block(const float *x, const int32_t *pos, float *dst,
-                        uint32_t valid, uint32x4_t key_lo, uint32x4_t key_hi,
-                        float32x4_t *vmax, uint32x4_t *bad)
-{
-    for (int q = 0; q < BLOCK / VL; q++) {
-        uint32x4_t m = lane_mask(valid > (uint32_t)q * VL ? valid - q * VL : 0);
-        float32x4_t xq = vld1q_f32(x + q * VL);
-        *bad = vorrq_u32(*bad, vandq_u32(bad_lanes(xq), m));
-        float32x4_t t = vaddq_f32(xq, gumbel_ps(vld1q_s32(pos + q * VL), key_lo, key_hi));
-        vst1q_f32(dst + q * VL, t);
-        t = vbslq_f32(m, t, splat(-INFINITY));
-        *vmax = vbslq_f32(vcgtq_f32(t, *vmax), t, *vmax);
-    }
-}
-
-static void max_block(const float *x, uint32_t valid, float32x4_t *vmax,
-                      uint32x4_t *bad)
-{
-    for (int q = 0; q < BLOCK / VL; q++) {
-        uint32x4_t m = lane_mask(valid > (uint32_t)q * VL ? valid - q * VL : 0);
-        float32x4_t xq = vld1q_f32(x + q * VL);
-        *bad = vorrq_u32(*bad, vandq_u32(bad_lanes(xq), m));
-        xq = vbslq_f32(m, xq, splat(-INFINITY));
-        *vmax = vbslq_f32(vcgtq_f32(xq, *vmax), xq, *vmax);
-    }
-}
-
-static void exp_block(const float *src, float *dst, uint32_t valid,
-                      float32x4_t vmax, float32x4_t vinv, float32x4_t sum[4])
-{
-    for (int q = 0; q < BLOCK / VL; q++) {
-        uint32x4_t m = lane_mask(valid > (uint32_t)q * VL ? valid - q * VL : 0);
-        float32x4_t t = vld1q_f32(src + q * VL);
-        float32x4_t e = exp_ps(vmulq_f32(vsubq_f32(t, vmax), vinv));
-        vst1q_f32(dst + q * VL, e);
-        e = vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(e), m));
-        sum[q] = vaddq_f32(sum[q], e);
-    }
-}
-
 static float max_of(float32x4_t v)
 {
     float l[4];
@@ -172,7 +163,27 @@ static int any(uint32x4_t m)
     return vmaxvq_u32(m) != 0;
 }
 
-/* scratch[j] = e^((src[j] - max) * inv_tau); acc[j] += scratch[j] / sum */
+/* One block of BLOCK elements: e = e^((src - max) * inv_tau) into dst and
+ * the partial sums; only the first `valid` elements count. */
+INLINE void exp_block(const float *src, float *dst, uint32_t valid,
+                      float32x4_t vmax, float32x4_t vinv, float32x4_t sum[4])
+{
+    float32x4_t e[U];
+    EACH(k) e[k] = vmulq_f32(vsubq_f32(vld1q_f32(src + k * VL), vmax), vinv);
+    exp_ps(e);
+    EACH(k) {
+        vst1q_f32(dst + k * VL, e[k]);
+        if (valid < BLOCK) {
+            uint32_t left = valid > (uint32_t)k * VL ? valid - (uint32_t)k * VL : 0;
+            e[k] = vreinterpretq_f32_u32(
+                vandq_u32(vreinterpretq_u32_f32(e[k]), lane_mask(left)));
+        }
+        sum[k % 4] = vaddq_f32(sum[k % 4], e[k]);
+    }
+}
+
+/* scratch[j] = e^((src[j] - max) * inv_tau); acc[j] += scratch[j] / sum.
+ * A tail shorter than a block goes through a zero-padded copy. */
 static void normalise_into(float *acc, const float *src, float *scratch,
                            uint32_t n, float max, float inv_tau)
 {
@@ -185,8 +196,7 @@ static void normalise_into(float *acc, const float *src, float *scratch,
         float in[BLOCK], out[BLOCK];
         uint32_t left = n - j;
         memcpy(in, src + j, left * sizeof *in);
-        for (uint32_t l = left; l < BLOCK; l++)
-            in[l] = 0.0f;
+        memset(in + left, 0, (BLOCK - left) * sizeof *in);
         exp_block(in, out, left, vmax, vinv, sum);
         memcpy(scratch + j, out, left * sizeof *out);
     }
@@ -202,27 +212,45 @@ static void normalise_into(float *acc, const float *src, float *scratch,
 KF_SCORE_GUMBEL_FN(kf_score_gumbel_neon)
 {
     uint32x4_t key_lo = vdupq_n_u32(key.lo), key_hi = vdupq_n_u32(key.hi);
+    /* the noise alone first (the heavy part), then t = x + noise with the
+     * NaN checks and the maximum */
+    uint32_t j = 0;
+    for (; j + BLOCK <= n; j += BLOCK) {
+        float32x4_t g[U];
+        gumbel_ps(g, pos + j, key_lo, key_hi);
+        EACH(k) vst1q_f32(scratch + j + k * VL, g[k]);
+    }
+    if (j < n) {
+        int32_t pt[BLOCK];
+        float gt[BLOCK];
+        uint32_t left = n - j;
+        memcpy(pt, pos + j, left * sizeof *pt);
+        memset(pt + left, 0, (BLOCK - left) * sizeof *pt);
+        float32x4_t g[U];
+        gumbel_ps(g, pt, key_lo, key_hi);
+        EACH(k) vst1q_f32(gt + k * VL, g[k]);
+        memcpy(scratch + j, gt, left * sizeof *gt);
+    }
     float32x4_t vmax = splat(-INFINITY);
     uint32x4_t bad = vdupq_n_u32(0);
-    uint32_t j = 0;
-    for (; j + BLOCK <= n; j += BLOCK)
-        noise_block(x + j, pos + j, scratch + j, BLOCK, key_lo, key_hi, &vmax, &bad);
-    if (j < n) {
-        float xt[BLOCK], tt[BLOCK];
-        int32_t pt[BLOCK];
-        uint32_t left = n - j;
-        memcpy(xt, x + j, left * sizeof *xt);
-        memcpy(pt, pos + j, left * sizeof *pt);
-        for (uint32_t l = left; l < BLOCK; l++) {
-            xt[l] = 0.0f;
-            pt[l] = 0;
-        }
-        noise_block(xt, pt, tt, left, key_lo, key_hi, &vmax, &bad);
-        memcpy(scratch + j, tt, left * sizeof *tt);
+    for (j = 0; j + VL <= n; j += VL) {
+        float32x4_t xj = vld1q_f32(x + j);
+        bad = vorrq_u32(bad, bad_lanes(xj));
+        float32x4_t t = vaddq_f32(xj, vld1q_f32(scratch + j));
+        vst1q_f32(scratch + j, t);
+        vmax = vbslq_f32(vcgtq_f32(t, vmax), t, vmax);
     }
-    if (any(bad))
-        return KF_ROW_NAN;
     float max = max_of(vmax);
+    int bad_tail = 0;
+    for (; j < n; j++) {
+        float xj = x[j];
+        bad_tail |= (xj != xj) | (xj == INFINITY);
+        float t = xj + scratch[j];
+        scratch[j] = t;
+        max = t > max ? t : max;
+    }
+    if (any(bad) || bad_tail)
+        return KF_ROW_NAN;
     if (max == -INFINITY)
         return KF_ROW_EMPTY;
     normalise_into(acc, scratch, scratch, n, max, inv_tau);
@@ -234,19 +262,20 @@ KF_SCORE_SOFTMAX_FN(kf_score_softmax_neon)
     float32x4_t vmax = splat(-INFINITY);
     uint32x4_t bad = vdupq_n_u32(0);
     uint32_t j = 0;
-    for (; j + BLOCK <= n; j += BLOCK)
-        max_block(x + j, BLOCK, &vmax, &bad);
-    if (j < n) {
-        float xt[BLOCK];
-        uint32_t left = n - j;
-        memcpy(xt, x + j, left * sizeof *xt);
-        for (uint32_t l = left; l < BLOCK; l++)
-            xt[l] = 0.0f;
-        max_block(xt, left, &vmax, &bad);
+    for (; j + VL <= n; j += VL) {
+        float32x4_t xj = vld1q_f32(x + j);
+        bad = vorrq_u32(bad, bad_lanes(xj));
+        vmax = vbslq_f32(vcgtq_f32(xj, vmax), xj, vmax);
     }
-    if (any(bad))
-        return KF_ROW_NAN;
     float max = max_of(vmax);
+    int bad_tail = 0;
+    for (; j < n; j++) {
+        float xj = x[j];
+        bad_tail |= (xj != xj) | (xj == INFINITY);
+        max = xj > max ? xj : max;
+    }
+    if (any(bad) || bad_tail)
+        return KF_ROW_NAN;
     if (max == -INFINITY)
         return KF_ROW_EMPTY;
     /* the C code copies x to scratch first; reading x is the same */

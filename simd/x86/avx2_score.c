@@ -44,76 +44,110 @@ static void storeu_mask(float *p, __m256i m, uint32_t left, __m256 v)
         _mm256_maskstore_ps(p, m, v);
 }
 
-/* kf_hash32 on 8 lanes */
-static __m256i hash32(__m256i x)
+/* The math below runs on U vectors in lockstep: each element's ln/exp is a
+ * long dependent chain (Horner steps), so the CPU only stays busy when
+ * several independent chains are interleaved in program order. U is even,
+ * so vector k of a block always adds to the half (lanes 0-7 or 8-15)
+ * numbered k & 1. */
+#define U 8
+#define INLINE static inline __attribute__((always_inline))
+#define EACH(k) for (int k = 0; k < u; k++)
+
+/* kf_hash32 */
+INLINE void hash32(__m256i *x, int u)
 {
-    x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
-    x = _mm256_mullo_epi32(x, isplat(0x21f0aaadu));
-    x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 15));
-    x = _mm256_mullo_epi32(x, isplat(0x735a2d97u));
-    x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 15));
-    return x;
+    EACH(k) x[k] = _mm256_xor_si256(x[k], _mm256_srli_epi32(x[k], 16));
+    EACH(k) x[k] = _mm256_mullo_epi32(x[k], isplat(0x21f0aaadu));
+    EACH(k) x[k] = _mm256_xor_si256(x[k], _mm256_srli_epi32(x[k], 15));
+    EACH(k) x[k] = _mm256_mullo_epi32(x[k], isplat(0x735a2d97u));
+    EACH(k) x[k] = _mm256_xor_si256(x[k], _mm256_srli_epi32(x[k], 15));
 }
 
-/* kf_ln_f32 on 8 lanes (positive normal inputs) */
-static __m256 ln_ps(__m256 x)
+/* kf_ln_f32 (positive normal inputs), in place. The C code splits x into
+ * e + log2(m), m in [1, 2), then halves m and adds 1 to e when m >
+ * KF_LN_SQRT2 (0x3fb504f3). Adding LN_CARRY to the bits carries into the
+ * exponent field exactly when the mantissa field is above 0x3504f3, so the
+ * same e and m come out of integer ops (halving m is exact). */
+#define LN_CARRY 0x004afb0cu /* 0x800000 - 0x3504f4 */
+#define LN_MBASE 0x3f3504f4u /* 0x3f800000 - LN_CARRY */
+
+INLINE void ln_ps(__m256 *x, int u)
 {
-    __m256i bits = _mm256_castps_si256(x);
-    __m256 e = _mm256_cvtepi32_ps(
-        _mm256_sub_epi32(_mm256_srli_epi32(bits, 23), isplat(127)));
-    __m256 m = _mm256_castsi256_ps(_mm256_or_si256(
-        _mm256_and_si256(bits, isplat(0x007fffffu)), isplat(0x3f800000u)));
-    __m256 big = _mm256_cmp_ps(m, splat(KF_LN_SQRT2), _CMP_GT_OQ);
-    m = _mm256_blendv_ps(m, _mm256_mul_ps(m, splat(0.5f)), big);
-    e = _mm256_blendv_ps(e, _mm256_add_ps(e, splat(1.0f)), big);
-    __m256 f = _mm256_sub_ps(m, splat(1.0f));
-    __m256 p = splat(KF_LN_P6);
-    p = _mm256_add_ps(_mm256_mul_ps(p, f), splat(KF_LN_P5));
-    p = _mm256_add_ps(_mm256_mul_ps(p, f), splat(KF_LN_P4));
-    p = _mm256_add_ps(_mm256_mul_ps(p, f), splat(KF_LN_P3));
-    p = _mm256_add_ps(_mm256_mul_ps(p, f), splat(KF_LN_P2));
-    p = _mm256_add_ps(_mm256_mul_ps(p, f), splat(KF_LN_P1));
-    p = _mm256_add_ps(_mm256_mul_ps(p, f), splat(KF_LN_P0));
-    __m256 f2 = _mm256_mul_ps(f, f);
-    __m256 lnm = _mm256_add_ps(
-        f, _mm256_add_ps(_mm256_mul_ps(splat(-0.5f), f2),
-                         _mm256_mul_ps(_mm256_mul_ps(f2, f), p)));
-    return _mm256_add_ps(_mm256_mul_ps(e, splat(KF_LN2_HI)),
-                         _mm256_add_ps(_mm256_mul_ps(e, splat(KF_LN2_LO)), lnm));
+    __m256 e[U], f[U], p[U], f2[U];
+    EACH(k) {
+        __m256i ix = _mm256_add_epi32(_mm256_castps_si256(x[k]), isplat(LN_CARRY));
+        e[k] = _mm256_cvtepi32_ps(
+            _mm256_sub_epi32(_mm256_srli_epi32(ix, 23), isplat(127)));
+        __m256 m = _mm256_castsi256_ps(_mm256_add_epi32(
+            _mm256_and_si256(ix, isplat(0x007fffffu)), isplat(LN_MBASE)));
+        f[k] = _mm256_sub_ps(m, splat(1.0f));
+    }
+    EACH(k) p[k] = _mm256_add_ps(_mm256_mul_ps(splat(KF_LN_P6), f[k]), splat(KF_LN_P5));
+    EACH(k) p[k] = _mm256_add_ps(_mm256_mul_ps(p[k], f[k]), splat(KF_LN_P4));
+    EACH(k) p[k] = _mm256_add_ps(_mm256_mul_ps(p[k], f[k]), splat(KF_LN_P3));
+    EACH(k) p[k] = _mm256_add_ps(_mm256_mul_ps(p[k], f[k]), splat(KF_LN_P2));
+    EACH(k) p[k] = _mm256_add_ps(_mm256_mul_ps(p[k], f[k]), splat(KF_LN_P1));
+    EACH(k) p[k] = _mm256_add_ps(_mm256_mul_ps(p[k], f[k]), splat(KF_LN_P0));
+    EACH(k) f2[k] = _mm256_mul_ps(f[k], f[k]);
+    EACH(k) {
+        __m256 lnm = _mm256_add_ps(
+            f[k], _mm256_add_ps(_mm256_mul_ps(splat(-0.5f), f2[k]),
+                                _mm256_mul_ps(_mm256_mul_ps(f2[k], f[k]), p[k])));
+        x[k] = _mm256_add_ps(
+            _mm256_mul_ps(e[k], splat(KF_LN2_HI)),
+            _mm256_add_ps(_mm256_mul_ps(e[k], splat(KF_LN2_LO)), lnm));
+    }
 }
 
-/* kf_exp_f32 on 8 lanes: 0 where !(x >= KF_EXP_MIN), NaN included */
-static __m256 exp_ps(__m256 x)
+/* kf_exp_f32, in place: 0 where !(x >= KF_EXP_MIN), NaN included. Where
+ * x is in range, t = x * log2e + 1.5 * 2^23 holds n in its low mantissa
+ * bits (n in [-126, 0]), so the bits of t give 2^n without a conversion:
+ * (bits(t) - bits(1.5 * 2^23) + 127) << 23. */
+#define EXP_BIAS (127u - 0x4b400000u)
+
+INLINE void exp_ps(__m256 *x, int u)
 {
-    __m256 ok = _mm256_cmp_ps(x, splat(KF_EXP_MIN), _CMP_GE_OQ);
-    __m256 n = _mm256_sub_ps(
-        _mm256_add_ps(_mm256_mul_ps(x, splat(KF_LOG2E)), splat(KF_ROUND_MAGIC)),
-        splat(KF_ROUND_MAGIC));
-    __m256 r = _mm256_sub_ps(_mm256_sub_ps(x, _mm256_mul_ps(n, splat(KF_LN2_HI))),
-                             _mm256_mul_ps(n, splat(KF_LN2_LO)));
-    __m256 q = splat(KF_EXP_Q4);
-    q = _mm256_add_ps(_mm256_mul_ps(q, r), splat(KF_EXP_Q3));
-    q = _mm256_add_ps(_mm256_mul_ps(q, r), splat(KF_EXP_Q2));
-    q = _mm256_add_ps(_mm256_mul_ps(q, r), splat(KF_EXP_Q1));
-    q = _mm256_add_ps(_mm256_mul_ps(q, r), splat(KF_EXP_Q0));
-    __m256 er = _mm256_add_ps(
-        splat(1.0f), _mm256_add_ps(r, _mm256_mul_ps(_mm256_mul_ps(r, r), q)));
-    __m256i ni = _mm256_cvttps_epi32(n);
-    __m256 scale = _mm256_castsi256_ps(
-        _mm256_slli_epi32(_mm256_add_epi32(ni, isplat(127)), 23));
-    return _mm256_and_ps(_mm256_mul_ps(er, scale), ok);
+    __m256 ok[U], n[U], t[U], r[U], q[U];
+    EACH(k) {
+        ok[k] = _mm256_cmp_ps(x[k], splat(KF_EXP_MIN), _CMP_GE_OQ);
+        t[k] = _mm256_add_ps(_mm256_mul_ps(x[k], splat(KF_LOG2E)),
+                             splat(KF_ROUND_MAGIC));
+        n[k] = _mm256_sub_ps(t[k], splat(KF_ROUND_MAGIC));
+        r[k] = _mm256_sub_ps(_mm256_sub_ps(x[k], _mm256_mul_ps(n[k], splat(KF_LN2_HI))),
+                             _mm256_mul_ps(n[k], splat(KF_LN2_LO)));
+    }
+    EACH(k) q[k] = _mm256_add_ps(_mm256_mul_ps(splat(KF_EXP_Q4), r[k]), splat(KF_EXP_Q3));
+    EACH(k) q[k] = _mm256_add_ps(_mm256_mul_ps(q[k], r[k]), splat(KF_EXP_Q2));
+    EACH(k) q[k] = _mm256_add_ps(_mm256_mul_ps(q[k], r[k]), splat(KF_EXP_Q1));
+    EACH(k) q[k] = _mm256_add_ps(_mm256_mul_ps(q[k], r[k]), splat(KF_EXP_Q0));
+    EACH(k) {
+        __m256 er = _mm256_add_ps(
+            splat(1.0f),
+            _mm256_add_ps(r[k], _mm256_mul_ps(_mm256_mul_ps(r[k], r[k]), q[k])));
+        __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_add_epi32(_mm256_castps_si256(t[k]), isplat(EXP_BIAS)), 23));
+        x[k] = _mm256_and_ps(_mm256_mul_ps(er, scale), ok[k]);
+    }
 }
 
-/* kf_gumbel_f32 on 8 lanes of key positions */
-static __m256 gumbel_ps(__m256i pos, __m256i key_lo, __m256i key_hi)
+/* kf_gumbel_f32 of u vectors of key positions */
+INLINE void gumbel_ps(__m256 *g, const __m256i *pos, int u, __m256i key_lo,
+                      __m256i key_hi)
 {
-    __m256i h = hash32(_mm256_xor_si256(pos, key_lo));
-    h = hash32(_mm256_add_epi32(h, key_hi));
-    __m256i m = _mm256_or_si256(_mm256_srli_epi32(h, 8), isplat(1));
-    __m256 u = _mm256_mul_ps(_mm256_cvtepi32_ps(m), splat(0x1p-24f));
+    __m256i h[U];
     __m256 sign = _mm256_castsi256_ps(isplat(0x80000000u));
-    __m256 nl = _mm256_xor_ps(ln_ps(u), sign);
-    return _mm256_xor_ps(ln_ps(nl), sign);
+    EACH(k) h[k] = _mm256_xor_si256(pos[k], key_lo);
+    hash32(h, u);
+    EACH(k) h[k] = _mm256_add_epi32(h[k], key_hi);
+    hash32(h, u);
+    EACH(k) {
+        __m256i m = _mm256_or_si256(_mm256_srli_epi32(h[k], 8), isplat(1));
+        g[k] = _mm256_mul_ps(_mm256_cvtepi32_ps(m), splat(0x1p-24f));
+    }
+    ln_ps(g, u);
+    EACH(k) g[k] = _mm256_xor_ps(g[k], sign);
+    ln_ps(g, u);
+    EACH(k) g[k] = _mm256_xor_ps(g[k], sign);
 }
 
 /* lanes[l] += lanes[l + w] for w = 8, 4, 2, 1: the C fold; lo holds lanes
@@ -143,35 +177,46 @@ static __m256 bad_lanes(__m256 x)
                         _mm256_cmp_ps(x, splat(INFINITY), _CMP_EQ_OQ));
 }
 
-/* one block of 8: e = e^((t - max) * inv_tau) into scratch, added to the
- * partial sums of its 8 lanes */
-static __m256 exp_block(const float *src, float *scratch, uint32_t left,
-                        __m256 vmax, __m256 vinv, __m256 sum)
-{
-    __m256i m = tail_mask(left);
-    __m256 t = loadu_mask(src, m, left);
-    __m256 e = exp_ps(_mm256_mul_ps(_mm256_sub_ps(t, vmax), vinv));
-    storeu_mask(scratch, m, left, e);
-    return _mm256_add_ps(sum, _mm256_and_ps(e, _mm256_castsi256_ps(m)));
-}
-
-/* scratch[j] = e^((src[j] - max) * inv_tau); acc[j] += scratch[j] / sum */
+/* scratch[j] = e^((src[j] - max) * inv_tau); acc[j] += scratch[j] / sum.
+ * Blocks of U vectors (U/2 rounds of lanes 0-7 then 8-15), the last one
+ * masked. */
 static void normalise_into(float *acc, const float *src, float *scratch,
                            uint32_t n, float max, float inv_tau)
 {
     __m256 vmax = splat(max), vinv = splat(inv_tau);
-    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    __m256 half[2] = { _mm256_setzero_ps(), _mm256_setzero_ps() };
     uint32_t j = 0;
-    for (; j + 2 * VL <= n; j += 2 * VL) {
-        lo = exp_block(src + j, scratch + j, VL, vmax, vinv, lo);
-        hi = exp_block(src + j + VL, scratch + j + VL, VL, vmax, vinv, hi);
+    for (; j + U * VL <= n; j += U * VL) {
+        __m256 e[U];
+        for (int k = 0; k < U; k++)
+            e[k] = _mm256_mul_ps(
+                _mm256_sub_ps(_mm256_loadu_ps(src + j + k * VL), vmax), vinv);
+        exp_ps(e, U);
+        for (int k = 0; k < U; k++) {
+            _mm256_storeu_ps(scratch + j + k * VL, e[k]);
+            half[k & 1] = _mm256_add_ps(half[k & 1], e[k]);
+        }
     }
-    if (j < n)
-        lo = exp_block(src + j, scratch + j, n - j, vmax, vinv, lo);
-    if (j + VL < n)
-        hi = exp_block(src + j + VL, scratch + j + VL, n - j - VL, vmax, vinv, hi);
+    if (j < n) { /* one more block, masked: U is even, so vector k of it
+                  * again feeds half k & 1 */
+        __m256i m[U];
+        __m256 e[U];
+        for (int k = 0; k < U; k++) {
+            uint32_t left = n - j > (uint32_t)k * VL ? n - j - (uint32_t)k * VL : 0;
+            m[k] = tail_mask(left);
+            e[k] = _mm256_mul_ps(
+                _mm256_sub_ps(loadu_mask(src + j + k * VL, m[k], left), vmax), vinv);
+        }
+        exp_ps(e, U);
+        for (int k = 0; k < U; k++) {
+            uint32_t left = n - j > (uint32_t)k * VL ? n - j - (uint32_t)k * VL : 0;
+            storeu_mask(scratch + j + k * VL, m[k], left, e[k]);
+            half[k & 1] = _mm256_add_ps(half[k & 1],
+                                        _mm256_and_ps(e[k], _mm256_castsi256_ps(m[k])));
+        }
+    }
 
-    __m256 inv_sum = splat(1.0f / fold16(lo, hi));
+    __m256 inv_sum = splat(1.0f / fold16(half[0], half[1]));
     for (j = 0; j < n; j += VL) {
         uint32_t left = n - j;
         __m256i m = tail_mask(left);
@@ -184,15 +229,40 @@ static void normalise_into(float *acc, const float *src, float *scratch,
 KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx2)
 {
     __m256i key_lo = isplat(key.lo), key_hi = isplat(key.hi);
+    /* the noise alone first (the heavy part, nothing else live), then
+     * t = x + noise with the NaN checks and the maximum */
+    uint32_t j = 0;
+    for (; j + U * VL <= n; j += U * VL) {
+        __m256i p[U];
+        __m256 g[U];
+        for (int k = 0; k < U; k++)
+            p[k] = _mm256_loadu_si256((const __m256i *)(pos + j + k * VL));
+        gumbel_ps(g, p, U, key_lo, key_hi);
+        for (int k = 0; k < U; k++)
+            _mm256_storeu_ps(scratch + j + k * VL, g[k]);
+    }
+    if (j < n) { /* one more block, masked */
+        __m256i m[U], p[U];
+        __m256 g[U];
+        for (int k = 0; k < U; k++) {
+            uint32_t left = n - j > (uint32_t)k * VL ? n - j - (uint32_t)k * VL : 0;
+            m[k] = tail_mask(left);
+            p[k] = left >= VL ? _mm256_loadu_si256((const __m256i *)(pos + j + k * VL))
+                              : _mm256_maskload_epi32(pos + j + k * VL, m[k]);
+        }
+        gumbel_ps(g, p, U, key_lo, key_hi);
+        for (int k = 0; k < U; k++) {
+            uint32_t left = n - j > (uint32_t)k * VL ? n - j - (uint32_t)k * VL : 0;
+            storeu_mask(scratch + j + k * VL, m[k], left, g[k]);
+        }
+    }
     __m256 vmax = splat(-INFINITY), bad = _mm256_setzero_ps();
-    for (uint32_t j = 0; j < n; j += VL) {
+    for (j = 0; j < n; j += VL) {
         uint32_t left = n - j;
         __m256i m = tail_mask(left);
         __m256 xj = loadu_mask(x + j, m, left);
-        __m256i pj = left >= VL ? _mm256_loadu_si256((const __m256i *)(pos + j))
-                                : _mm256_maskload_epi32(pos + j, m);
         bad = _mm256_or_ps(bad, bad_lanes(xj));
-        __m256 t = _mm256_add_ps(xj, gumbel_ps(pj, key_lo, key_hi));
+        __m256 t = _mm256_add_ps(xj, loadu_mask(scratch + j, m, left));
         storeu_mask(scratch + j, m, left, t);
         /* masked-off lanes count as -inf */
         t = _mm256_blendv_ps(splat(-INFINITY), t, _mm256_castsi256_ps(m));

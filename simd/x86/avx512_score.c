@@ -22,77 +22,112 @@ static __mmask16 tail_mask(uint32_t left)
     return left >= VL ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
 }
 
-/* kf_hash32 on 16 lanes */
-static __m512i hash32(__m512i x)
+/* The math below runs on U vectors in lockstep: each element's ln/exp is a
+ * long dependent chain (Horner steps), so the CPU only stays busy when
+ * several independent chains are interleaved in program order. */
+#define U 8
+#define INLINE static inline __attribute__((always_inline))
+#define EACH(k) for (int k = 0; k < u; k++)
+
+/* kf_hash32 */
+INLINE void hash32(__m512i *x, int u)
 {
-    x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
-    x = _mm512_mullo_epi32(x, _mm512_set1_epi32(0x21f0aaad));
-    x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 15));
-    x = _mm512_mullo_epi32(x, _mm512_set1_epi32(0x735a2d97));
-    x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 15));
-    return x;
+    EACH(k) x[k] = _mm512_xor_si512(x[k], _mm512_srli_epi32(x[k], 16));
+    EACH(k) x[k] = _mm512_mullo_epi32(x[k], _mm512_set1_epi32(0x21f0aaad));
+    EACH(k) x[k] = _mm512_xor_si512(x[k], _mm512_srli_epi32(x[k], 15));
+    EACH(k) x[k] = _mm512_mullo_epi32(x[k], _mm512_set1_epi32(0x735a2d97));
+    EACH(k) x[k] = _mm512_xor_si512(x[k], _mm512_srli_epi32(x[k], 15));
 }
 
-/* kf_ln_f32 on 16 lanes (positive normal inputs) */
-static __m512 ln_ps(__m512 x)
+/* kf_ln_f32 (positive normal inputs), in place. The C code splits x into
+ * e + log2(m), m in [1, 2), then halves m and adds 1 to e when m >
+ * KF_LN_SQRT2 (0x3fb504f3). Adding LN_CARRY to the bits carries into the
+ * exponent field exactly when the mantissa field is above 0x3504f3, so the
+ * same e and m come out of integer ops (halving m is exact). */
+#define LN_CARRY 0x004afb0c  /* 0x800000 - 0x3504f4 */
+#define LN_MBASE 0x3f3504f4  /* 0x3f800000 - LN_CARRY */
+
+INLINE void ln_ps(__m512 *x, int u)
 {
-    __m512i bits = _mm512_castps_si512(x);
-    __m512 e = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(bits, 23),
+    __m512 e[U], f[U], p[U], f2[U];
+    EACH(k) {
+        __m512i ix = _mm512_add_epi32(_mm512_castps_si512(x[k]),
+                                      _mm512_set1_epi32(LN_CARRY));
+        e[k] = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(ix, 23),
                                                    _mm512_set1_epi32(127)));
-    __m512 m = _mm512_castsi512_ps(
-        _mm512_or_si512(_mm512_and_si512(bits, _mm512_set1_epi32(0x007fffff)),
-                        _mm512_set1_epi32(0x3f800000)));
-    __mmask16 big = _mm512_cmp_ps_mask(m, splat(KF_LN_SQRT2), _CMP_GT_OQ);
-    m = _mm512_mask_mul_ps(m, big, m, splat(0.5f));
-    e = _mm512_mask_add_ps(e, big, e, splat(1.0f));
-    __m512 f = _mm512_sub_ps(m, splat(1.0f));
-    __m512 p = splat(KF_LN_P6);
-    p = _mm512_add_ps(_mm512_mul_ps(p, f), splat(KF_LN_P5));
-    p = _mm512_add_ps(_mm512_mul_ps(p, f), splat(KF_LN_P4));
-    p = _mm512_add_ps(_mm512_mul_ps(p, f), splat(KF_LN_P3));
-    p = _mm512_add_ps(_mm512_mul_ps(p, f), splat(KF_LN_P2));
-    p = _mm512_add_ps(_mm512_mul_ps(p, f), splat(KF_LN_P1));
-    p = _mm512_add_ps(_mm512_mul_ps(p, f), splat(KF_LN_P0));
-    __m512 f2 = _mm512_mul_ps(f, f);
-    __m512 lnm = _mm512_add_ps(
-        f, _mm512_add_ps(_mm512_mul_ps(splat(-0.5f), f2),
-                         _mm512_mul_ps(_mm512_mul_ps(f2, f), p)));
-    return _mm512_add_ps(_mm512_mul_ps(e, splat(KF_LN2_HI)),
-                         _mm512_add_ps(_mm512_mul_ps(e, splat(KF_LN2_LO)), lnm));
+        __m512 m = _mm512_castsi512_ps(_mm512_add_epi32(
+            _mm512_and_si512(ix, _mm512_set1_epi32(0x007fffff)),
+            _mm512_set1_epi32(LN_MBASE)));
+        f[k] = _mm512_sub_ps(m, splat(1.0f));
+    }
+    EACH(k) p[k] = _mm512_add_ps(_mm512_mul_ps(splat(KF_LN_P6), f[k]), splat(KF_LN_P5));
+    EACH(k) p[k] = _mm512_add_ps(_mm512_mul_ps(p[k], f[k]), splat(KF_LN_P4));
+    EACH(k) p[k] = _mm512_add_ps(_mm512_mul_ps(p[k], f[k]), splat(KF_LN_P3));
+    EACH(k) p[k] = _mm512_add_ps(_mm512_mul_ps(p[k], f[k]), splat(KF_LN_P2));
+    EACH(k) p[k] = _mm512_add_ps(_mm512_mul_ps(p[k], f[k]), splat(KF_LN_P1));
+    EACH(k) p[k] = _mm512_add_ps(_mm512_mul_ps(p[k], f[k]), splat(KF_LN_P0));
+    EACH(k) f2[k] = _mm512_mul_ps(f[k], f[k]);
+    EACH(k) {
+        __m512 lnm = _mm512_add_ps(
+            f[k], _mm512_add_ps(_mm512_mul_ps(splat(-0.5f), f2[k]),
+                                _mm512_mul_ps(_mm512_mul_ps(f2[k], f[k]), p[k])));
+        x[k] = _mm512_add_ps(
+            _mm512_mul_ps(e[k], splat(KF_LN2_HI)),
+            _mm512_add_ps(_mm512_mul_ps(e[k], splat(KF_LN2_LO)), lnm));
+    }
 }
 
-/* kf_exp_f32 on 16 lanes: 0 where !(x >= KF_EXP_MIN), NaN included */
-static __m512 exp_ps(__m512 x)
+/* kf_exp_f32, in place: 0 where !(x >= KF_EXP_MIN), NaN included. Where
+ * x is in range, t = x * log2e + 1.5 * 2^23 holds n in its low mantissa
+ * bits (n in [-126, 0]), so the bits of t give 2^n without a conversion:
+ * (bits(t) - bits(1.5 * 2^23) + 127) << 23. */
+#define EXP_BIAS (127 - 0x4b400000)
+/* kf_exp_f32, in place: 0 where !(x >= KF_EXP_MIN), NaN included */
+INLINE void exp_ps(__m512 *x, int u)
 {
-    __mmask16 ok = _mm512_cmp_ps_mask(x, splat(KF_EXP_MIN), _CMP_GE_OQ);
-    __m512 n = _mm512_sub_ps(
-        _mm512_add_ps(_mm512_mul_ps(x, splat(KF_LOG2E)), splat(KF_ROUND_MAGIC)),
-        splat(KF_ROUND_MAGIC));
-    __m512 r = _mm512_sub_ps(_mm512_sub_ps(x, _mm512_mul_ps(n, splat(KF_LN2_HI))),
-                             _mm512_mul_ps(n, splat(KF_LN2_LO)));
-    __m512 q = splat(KF_EXP_Q4);
-    q = _mm512_add_ps(_mm512_mul_ps(q, r), splat(KF_EXP_Q3));
-    q = _mm512_add_ps(_mm512_mul_ps(q, r), splat(KF_EXP_Q2));
-    q = _mm512_add_ps(_mm512_mul_ps(q, r), splat(KF_EXP_Q1));
-    q = _mm512_add_ps(_mm512_mul_ps(q, r), splat(KF_EXP_Q0));
-    __m512 er = _mm512_add_ps(
-        splat(1.0f), _mm512_add_ps(r, _mm512_mul_ps(_mm512_mul_ps(r, r), q)));
-    __m512i ni = _mm512_cvttps_epi32(n);
-    __m512 scale = _mm512_castsi512_ps(
-        _mm512_slli_epi32(_mm512_add_epi32(ni, _mm512_set1_epi32(127)), 23));
-    return _mm512_maskz_mul_ps(ok, er, scale);
+    __mmask16 ok[U];
+    __m512 n[U], t[U], r[U], q[U];
+    EACH(k) {
+        ok[k] = _mm512_cmp_ps_mask(x[k], splat(KF_EXP_MIN), _CMP_GE_OQ);
+        t[k] = _mm512_add_ps(_mm512_mul_ps(x[k], splat(KF_LOG2E)),
+                             splat(KF_ROUND_MAGIC));
+        n[k] = _mm512_sub_ps(t[k], splat(KF_ROUND_MAGIC));
+        r[k] = _mm512_sub_ps(_mm512_sub_ps(x[k], _mm512_mul_ps(n[k], splat(KF_LN2_HI))),
+                             _mm512_mul_ps(n[k], splat(KF_LN2_LO)));
+    }
+    EACH(k) q[k] = _mm512_add_ps(_mm512_mul_ps(splat(KF_EXP_Q4), r[k]), splat(KF_EXP_Q3));
+    EACH(k) q[k] = _mm512_add_ps(_mm512_mul_ps(q[k], r[k]), splat(KF_EXP_Q2));
+    EACH(k) q[k] = _mm512_add_ps(_mm512_mul_ps(q[k], r[k]), splat(KF_EXP_Q1));
+    EACH(k) q[k] = _mm512_add_ps(_mm512_mul_ps(q[k], r[k]), splat(KF_EXP_Q0));
+    EACH(k) {
+        __m512 er = _mm512_add_ps(
+            splat(1.0f),
+            _mm512_add_ps(r[k], _mm512_mul_ps(_mm512_mul_ps(r[k], r[k]), q[k])));
+        __m512 scale = _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_add_epi32(_mm512_castps_si512(t[k]), _mm512_set1_epi32(EXP_BIAS)),
+            23));
+        x[k] = _mm512_maskz_mul_ps(ok[k], er, scale);
+    }
 }
 
-/* kf_gumbel_f32 on 16 lanes of key positions */
-static __m512 gumbel_ps(__m512i pos, __m512i key_lo, __m512i key_hi)
+/* kf_gumbel_f32 of u vectors of key positions */
+INLINE void gumbel_ps(__m512 *g, const __m512i *pos, int u, __m512i key_lo,
+                      __m512i key_hi)
 {
-    __m512i h = hash32(_mm512_xor_si512(pos, key_lo));
-    h = hash32(_mm512_add_epi32(h, key_hi));
-    __m512i m = _mm512_or_si512(_mm512_srli_epi32(h, 8), _mm512_set1_epi32(1));
-    __m512 u = _mm512_mul_ps(_mm512_cvtepi32_ps(m), splat(0x1p-24f));
+    __m512i h[U];
     __m512 sign = _mm512_castsi512_ps(_mm512_set1_epi32((int)0x80000000u));
-    __m512 nl = _mm512_xor_ps(ln_ps(u), sign);
-    return _mm512_xor_ps(ln_ps(nl), sign);
+    EACH(k) h[k] = _mm512_xor_si512(pos[k], key_lo);
+    hash32(h, u);
+    EACH(k) h[k] = _mm512_add_epi32(h[k], key_hi);
+    hash32(h, u);
+    EACH(k) {
+        __m512i m = _mm512_or_si512(_mm512_srli_epi32(h[k], 8), _mm512_set1_epi32(1));
+        g[k] = _mm512_mul_ps(_mm512_cvtepi32_ps(m), splat(0x1p-24f));
+    }
+    ln_ps(g, u);
+    EACH(k) g[k] = _mm512_xor_ps(g[k], sign);
+    ln_ps(g, u);
+    EACH(k) g[k] = _mm512_xor_ps(g[k], sign);
 }
 
 /* lanes[l] += lanes[l + w] for w = 8, 4, 2, 1: the C fold */
@@ -124,18 +159,45 @@ static __mmask16 bad_lanes(__mmask16 m, __m512 x)
            | _mm512_mask_cmp_ps_mask(m, x, splat(INFINITY), _CMP_EQ_OQ);
 }
 
+/* Lanes of vector k of a block starting `left` elements before the end. */
+static __mmask16 block_mask(uint32_t left, int k)
+{
+    return left > (uint32_t)k * VL ? tail_mask(left - (uint32_t)k * VL) : 0;
+}
+
 /* t = src[j] (already noised, or the logits); scratch[j] = e^((t - max) *
- * inv_tau); then acc[j] += scratch[j] * (1 / sum). */
+ * inv_tau); then acc[j] += scratch[j] * (1 / sum). Blocks of U vectors,
+ * the last one masked; the sum takes the vectors in index order. */
 static void normalise_into(float *acc, const float *src, float *scratch,
                            uint32_t n, float max, float inv_tau)
 {
     __m512 vmax = splat(max), vinv = splat(inv_tau), sum = _mm512_setzero_ps();
-    for (uint32_t j = 0; j < n; j += VL) {
-        __mmask16 m = tail_mask(n - j);
-        __m512 t = _mm512_maskz_loadu_ps(m, src + j);
-        __m512 e = exp_ps(_mm512_mul_ps(_mm512_sub_ps(t, vmax), vinv));
-        _mm512_mask_storeu_ps(scratch + j, m, e);
-        sum = _mm512_mask_add_ps(sum, m, sum, e);
+    uint32_t j = 0;
+    for (; j + U * VL <= n; j += U * VL) {
+        __m512 e[U];
+        for (int k = 0; k < U; k++)
+            e[k] = _mm512_mul_ps(
+                _mm512_sub_ps(_mm512_loadu_ps(src + j + k * VL), vmax), vinv);
+        exp_ps(e, U);
+        for (int k = 0; k < U; k++) {
+            _mm512_storeu_ps(scratch + j + k * VL, e[k]);
+            sum = _mm512_add_ps(sum, e[k]);
+        }
+    }
+    if (j < n) {
+        __mmask16 m[U];
+        __m512 e[U];
+        for (int k = 0; k < U; k++) {
+            m[k] = block_mask(n - j, k);
+            e[k] = _mm512_mul_ps(
+                _mm512_sub_ps(_mm512_maskz_loadu_ps(m[k], src + j + k * VL), vmax),
+                vinv);
+        }
+        exp_ps(e, U);
+        for (int k = 0; k < U; k++) {
+            _mm512_mask_storeu_ps(scratch + j + k * VL, m[k], e[k]);
+            sum = _mm512_mask_add_ps(sum, m[k], sum, e[k]);
+        }
     }
     __m512 inv_sum = splat(1.0f / fold16(sum));
     for (uint32_t j = 0; j < n; j += VL) {
@@ -150,14 +212,37 @@ KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx512)
 {
     __m512i key_lo = _mm512_set1_epi32((int)key.lo);
     __m512i key_hi = _mm512_set1_epi32((int)key.hi);
+    /* the noise alone first (the heavy part, nothing else live), then
+     * t = x + noise with the NaN checks and the maximum */
+    uint32_t j = 0;
+    for (; j + U * VL <= n; j += U * VL) {
+        __m512i p[U];
+        __m512 g[U];
+        for (int k = 0; k < U; k++)
+            p[k] = _mm512_loadu_si512(pos + j + k * VL);
+        gumbel_ps(g, p, U, key_lo, key_hi);
+        for (int k = 0; k < U; k++)
+            _mm512_storeu_ps(scratch + j + k * VL, g[k]);
+    }
+    if (j < n) {
+        __mmask16 m[U];
+        __m512i p[U];
+        __m512 g[U];
+        for (int k = 0; k < U; k++) {
+            m[k] = block_mask(n - j, k);
+            p[k] = _mm512_maskz_loadu_epi32(m[k], pos + j + k * VL);
+        }
+        gumbel_ps(g, p, U, key_lo, key_hi);
+        for (int k = 0; k < U; k++)
+            _mm512_mask_storeu_ps(scratch + j + k * VL, m[k], g[k]);
+    }
     __m512 vmax = splat(-INFINITY);
     __mmask16 bad = 0;
     for (uint32_t j = 0; j < n; j += VL) {
         __mmask16 m = tail_mask(n - j);
         __m512 xj = _mm512_maskz_loadu_ps(m, x + j);
-        __m512i pj = _mm512_maskz_loadu_epi32(m, pos + j);
         bad |= bad_lanes(m, xj);
-        __m512 t = _mm512_add_ps(xj, gumbel_ps(pj, key_lo, key_hi));
+        __m512 t = _mm512_add_ps(xj, _mm512_maskz_loadu_ps(m, scratch + j));
         _mm512_mask_storeu_ps(scratch + j, m, t);
         vmax = _mm512_mask_max_ps(vmax, m, t, vmax);
     }

@@ -226,10 +226,14 @@ static void lengths(const variant *v, int softmax, uint64_t stream)
 {
     rng r;
     rng_init(&r, harness_seed(), stream);
+    /* every length to 3 vector widths with every pattern, then every
+     * length over a few unrolled blocks (128 elements for AVX-512) */
     for (uint32_t n = 0; n <= 64; n++)
         for (int gen = 0; gen < GEN_COUNT; gen++)
             for (int trial = 0; trial < 3; trial++)
                 compare_once(v, softmax, n, gen, trial, &r);
+    for (uint32_t n = 65; n <= 400; n++)
+        compare_once(v, softmax, n, (int)(n % GEN_COUNT), (int)n, &r);
 }
 
 static void large(const variant *v, int softmax, uint64_t stream)
@@ -266,10 +270,10 @@ static void softmax_random(const variant *v) { random_rows(v, 1, 6); }
 int main(void)
 {
     static const check checks[] = {
-        { "gumbel_lengths_0_64", gumbel_lengths, KF_KERNEL_SCORE_GUMBEL },
+        { "gumbel_lengths_0_400", gumbel_lengths, KF_KERNEL_SCORE_GUMBEL },
         { "gumbel_large", gumbel_large, KF_KERNEL_SCORE_GUMBEL },
         { "gumbel_random_rows", gumbel_random, KF_KERNEL_SCORE_GUMBEL },
-        { "softmax_lengths_0_64", softmax_lengths, KF_KERNEL_SCORE_SOFTMAX },
+        { "softmax_lengths_0_400", softmax_lengths, KF_KERNEL_SCORE_SOFTMAX },
         { "softmax_large", softmax_large, KF_KERNEL_SCORE_SOFTMAX },
         { "softmax_random_rows", softmax_random, KF_KERNEL_SCORE_SOFTMAX },
     };

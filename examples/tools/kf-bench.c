@@ -1,0 +1,340 @@
+/* kf-bench: speed of every kernel variant this machine runs, one core.
+ *
+ *   score      kf_score_gumbel (Keyformer): logits/s on one row of n slots
+ *   score_h2o  kf_score_softmax (H2O): logits/s
+ *   select     kf_select_top, the top half of n scores: scores/s
+ *   compact    kf_compact_rows, a cache of n rows of 128 bytes keeping a
+ *              random half: bytes moved/s, next to memcpy moving the upper
+ *              half of the same buffer onto the lower half
+ *
+ * Each figure is the best of 5 batches (a batch repeats the call for about
+ * 40 ms, at least 2 calls), in CPU time of the calling thread. Results are bit-identical across variants (see
+ * tests/simd); only time differs.
+ *
+ *   kf-bench                a table
+ *   kf-bench --json         one JSON object per line per kernel x isa x n:
+ *                           kernel, isa, n, seconds (per call), items_per_s,
+ *                           bytes_per_s, speedup_vs_c (and memcpy_bytes_per_s
+ *                           for compact)
+ *   kf-bench --quick        smaller sizes and batches (a smoke run)
+ *   kf-bench --kernel K     only kernel K (score, score_h2o, select, compact)
+ *   kf-bench --isa I        only c and I (avx2, avx512, neon)
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cpu.h"
+#include "dsp.h"
+
+#define BATCHES 5
+
+typedef struct options {
+    int json, quick;
+    const char *kernel, *isa;
+} options;
+
+typedef struct variant {
+    const char *name;
+    kf_dsp dsp;
+} variant;
+
+/* CPU time of this thread: on a shared machine, time slices given to other
+ * processes do not count (on an idle one it equals wall time). */
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Best seconds per call of fn(ctx) over BATCHES batches. The clock is read
+ * around whole batches only (reading it costs a system call), after a
+ * calibration that sizes a batch to about batch_s. */
+static double best_time(void (*fn)(void *), void *ctx, double batch_s)
+{
+    fn(ctx); /* warm caches and pages */
+    long calls = 1;
+    for (;;) {
+        double t0 = now();
+        for (long i = 0; i < calls; i++)
+            fn(ctx);
+        double t = now() - t0;
+        if (t >= batch_s / 4 || calls >= (1L << 30))
+            break;
+        calls *= 2;
+    }
+    calls = calls * 4 < 2 ? 2 : calls * 4;
+    double best = INFINITY;
+    for (int b = 0; b < BATCHES; b++) {
+        double t0 = now();
+        for (long i = 0; i < calls; i++)
+            fn(ctx);
+        double t = (now() - t0) / (double)calls;
+        if (t < best)
+            best = t;
+    }
+    return best;
+}
+
+static uint64_t rng_state = 0x853c49e6748fea9bull;
+
+static uint32_t rnd(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (uint32_t)((rng_state * 0x2545f4914f6cdd1dull) >> 32);
+}
+
+static float rndf(float lo, float hi)
+{
+    return lo + (hi - lo) * (float)(rnd() >> 8) * 0x1p-24f;
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 64, n ? n : 64)) {
+        fprintf(stderr, "kf-bench: out of memory (%zu bytes)\n", n);
+        exit(1);
+    }
+    return p;
+}
+
+static void report(const options *o, const char *kernel, const char *isa,
+                   uint64_t n, double seconds, double items, double bytes,
+                   double c_seconds, double memcpy_bps)
+{
+    double speedup = c_seconds / seconds;
+    if (o->json) {
+        printf("{\"kernel\":\"%s\",\"isa\":\"%s\",\"n\":%llu,\"seconds\":%.9g,"
+               "\"items_per_s\":%.6g,\"bytes_per_s\":%.6g,\"speedup_vs_c\":%.4g",
+               kernel, isa, (unsigned long long)n, seconds, items / seconds,
+               bytes / seconds, speedup);
+        if (memcpy_bps > 0)
+            printf(",\"memcpy_bytes_per_s\":%.6g", memcpy_bps);
+        printf("}\n");
+    } else {
+        printf("%-10s %-7s %10llu %12.3f %12.4g %10.2f %9.2fx", kernel, isa,
+               (unsigned long long)n, seconds * 1e6, items / seconds,
+               bytes / seconds / 1e9, speedup);
+        if (memcpy_bps > 0)
+            printf("   memcpy %6.2f GB/s (%3.0f%%)", memcpy_bps / 1e9,
+                   100.0 * (bytes / seconds) / memcpy_bps);
+        printf("\n");
+    }
+    fflush(stdout);
+}
+
+/* ---- score ---- */
+
+typedef struct score_ctx {
+    const kf_dsp *dsp;
+    int h2o;
+    float *acc, *x, *scratch;
+    int32_t *pos;
+    uint32_t n;
+} score_ctx;
+
+static void score_call(void *p)
+{
+    score_ctx *s = p;
+    kf_noise_key key = { 0x12345678u, 0x9abcdef0u };
+    if (s->h2o)
+        s->dsp->score_softmax(s->acc, s->x, s->n, s->scratch);
+    else
+        s->dsp->score_gumbel(s->acc, s->x, s->pos, s->n, key, 0.8f, s->scratch);
+}
+
+static void bench_score(const options *o, const variant *v, int nv, int h2o)
+{
+    static const uint32_t full[] = { 256, 4096, 32768 };
+    static const uint32_t quick[] = { 4096 };
+    const uint32_t *sizes = o->quick ? quick : full;
+    int n_sizes = o->quick ? 1 : 3;
+    for (int si = 0; si < n_sizes; si++) {
+        uint32_t n = sizes[si];
+        score_ctx s = { NULL, h2o, xmalloc(n * 4u), xmalloc(n * 4u),
+                        xmalloc(n * 4u), xmalloc(n * 4u), n };
+        for (uint32_t j = 0; j < n; j++) {
+            s.x[j] = rndf(-8.0f, 8.0f);
+            s.pos[j] = (int32_t)j;
+            s.acc[j] = 0.0f;
+        }
+        double c_time = 0;
+        for (int i = 0; i < nv; i++) {
+            s.dsp = &v[i].dsp;
+            double t = best_time(score_call, &s, o->quick ? 0.01 : 0.04);
+            if (i == 0)
+                c_time = t;
+            report(o, h2o ? "score_h2o" : "score", v[i].name, n, t, n,
+                   4.0 * n, c_time, 0);
+        }
+        free(s.acc);
+        free(s.x);
+        free(s.scratch);
+        free(s.pos);
+    }
+}
+
+/* ---- select ---- */
+
+typedef struct select_ctx {
+    const kf_dsp *dsp;
+    uint32_t *out, *keys;
+    float *scores;
+    uint32_t n, need;
+} select_ctx;
+
+static void select_call(void *p)
+{
+    select_ctx *s = p;
+    s->dsp->select_top(s->out, s->scores, s->n, s->need, s->keys);
+}
+
+static void bench_select(const options *o, const variant *v, int nv)
+{
+    static const uint32_t full[] = { 4096, 65536, 262144, 1048576 };
+    static const uint32_t quick[] = { 4096, 1048576 };
+    const uint32_t *sizes = o->quick ? quick : full;
+    int n_sizes = o->quick ? 2 : 4;
+    for (int si = 0; si < n_sizes; si++) {
+        uint32_t n = sizes[si];
+        select_ctx s = { NULL, xmalloc(n * 4u), xmalloc(n * 4u),
+                         xmalloc(n * 4u), n, n / 2 };
+        /* accumulated attention scores: many small, a few large */
+        for (uint32_t j = 0; j < n; j++) {
+            float u = rndf(0.0f, 1.0f);
+            s.scores[j] = u * u * u * 8.0f;
+        }
+        double c_time = 0;
+        for (int i = 0; i < nv; i++) {
+            s.dsp = &v[i].dsp;
+            double t = best_time(select_call, &s, o->quick ? 0.01 : 0.04);
+            if (i == 0)
+                c_time = t;
+            report(o, "select", v[i].name, n, t, n, 4.0 * n, c_time, 0);
+        }
+        free(s.out);
+        free(s.keys);
+        free(s.scores);
+    }
+}
+
+/* ---- compact ---- */
+
+#define ROW_BYTES 128
+
+typedef struct compact_ctx {
+    const kf_dsp *dsp;
+    uint8_t *base;
+    uint32_t *keep;
+    uint32_t n_keep;
+    size_t bytes;
+} compact_ctx;
+
+static void compact_call(void *p)
+{
+    compact_ctx *s = p;
+    s->dsp->compact_rows(s->base, ROW_BYTES, s->keep, s->n_keep, ROW_BYTES);
+}
+
+static void memcpy_call(void *p)
+{
+    compact_ctx *s = p;
+    memcpy(s->base, s->base + s->bytes / 2, s->bytes / 2);
+}
+
+static void bench_compact(const options *o, const variant *v, int nv)
+{
+    static const size_t full[] = { 32u << 10, 1u << 20, 32u << 20, 256u << 20 };
+    static const size_t quick[] = { 32u << 10, 64u << 20 };
+    const size_t *sizes = o->quick ? quick : full;
+    int n_sizes = o->quick ? 2 : 4;
+    for (int si = 0; si < n_sizes; si++) {
+        size_t bytes = sizes[si];
+        uint32_t rows = (uint32_t)(bytes / ROW_BYTES);
+        compact_ctx s = { NULL, xmalloc(bytes), xmalloc(rows * 4u), 0, bytes };
+        for (size_t i = 0; i < bytes; i += 8) {
+            uint64_t w = ((uint64_t)rnd() << 32) | rnd();
+            memcpy(s.base + i, &w, 8);
+        }
+        /* a random half, ascending: n_keep = rows / 2 exactly */
+        uint32_t left = rows / 2;
+        for (uint32_t j = 0; j < rows && left; j++)
+            if ((uint64_t)rnd() * (rows - j) < (uint64_t)left << 32)
+                s.keep[s.n_keep++] = j, left--;
+        double batch = o->quick ? 0.01 : 0.04;
+        double m = best_time(memcpy_call, &s, batch);
+        double moved = (double)s.n_keep * ROW_BYTES;
+        double memcpy_bps = (double)(bytes / 2) / m;
+        double c_time = 0;
+        for (int i = 0; i < nv; i++) {
+            s.dsp = &v[i].dsp;
+            double t = best_time(compact_call, &s, batch);
+            if (i == 0)
+                c_time = t;
+            report(o, "compact", v[i].name, bytes, t, s.n_keep, moved, c_time,
+                   memcpy_bps);
+        }
+        free(s.base);
+        free(s.keep);
+    }
+}
+
+static int want(const char *filter, const char *name)
+{
+    return !filter || !strcmp(filter, name);
+}
+
+int main(int argc, char **argv)
+{
+    options o = { 0, 0, NULL, NULL };
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--json"))
+            o.json = 1;
+        else if (!strcmp(argv[i], "--quick"))
+            o.quick = 1;
+        else if (!strcmp(argv[i], "--kernel") && i + 1 < argc)
+            o.kernel = argv[++i];
+        else if (!strcmp(argv[i], "--isa") && i + 1 < argc)
+            o.isa = argv[++i];
+        else {
+            fprintf(stderr, "usage: kf-bench [--json] [--quick] [--kernel "
+                            "score|score_h2o|select|compact] [--isa NAME]\n");
+            return !strcmp(argv[i], "--help") ? 0 : 2;
+        }
+    }
+
+    static const uint32_t isas[] = { KF_CPU_AVX2, KF_CPU_AVX512, KF_CPU_NEON };
+    variant v[4];
+    int nv = 0;
+    v[nv].name = "c";
+    kf_dsp_init(&v[nv++].dsp, 0);
+    uint32_t flags = kf_cpu_detect();
+    for (int i = 0; i < 3; i++) {
+        if (!(flags & isas[i]) || (o.isa && strcmp(o.isa, kf_dsp_isa_name(isas[i]))))
+            continue;
+        kf_dsp_init(&v[nv].dsp, isas[i]);
+        if (v[nv].dsp.isa[KF_KERNEL_SCORE_GUMBEL] != isas[i])
+            continue; /* not built */
+        v[nv].name = kf_dsp_isa_name(isas[i]);
+        nv++;
+    }
+
+    if (!o.json)
+        printf("%-10s %-7s %10s %12s %12s %10s %10s\n", "kernel", "isa", "n",
+               "us/call", "items/s", "GB/s", "vs C");
+    if (want(o.kernel, "score"))
+        bench_score(&o, v, nv, 0);
+    if (want(o.kernel, "score_h2o"))
+        bench_score(&o, v, nv, 1);
+    if (want(o.kernel, "select"))
+        bench_select(&o, v, nv);
+    if (want(o.kernel, "compact"))
+        bench_compact(&o, v, nv);
+    return 0;
+}
