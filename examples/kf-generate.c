@@ -477,7 +477,11 @@ static int generate(generation *g, const generate_options *o, eng_error *err)
     g->decode_ms = now_ms() - start;
     printf("\n");
     /* A full cache ends generation early; that is not an error. */
-    return rc == ENG_EFULL ? ENG_OK : rc;
+    if (rc == ENG_EFULL) {
+        fprintf(stderr, "kf-generate: stopping early: %s\n", err->message);
+        return ENG_OK;
+    }
+    return rc;
 }
 
 static void print_statistics(const generation *g, const generate_options *o)
