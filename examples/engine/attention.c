@@ -14,16 +14,6 @@ size_t eng_attention_scratch_floats(int capacity, int n_threads)
     return (size_t)n_threads * CHUNK_ROWS * (size_t)capacity;
 }
 
-static float dot(const float *a, const float *b, int n)
-{
-    float sum = 0.0f;
-    /* Lets the compiler vectorise the reduction without -ffast-math. */
-#pragma omp simd reduction(+ : sum)
-    for (int i = 0; i < n; i++)
-        sum += a[i] * b[i];
-    return sum;
-}
-
 /* Softmax weights of the first n_visible logits; returns their sum (the
  * weights are left unnormalised so the division happens once per output). */
 static float softmax_weights(const float *logits, int n_visible, float *weights)
@@ -51,29 +41,18 @@ static const float *head_values(const eng_attention_block *a, int head)
     return a->values + (long)kv_head * a->capacity * a->head_size;
 }
 
-/* A decode step: one query row of one head, with plain loops. */
+/* A decode step: one query row of one head, as two matrix-vector products
+ * (OpenBLAS's kernels use the widest vectors the CPU has). */
 static void attend_one_row(const eng_attention_block *a, int head, float *weights)
 {
     const int hs = a->head_size;
     const int n_slots = a->n_old_slots + 1;
-    const float *q = a->queries + (long)head * hs;
-    const float *keys = head_keys(a, head), *values = head_values(a, head);
     float *logits = a->logits + (long)head * n_slots;
-    const float scale = 1.0f / sqrtf((float)hs);
-    for (int j = 0; j < n_slots; j++)
-        logits[j] = dot(q, keys + (long)j * hs, hs) * scale;
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, n_slots, hs, 1.0f / sqrtf((float)hs),
+                head_keys(a, head), hs, a->queries + (long)head * hs, 1, 0.0f, logits, 1);
     const float inv_sum = 1.0f / softmax_weights(logits, n_slots, weights);
-    float *out = a->output + (long)head * hs;
-    memset(out, 0, (size_t)hs * sizeof *out);
-    for (int j = 0; j < n_slots; j++) {
-        const float w = weights[j];
-        const float *v = values + (long)j * hs;
-#pragma omp simd
-        for (int d = 0; d < hs; d++)
-            out[d] += w * v[d];
-    }
-    for (int d = 0; d < hs; d++)
-        out[d] *= inv_sum;
+    cblas_sgemv(CblasRowMajor, CblasTrans, n_slots, hs, inv_sum, head_values(a, head), hs,
+                weights, 1, 0.0f, a->output + (long)head * hs, 1);
 }
 
 /* Rows first_row .. first_row + n - 1 of one head of a prompt block. Only

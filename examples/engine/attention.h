@@ -28,9 +28,9 @@ typedef struct eng_attention_block {
 } eng_attention_block;
 
 /* Runs in parallel over heads (and row chunks of a prompt block) with
- * OpenMP. A single row goes through plain loops; a block of rows is cut into
- * chunks whose logits and weighted sums are two single-threaded sgemm calls
- * each, which is several times faster than a dot product per slot. */
+ * OpenMP. A single row is two single-threaded sgemv calls per head; a block
+ * of rows is cut into chunks whose logits and weighted sums are two sgemm
+ * calls each, several times faster than a dot product per slot. */
 void eng_attention_run(const eng_attention_block *block);
 
 /* Scratch size for eng_attention_block.scratch. */
