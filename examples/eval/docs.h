@@ -1,0 +1,39 @@
+/* Documents for kf-eval: JSON lines holding {"name": ..., "ids": [...]}
+ * (reference token ids, BOS first) or {"name": ..., "text": ...} (tokenized
+ * here with BOS first). Other keys are ignored. */
+#ifndef KF_EVAL_DOCS_H
+#define KF_EVAL_DOCS_H
+
+#include <stddef.h>
+
+#include "tokenizer.h"
+
+typedef struct eval_doc {
+    char *name;
+    int *ids;
+    int n_ids;
+} eval_doc;
+
+typedef struct eval_corpus {
+    eval_doc *docs;
+    int n_docs;
+} eval_corpus;
+
+/* The fields of one JSON object on one line. Each output may be NULL when
+ * not wanted; strings are unescaped to UTF-8, NUL-terminated and malloc'd,
+ * like the id array. A key that is absent leaves its output NULL.
+ * Returns 0, or -1 if the line is not one well-formed JSON object or a
+ * wanted field has the wrong type. */
+int eval_json_doc_fields(const char *line, size_t len, char **name, char **text,
+                         size_t *text_len, int **ids, int *n_ids);
+
+/* Reads a .tokens.jsonl file (tok == NULL: every line needs "ids") or a
+ * .jsonl text file (tok != NULL: every line needs "text", tokenized with a
+ * leading BOS). Every line needs "name". On failure returns -1 with a
+ * message in err and leaves *corpus empty. */
+int eval_corpus_read(eval_corpus *corpus, const char *path, const eng_tokenizer *tok,
+                     char *err, size_t err_size);
+
+void eval_corpus_free(eval_corpus *corpus);
+
+#endif
