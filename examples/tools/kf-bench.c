@@ -50,33 +50,49 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Best seconds per call of fn(ctx) over BATCHES batches. The clock is read
- * around whole batches only (reading it costs a system call), after a
- * calibration that sizes a batch to about batch_s. */
-static double best_time(void (*fn)(void *), void *ctx, double batch_s)
+/* One timed contender: fn(ctx) per call. */
+typedef struct contender {
+    void (*fn)(void *);
+    void *ctx;
+    long calls; /* per batch */
+    double best; /* seconds per call */
+} contender;
+
+static double time_batch(const contender *c)
 {
-    fn(ctx); /* warm caches and pages */
-    long calls = 1;
-    for (;;) {
-        double t0 = now();
-        for (long i = 0; i < calls; i++)
-            fn(ctx);
-        double t = now() - t0;
-        if (t >= batch_s / 4 || calls >= (1L << 30))
-            break;
-        calls *= 2;
+    double t0 = now();
+    for (long i = 0; i < c->calls; i++)
+        c->fn(c->ctx);
+    return (now() - t0) / (double)c->calls;
+}
+
+/* Best seconds per call of each contender over BATCHES rounds; a round
+ * times one batch of each in turn, so all of them see the same machine
+ * (other load, memory traffic) as far as possible. The clock is read
+ * around whole batches only (reading it costs a system call), after a
+ * calibration that sizes each batch to about batch_s. */
+static void race(contender *c, int n, double batch_s)
+{
+    for (int i = 0; i < n; i++) {
+        c[i].fn(c[i].ctx); /* warm caches and pages */
+        c[i].calls = 1;
+        while (c[i].calls < (1L << 30)) {
+            double t0 = now();
+            for (long k = 0; k < c[i].calls; k++)
+                c[i].fn(c[i].ctx);
+            if (now() - t0 >= batch_s / 4)
+                break;
+            c[i].calls *= 2;
+        }
+        c[i].calls = c[i].calls * 4 < 2 ? 2 : c[i].calls * 4;
+        c[i].best = INFINITY;
     }
-    calls = calls * 4 < 2 ? 2 : calls * 4;
-    double best = INFINITY;
-    for (int b = 0; b < BATCHES; b++) {
-        double t0 = now();
-        for (long i = 0; i < calls; i++)
-            fn(ctx);
-        double t = (now() - t0) / (double)calls;
-        if (t < best)
-            best = t;
-    }
-    return best;
+    for (int b = 0; b < BATCHES; b++)
+        for (int i = 0; i < n; i++) {
+            double t = time_batch(&c[i]);
+            if (t < c[i].best)
+                c[i].best = t;
+        }
 }
 
 static uint64_t rng_state = 0x853c49e6748fea9bull;
@@ -157,26 +173,28 @@ static void bench_score(const options *o, const variant *v, int nv, int h2o)
     int n_sizes = o->quick ? 1 : 3;
     for (int si = 0; si < n_sizes; si++) {
         uint32_t n = sizes[si];
-        score_ctx s = { NULL, h2o, xmalloc(n * 4u), xmalloc(n * 4u),
-                        xmalloc(n * 4u), xmalloc(n * 4u), n };
-        for (uint32_t j = 0; j < n; j++) {
-            s.x[j] = rndf(-8.0f, 8.0f);
-            s.pos[j] = (int32_t)j;
-            s.acc[j] = 0.0f;
-        }
-        double c_time = 0;
+        score_ctx s[4];
+        contender c[4];
         for (int i = 0; i < nv; i++) {
-            s.dsp = &v[i].dsp;
-            double t = best_time(score_call, &s, o->quick ? 0.01 : 0.04);
-            if (i == 0)
-                c_time = t;
-            report(o, h2o ? "score_h2o" : "score", v[i].name, n, t, n,
-                   4.0 * n, c_time, 0);
+            s[i] = (score_ctx){ &v[i].dsp, h2o, xmalloc(n * 4u), xmalloc(n * 4u),
+                                xmalloc(n * 4u), xmalloc(n * 4u), n };
+            for (uint32_t j = 0; j < n; j++) {
+                s[i].x[j] = i ? s[0].x[j] : rndf(-8.0f, 8.0f);
+                s[i].pos[j] = (int32_t)j;
+                s[i].acc[j] = 0.0f;
+            }
+            c[i] = (contender){ score_call, &s[i], 0, 0 };
         }
-        free(s.acc);
-        free(s.x);
-        free(s.scratch);
-        free(s.pos);
+        race(c, nv, o->quick ? 0.01 : 0.04);
+        for (int i = 0; i < nv; i++)
+            report(o, h2o ? "score_h2o" : "score", v[i].name, n, c[i].best, n,
+                   4.0 * n, c[0].best, 0);
+        for (int i = 0; i < nv; i++) {
+            free(s[i].acc);
+            free(s[i].x);
+            free(s[i].scratch);
+            free(s[i].pos);
+        }
     }
 }
 
@@ -203,24 +221,27 @@ static void bench_select(const options *o, const variant *v, int nv)
     int n_sizes = o->quick ? 2 : 4;
     for (int si = 0; si < n_sizes; si++) {
         uint32_t n = sizes[si];
-        select_ctx s = { NULL, xmalloc(n * 4u), xmalloc(n * 4u),
-                         xmalloc(n * 4u), n, n / 2 };
+        select_ctx s[4];
+        contender c[4];
+        float *scores = xmalloc(n * 4u);
         /* accumulated attention scores: many small, a few large */
         for (uint32_t j = 0; j < n; j++) {
             float u = rndf(0.0f, 1.0f);
-            s.scores[j] = u * u * u * 8.0f;
+            scores[j] = u * u * u * 8.0f;
         }
-        double c_time = 0;
         for (int i = 0; i < nv; i++) {
-            s.dsp = &v[i].dsp;
-            double t = best_time(select_call, &s, o->quick ? 0.01 : 0.04);
-            if (i == 0)
-                c_time = t;
-            report(o, "select", v[i].name, n, t, n, 4.0 * n, c_time, 0);
+            s[i] = (select_ctx){ &v[i].dsp, xmalloc(n * 4u), xmalloc(n * 4u),
+                                 scores, n, n / 2 };
+            c[i] = (contender){ select_call, &s[i], 0, 0 };
         }
-        free(s.out);
-        free(s.keys);
-        free(s.scores);
+        race(c, nv, o->quick ? 0.01 : 0.04);
+        for (int i = 0; i < nv; i++)
+            report(o, "select", v[i].name, n, c[i].best, n, 4.0 * n, c[0].best, 0);
+        for (int i = 0; i < nv; i++) {
+            free(s[i].out);
+            free(s[i].keys);
+        }
+        free(scores);
     }
 }
 
@@ -267,19 +288,22 @@ static void bench_compact(const options *o, const variant *v, int nv)
         for (uint32_t j = 0; j < rows && left; j++)
             if ((uint64_t)rnd() * (rows - j) < (uint64_t)left << 32)
                 s.keep[s.n_keep++] = j, left--;
-        double batch = o->quick ? 0.01 : 0.04;
-        double m = best_time(memcpy_call, &s, batch);
-        double moved = (double)s.n_keep * ROW_BYTES;
-        double memcpy_bps = (double)(bytes / 2) / m;
-        double c_time = 0;
+        /* every contender works on the same buffer: each call copies the
+         * same rows, whatever they hold by then */
+        compact_ctx cs[4];
+        contender c[5];
         for (int i = 0; i < nv; i++) {
-            s.dsp = &v[i].dsp;
-            double t = best_time(compact_call, &s, batch);
-            if (i == 0)
-                c_time = t;
-            report(o, "compact", v[i].name, bytes, t, s.n_keep, moved, c_time,
-                   memcpy_bps);
+            cs[i] = s;
+            cs[i].dsp = &v[i].dsp;
+            c[i] = (contender){ compact_call, &cs[i], 0, 0 };
         }
+        c[nv] = (contender){ memcpy_call, &s, 0, 0 };
+        race(c, nv + 1, o->quick ? 0.01 : 0.04);
+        double moved = (double)s.n_keep * ROW_BYTES;
+        double memcpy_bps = (double)(bytes / 2) / c[nv].best;
+        for (int i = 0; i < nv; i++)
+            report(o, "compact", v[i].name, bytes, c[i].best, s.n_keep, moved,
+                   c[0].best, memcpy_bps);
         free(s.base);
         free(s.keep);
     }

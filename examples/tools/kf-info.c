@@ -66,7 +66,7 @@ int main(int argc, char **argv)
     uint32_t mask = 0;
     kf_cache_cpu_mask(c, &mask);
     print_isas("mask in force:", mask);
-    print_isas("usable:", detected & mask);
+    print_isas("detected & mask:", detected & mask);
     printf("kernels:\n");
     const char *kernel, *isa;
     for (unsigned k = 0; kf_cache_kernel_isa(c, k, &kernel, &isa) == KF_OK; k++)

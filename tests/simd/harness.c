@@ -8,6 +8,8 @@
 
 #define GUARD_FILL 0xa5
 
+unsigned long harness_cases;
+
 int harness_variants(variant out[3])
 {
     static const uint32_t isas[3] = { KF_CPU_AVX2, KF_CPU_AVX512, KF_CPU_NEON };
@@ -126,7 +128,11 @@ int run_checks(const char *group, const check *checks, int n_checks)
         }
         char gname[96];
         snprintf(gname, sizeof gname, "%s/%s", group, vars[vi].name);
+        harness_cases = 0;
+        fflush(stdout);
         failed += _cmocka_run_group_tests(gname, tests, (size_t)n, NULL, NULL);
+        printf("[ INFO     ] %s: %lu cases compared with C\n", gname, harness_cases);
+        fflush(stdout);
     }
     if (failed)
         printf("[ SEED     ] KF_SIMD_SEED=0x%" PRIx64 "\n", harness_seed());

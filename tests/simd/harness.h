@@ -41,6 +41,10 @@ float rng_float(rng *r, float lo, float hi); /* [lo, hi) */
 float f32_from_bits(uint32_t u);
 uint32_t f32_to_bits(float x);
 
+/* Comparisons made so far (each check adds its own); run_checks prints
+ * the count per variant. */
+extern unsigned long harness_cases;
+
 /* Fails the running test with the seed and a message (printf format). */
 void harness_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -54,6 +54,7 @@ static uint32_t make_keep(uint32_t *keep, uint32_t n, int kind, rng *r)
 static void compare_once(const variant *v, uint32_t n_rows, size_t row_bytes,
                          size_t stride, int kind, rng *r)
 {
+    harness_cases++;
     size_t bytes = n_rows ? (n_rows - 1) * stride + row_bytes : 0;
     size_t misalign = rng_below(r, 64);
     guarded a, b;

@@ -159,6 +159,7 @@ static void bufs_free(bufs *b)
 static void compare_once(const variant *v, int softmax, uint32_t n, int gen,
                          int trial, rng *r)
 {
+    harness_cases++;
     bufs c, s;
     rng layout = *r;
     bufs_alloc(&c, n, &layout);

@@ -82,6 +82,7 @@ static uint32_t pick_need(uint32_t n, int k, rng *r)
 static void compare_once(const variant *v, uint32_t n, uint32_t need, int gen,
                          rng *r)
 {
+    harness_cases++;
     guarded scores, out_c, out_v, keys_c, keys_v;
     guarded_alloc(&scores, n * 4u, 4u * rng_below(r, 16));
     guarded_alloc(&out_c, need * 4u, 0);
