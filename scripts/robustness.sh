@@ -5,8 +5,8 @@
 #   fuzz      clang + libFuzzer + ASan/UBSan: replay the committed corpus,
 #             then fuzz each target for FUZZ_SECONDS (default 60)
 #   asan      gcc + ASan/UBSan: the whole `meson test` suite
-#   valgrind  plain gcc build: memcheck over every unit-test binary and the
-#             corpus replays; definite leaks and memory errors fail
+#   valgrind  plain gcc build: memcheck over the library's compiled tests
+#             and the corpus replays; definite leaks and memory errors fail
 #   tsan      clang + ThreadSanitizer: tests/test_tsan (caches in pthreads,
 #             concurrent queries, OpenMP inside one cache), with LLVM's
 #             libomp and its Archer tool so OpenMP synchronisation is seen
