@@ -269,7 +269,8 @@ static int config_verdict(const kf_config *cfg)
                 || cfg->budget_ratio < 0.0;
     }
     bad |= cfg->recent_ratio < 0.0 || cfg->recent_ratio > 1.0
-           || !(cfg->tau_init > 0.0f) || !(cfg->tau_end > 0.0f) || !cfg->tau_steps;
+           || !(cfg->tau_init > 0.0f) || !(cfg->tau_end > 0.0f) || !cfg->tau_steps
+           || !(1.0f / cfg->tau_init <= FLT_MAX) || !(1.0f / cfg->tau_end <= FLT_MAX);
     open |= cfg->n_threads > 1024; /* undocumented limit */
     /* shapes past the fuzzer's caps: EOVERFLOW, or the hook refuses them */
     open |= cfg->n_layers > MAX_LAYERS || cfg->capacity > MAX_CAPACITY;
@@ -372,13 +373,6 @@ static void gen_config(fz_input *in, kf_config *cfg)
             break;
         }
     }
-    /* A tau whose reciprocal overflows fp32 is accepted by create but turns
-     * every Keyformer score into NaN (doc/robustness.md, bug 1): kept out
-     * until the library rejects or handles it. */
-    if (cfg->tau_init > 0.0f && !(1.0f / cfg->tau_init <= FLT_MAX))
-        cfg->tau_init = 1.0f;
-    if (cfg->tau_end > 0.0f && !(1.0f / cfg->tau_end <= FLT_MAX))
-        cfg->tau_end = 1.0f;
 }
 
 static void do_create(session *s)
@@ -666,16 +660,12 @@ static int plan_logits(session *s, uint32_t cur, uint32_t rows,
     size_t ext, bytes;
     int fits = extent_of(v->n_slots, v->row_stride, v->n_rows ? v->n_rows : 1,
                          v->head_stride, heads, &ext);
-    if (!fits) {
-        /* the element extent overflows size_t: KF_EOVERFLOW (or another
-         * argument error) whenever data is given; a token buffer */
+    if (!fits || !checked_mul(ext, sizeof(float), &bytes)) {
+        /* the extent overflows size_t, in elements or in bytes:
+         * KF_EOVERFLOW (or another argument error) whenever data is given;
+         * a token buffer */
         strides = 0;
         ext = 1;
-    } else if (!checked_mul(ext, sizeof(float), &bytes)) {
-        /* the element count fits but its bytes do not: the library accepts
-         * this today and indexes past any buffer (doc/robustness.md, bug
-         * 2); not sent until it is rejected */
-        return 0;
     } else if (bytes > MAX_BUFFER_BYTES) {
         return 0; /* a real but huge buffer */
     }
@@ -1273,11 +1263,13 @@ static void op_observe_qk(session *s, int layer, uint32_t rows, int random)
     /* the query buffer the view describes */
     size_t ext, bytes;
     if (!extent_of(hd, q.row_stride, q.n_rows ? q.n_rows : 1, q.head_stride,
-                   heads, &ext)) {
+                   heads, &ext)
+        || !checked_mul(ext, sizeof(float), &bytes)) {
+        /* overflows in elements or bytes: an error; a token buffer */
         strides = 0;
         ext = 1;
-    } else if (!checked_mul(ext, sizeof(float), &bytes) || bytes > MAX_BUFFER_BYTES) {
-        return; /* huge, or bytes overflow (doc/robustness.md, bug 2) */
+    } else if (bytes > MAX_BUFFER_BYTES) {
+        return; /* a real but huge buffer */
     }
     uint8_t *q_mem = malloc(ext * sizeof(float) + 1);
     CHECK(q_mem != NULL);

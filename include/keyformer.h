@@ -242,7 +242,8 @@ typedef struct kf_query_view {
 } kf_query_view;
 
 /** Fill *cfg with the defaults (Keyformer, budget 0.5 of the prompt, recent
- *  0.3, tau 1 -> 2 over 128 steps, 4 sinks, seed 0). The shape fields
+ *  0.3, tau 1 -> 2 over 128 steps, 4 sinks, seed 0, every instruction
+ *  set allowed: cpu_mask = KF_CPU_ALL). The shape fields
  *  (n_layers .. capacity) are zero and must be set.
  *  Returns KF_OK, or KF_EINVAL if cfg is NULL. Thread-safe. */
 KF_API int kf_config_default(kf_config *cfg);
@@ -254,7 +255,8 @@ KF_API int kf_config_default(kf_config *cfg);
  *  nonzero reserved, non-finite float, both or neither budget given for a
  *  policy that evicts); KF_ERANGE (zero shape, n_heads not a multiple of
  *  n_kv_heads, budget_tokens > capacity, recent_ratio outside [0, 1],
- *  negative budget_ratio, tau <= 0, tau_steps 0, SINKS with
+ *  negative budget_ratio, tau <= 0 or so small that 1/tau overflows,
+ *  tau_steps 0, SINKS with
  *  budget_tokens <= n_sinks, capacity above 2^31 - 1, n_threads above
  *  1024); KF_EOVERFLOW (total size overflows); KF_ENOMEM.
  *  Thread-safe. */

@@ -61,6 +61,7 @@ static int check_config(const kf_config *cfg)
             return KF_ERANGE;
     }
     if (cfg->recent_ratio < 0.0 || cfg->recent_ratio > 1.0
+        || !(1.0f / cfg->tau_init < INFINITY) || !(1.0f / cfg->tau_end < INFINITY)
         || !(cfg->tau_init > 0.0f) || !(cfg->tau_end > 0.0f) || !cfg->tau_steps)
         return KF_ERANGE;
     return KF_OK;

@@ -26,12 +26,9 @@ static int check_kv_view(const kf_cache *c, const kf_layer *l,
         return KF_EMISMATCH;
     if ((uintptr_t)v->data % elem)
         return KF_ELAYOUT;
-    size_t extent;
-    int status = kf_check_rows(c->cfg.head_dim, v->token_stride, v->n_slots,
-                               v->head_stride, c->cfg.n_kv_heads, &extent);
-    if (status)
-        return status;
-    return extent > SIZE_MAX / elem ? KF_EOVERFLOW : KF_OK;
+    size_t bytes;
+    return kf_check_rows(v->data, elem, c->cfg.head_dim, v->token_stride,
+                         v->n_slots, v->head_stride, c->cfg.n_kv_heads, &bytes);
 }
 
 /* K and V must not share memory: a move in one would corrupt the other. */
@@ -44,10 +41,11 @@ static int views_overlap(const kf_kv_view *k, const kf_kv_view *v,
 
 static size_t view_bytes(const kf_cache *c, const kf_kv_view *v)
 {
-    size_t extent = 0;
-    kf_check_rows(c->cfg.head_dim, v->token_stride, v->n_slots,
-                  v->head_stride, c->cfg.n_kv_heads, &extent);
-    return extent * dtype_size(v->dtype);
+    size_t bytes = 0;
+    kf_check_rows(v->data, dtype_size(v->dtype), c->cfg.head_dim,
+                  v->token_stride, v->n_slots, v->head_stride,
+                  c->cfg.n_kv_heads, &bytes);
+    return bytes;
 }
 
 static void compact_view(const kf_cache *c, uint32_t layer, uint32_t g,

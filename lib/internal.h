@@ -77,11 +77,13 @@ static inline int kf_policy_scores(kf_policy p)
     return p == KF_POLICY_KEYFORMER || p == KF_POLICY_H2O;
 }
 
-/* Rows of len elements at offsets sa*i + sb*j (i < na, j < nb) are pairwise
- * disjoint, for the nested layouts hosts use; *extent receives the last
- * element offset + 1. Returns KF_OK, KF_ELAYOUT or KF_EOVERFLOW. */
-int kf_check_rows(size_t len, size_t sa, size_t na, size_t sb, size_t nb,
-                  size_t *extent);
+/* Rows of len elements of elem bytes at element offsets sa*i + sb*j from
+ * base (i < na, j < nb) are pairwise disjoint, for the nested layouts hosts
+ * use, and the whole span, in bytes, neither overflows size_t nor wraps the
+ * address space; *bytes receives it. Returns KF_OK, KF_EINVAL (empty),
+ * KF_ELAYOUT or KF_EOVERFLOW. */
+int kf_check_rows(const void *base, size_t elem, size_t len, size_t sa,
+                  size_t na, size_t sb, size_t nb, size_t *bytes);
 
 /* Picks the cache's kernels from cfg.cpu_mask & KF_CPU_MASK (dsp.c). */
 void kf_cache_init_dsp(kf_cache *c);

@@ -9,16 +9,19 @@ static int mul_add(size_t a, size_t b, size_t c, size_t *out)
     return 1;
 }
 
-int kf_check_rows(size_t len, size_t sa, size_t na, size_t sb, size_t nb,
-                  size_t *extent)
+int kf_check_rows(const void *base, size_t elem, size_t len, size_t sa,
+                  size_t na, size_t sb, size_t nb, size_t *bytes)
 {
     size_t span_a, total;
-    if (na == 0 || nb == 0 || len == 0)
+    if (na == 0 || nb == 0 || len == 0 || elem == 0)
         return KF_EINVAL;
     if (!mul_add(na - 1, sa, 0, &span_a) || !mul_add(nb - 1, sb, span_a, &total)
         || total > SIZE_MAX - len)
         return KF_EOVERFLOW;
-    *extent = total + len;
+    total += len; /* elements from the first to past the last */
+    if (total > SIZE_MAX / elem || (uintptr_t)base > UINTPTR_MAX - total * elem)
+        return KF_EOVERFLOW;
+    *bytes = total * elem;
 
     /* order the two dimensions by stride; a single row ignores its stride */
     if (na == 1) {

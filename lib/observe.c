@@ -27,9 +27,9 @@ static int check_view(const kf_cache *c, const kf_layer *l,
         return KF_ERANGE;
     if (!v->data)
         return KF_OK;
-    size_t extent;
-    return kf_check_rows(v->n_slots, v->row_stride, v->n_rows, v->head_stride,
-                         c->cfg.n_heads, &extent);
+    size_t bytes;
+    return kf_check_rows(v->data, sizeof(float), v->n_slots, v->row_stride,
+                         v->n_rows, v->head_stride, c->cfg.n_heads, &bytes);
 }
 
 /* One row's scores into acc: the policy's kernel with the row's noise key

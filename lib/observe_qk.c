@@ -203,13 +203,14 @@ static int check_call(const kf_cache *c, const kf_layer *l,
     if (n_slots > c->cfg.capacity
         || (int64_t)l->next_pos + q->n_rows > INT32_MAX)
         return KF_ERANGE;
-    size_t extent;
+    size_t bytes;
     int status;
     if (q->data) {
         if ((uintptr_t)q->data % sizeof(float))
             return KF_ELAYOUT;
-        status = kf_check_rows(c->cfg.head_dim, q->row_stride, q->n_rows,
-                               q->head_stride, c->cfg.n_heads, &extent);
+        status = kf_check_rows(q->data, sizeof(float), c->cfg.head_dim,
+                               q->row_stride, q->n_rows, q->head_stride,
+                               c->cfg.n_heads, &bytes);
         if (status)
             return status;
     }
@@ -217,12 +218,11 @@ static int check_call(const kf_cache *c, const kf_layer *l,
         size_t elem = dtype_size(k->dtype);
         if ((uintptr_t)k->data % elem)
             return KF_ELAYOUT;
-        status = kf_check_rows(c->cfg.head_dim, k->token_stride, k->n_slots,
-                               k->head_stride, c->cfg.n_kv_heads, &extent);
+        status = kf_check_rows(k->data, elem, c->cfg.head_dim,
+                               k->token_stride, k->n_slots, k->head_stride,
+                               c->cfg.n_kv_heads, &bytes);
         if (status)
             return status;
-        if (extent > SIZE_MAX / elem)
-            return KF_EOVERFLOW;
     }
     return KF_OK;
 }

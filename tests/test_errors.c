@@ -479,6 +479,12 @@ static void test_create_tau_range(void **state)
     cfg.tau_steps = 1;
     cfg.tau_init = 1e-30f;
     EXPECT_CREATE_OK(cfg);
+    /* 1/tau would be +inf and every score NaN */
+    cfg.tau_init = 1e-39f;
+    EXPECT_CREATE_FAILS(cfg, KF_ERANGE);
+    cfg.tau_init = 1.0f;
+    cfg.tau_end = 0x1p-149f;
+    EXPECT_CREATE_FAILS(cfg, KF_ERANGE);
 }
 
 static void test_create_bad_enums(void **state)
@@ -974,6 +980,10 @@ static void test_observe_bad_strides(void **state)
     EXPECT_FAIL(c, KF_EOVERFLOW, kf_observe_logits(c, 0, &v));
     v = lg.view;
     v.row_stride = SIZE_MAX / 2;
+    EXPECT_FAIL(c, KF_EOVERFLOW, kf_observe_logits(c, 0, &v));
+    /* fits in elements, not in bytes: must not be dereferenced */
+    v = lg.view;
+    v.head_stride = ((size_t)1 << 62) + ((size_t)1 << 40);
     EXPECT_FAIL(c, KF_EOVERFLOW, kf_observe_logits(c, 0, &v));
     EXPECT_OK(kf_observe_logits(c, 0, &lg.view));
     free(lg.data);
