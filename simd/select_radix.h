@@ -22,23 +22,34 @@
 #define RADIX_SHIFT2 10u
 #define RADIX_BINS 2048u
 /* Independent copies of the histogram: a run of equal digits then updates
- * four counters in turn instead of waiting on one. */
+ * four counters in turn instead of waiting on one. Short lists use one
+ * copy (clearing four would cost more than it saves). */
 #define RADIX_COPIES 4u
+#define RADIX_MANY 16384u
 
 typedef struct radix_hist {
     uint32_t h[RADIX_COPIES][RADIX_BINS];
+    uint32_t *c[RADIX_COPIES]; /* counter set for item i % 4 */
+    uint32_t copies, bins;
 } radix_hist;
 
-static void radix_clear(radix_hist *r)
+/* Zeroed counters for `items` digits of `bins` values. */
+static void radix_clear(radix_hist *r, uint32_t items, uint32_t bins)
 {
-    memset(r, 0, sizeof *r);
+    r->copies = items >= RADIX_MANY ? RADIX_COPIES : 1;
+    r->bins = bins;
+    for (uint32_t k = 0; k < r->copies; k++)
+        memset(r->h[k], 0, bins * sizeof r->h[k][0]);
+    for (uint32_t k = 0; k < RADIX_COPIES; k++)
+        r->c[k] = r->h[k % r->copies];
 }
 
-/* Adds the four copies into h[0]. */
-static const uint32_t *radix_merge(radix_hist *r, uint32_t bins)
+/* Adds the copies into h[0]. */
+static const uint32_t *radix_merge(radix_hist *r)
 {
-    for (uint32_t b = 0; b < bins; b++)
-        r->h[0][b] = r->h[0][b] + r->h[1][b] + r->h[2][b] + r->h[3][b];
+    for (uint32_t k = 1; k < r->copies; k++)
+        for (uint32_t b = 0; b < r->bins; b++)
+            r->h[0][b] += r->h[k][b];
     return r->h[0];
 }
 
@@ -48,6 +59,15 @@ static uint32_t radix_pick(const uint32_t *hist, uint32_t bins,
                            uint32_t *remaining)
 {
     uint32_t digit = bins - 1, rem = *remaining;
+    /* skip empty blocks of 16 bins from the top (keys crowd a few bins) */
+    while (digit >= 16) {
+        uint32_t any = 0;
+        for (uint32_t b = digit - 15; b <= digit; b++)
+            any |= hist[b];
+        if (any)
+            break;
+        digit -= 16;
+    }
     while (hist[digit] < rem) {
         rem -= hist[digit];
         digit--;
@@ -62,13 +82,13 @@ static void radix_count(radix_hist *r, const uint32_t *keys, uint32_t m,
 {
     uint32_t i = 0;
     for (; i + 4 <= m; i += 4) {
-        r->h[0][(keys[i] >> shift) & mask]++;
-        r->h[1][(keys[i + 1] >> shift) & mask]++;
-        r->h[2][(keys[i + 2] >> shift) & mask]++;
-        r->h[3][(keys[i + 3] >> shift) & mask]++;
+        r->c[0][(keys[i] >> shift) & mask]++;
+        r->c[1][(keys[i + 1] >> shift) & mask]++;
+        r->c[2][(keys[i + 2] >> shift) & mask]++;
+        r->c[3][(keys[i + 3] >> shift) & mask]++;
     }
     for (; i < m; i++)
-        r->h[0][(keys[i] >> shift) & mask]++;
+        r->c[0][(keys[i] >> shift) & mask]++;
 }
 
 /* Keeps, in order, the candidates whose key >> shift equals prefix; returns
@@ -91,15 +111,14 @@ static uint32_t radix_filter(uint32_t *keys, uint32_t m, uint32_t shift,
 static uint32_t radix_finish(radix_hist *r, uint32_t *keys, uint32_t m,
                              uint32_t prefix1, uint32_t *rem)
 {
-    radix_clear(r);
+    radix_clear(r, m, RADIX_BINS);
     radix_count(r, keys, m, RADIX_SHIFT2, RADIX_BINS - 1);
-    uint32_t d2 = radix_pick(radix_merge(r, RADIX_BINS), RADIX_BINS, rem);
+    uint32_t d2 = radix_pick(radix_merge(r), RADIX_BINS, rem);
     uint32_t prefix2 = (prefix1 << RADIX_BITS2) | d2;
     m = radix_filter(keys, m, RADIX_SHIFT2, prefix2);
-    radix_clear(r);
+    radix_clear(r, m, 1u << RADIX_BITS3);
     radix_count(r, keys, m, 0, (1u << RADIX_BITS3) - 1);
-    uint32_t d3 = radix_pick(radix_merge(r, 1u << RADIX_BITS3),
-                             1u << RADIX_BITS3, rem);
+    uint32_t d3 = radix_pick(radix_merge(r), 1u << RADIX_BITS3, rem);
     return (prefix2 << RADIX_BITS3) | d3;
 }
 

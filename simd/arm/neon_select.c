@@ -68,14 +68,14 @@ static void count_top(radix_hist *r, const float *scores, uint32_t n)
         vst1q_u32(d, vshrq_n_u32(a, RADIX_SHIFT1));
         vst1q_u32(d + VL, vshrq_n_u32(b, RADIX_SHIFT1));
         for (int l = 0; l < 2 * VL; l += 4) {
-            r->h[0][d[l]]++;
-            r->h[1][d[l + 1]]++;
-            r->h[2][d[l + 2]]++;
-            r->h[3][d[l + 3]]++;
+            r->c[0][d[l]]++;
+            r->c[1][d[l + 1]]++;
+            r->c[2][d[l + 2]]++;
+            r->c[3][d[l + 3]]++;
         }
     }
     for (; j < n; j++)
-        r->h[0][order_key1(scores[j]) >> RADIX_SHIFT1]++;
+        r->c[0][order_key1(scores[j]) >> RADIX_SHIFT1]++;
 }
 
 /* Packs the keys whose top digit is d1 into cand[]; returns their count. */
@@ -160,10 +160,10 @@ KF_SELECT_TOP_FN(kf_select_top_neon)
         return;
     }
     radix_hist r;
-    radix_clear(&r);
+    radix_clear(&r, n, RADIX_BINS);
     count_top(&r, scores, n);
     uint32_t rem = need;
-    uint32_t d1 = radix_pick(radix_merge(&r, RADIX_BINS), RADIX_BINS, &rem);
+    uint32_t d1 = radix_pick(radix_merge(&r), RADIX_BINS, &rem);
     uint32_t m = gather(keys, scores, n, d1);
     uint32_t t = radix_finish(&r, keys, m, d1, &rem);
     emit(out, scores, n, need, t, rem);

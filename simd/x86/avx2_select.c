@@ -98,14 +98,14 @@ static void count_top(radix_hist *r, const float *scores, uint32_t n)
         _mm256_storeu_si256((__m256i *)d, _mm256_srli_epi32(k, RADIX_SHIFT1));
         if (n - j >= VL) {
             for (int l = 0; l < VL; l += 4) {
-                r->h[0][d[l]]++;
-                r->h[1][d[l + 1]]++;
-                r->h[2][d[l + 2]]++;
-                r->h[3][d[l + 3]]++;
+                r->c[0][d[l]]++;
+                r->c[1][d[l + 1]]++;
+                r->c[2][d[l + 2]]++;
+                r->c[3][d[l + 3]]++;
             }
         } else {
             for (uint32_t l = 0; l < n - j; l++)
-                r->h[0][d[l]]++;
+                r->c[0][d[l]]++;
         }
     }
 }
@@ -198,10 +198,10 @@ KF_SELECT_TOP_FN(kf_select_top_avx2)
         return;
     }
     radix_hist r;
-    radix_clear(&r);
+    radix_clear(&r, n, RADIX_BINS);
     count_top(&r, scores, n);
     uint32_t rem = need;
-    uint32_t d1 = radix_pick(radix_merge(&r, RADIX_BINS), RADIX_BINS, &rem);
+    uint32_t d1 = radix_pick(radix_merge(&r), RADIX_BINS, &rem);
     uint32_t m = gather(keys, scores, n, d1);
     uint32_t t = radix_finish(&r, keys, m, d1, &rem);
     emit(out, scores, n, need, t, rem);

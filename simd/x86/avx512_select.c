@@ -40,10 +40,10 @@ static void count_top(radix_hist *r, const float *scores, uint32_t n)
         __m512i k = order_keys(_mm512_loadu_ps(scores + j));
         _mm512_storeu_si512(d, _mm512_srli_epi32(k, RADIX_SHIFT1));
         for (int l = 0; l < VL; l += 4) {
-            r->h[0][d[l]]++;
-            r->h[1][d[l + 1]]++;
-            r->h[2][d[l + 2]]++;
-            r->h[3][d[l + 3]]++;
+            r->c[0][d[l]]++;
+            r->c[1][d[l + 1]]++;
+            r->c[2][d[l + 2]]++;
+            r->c[3][d[l + 3]]++;
         }
     }
     if (j < n) {
@@ -51,7 +51,7 @@ static void count_top(radix_hist *r, const float *scores, uint32_t n)
         __m512i k = load_keys(scores, j, n, &m);
         _mm512_storeu_si512(d, _mm512_srli_epi32(k, RADIX_SHIFT1));
         for (uint32_t l = 0; l < n - j; l++)
-            r->h[0][d[l]]++;
+            r->c[0][d[l]]++;
     }
 }
 
@@ -123,10 +123,10 @@ KF_SELECT_TOP_FN(kf_select_top_avx512)
         return;
     }
     radix_hist r;
-    radix_clear(&r);
+    radix_clear(&r, n, RADIX_BINS);
     count_top(&r, scores, n);
     uint32_t rem = need;
-    uint32_t d1 = radix_pick(radix_merge(&r, RADIX_BINS), RADIX_BINS, &rem);
+    uint32_t d1 = radix_pick(radix_merge(&r), RADIX_BINS, &rem);
     uint32_t m = gather(keys, scores, n, d1);
     uint32_t t = radix_finish(&r, keys, m, d1, &rem);
     emit(out, scores, n, need, t, rem);
