@@ -29,6 +29,39 @@ static int shared_slot_count(engine_keyformer *glue, const eng_layer_event *e)
     return (int)first;
 }
 
+static int compact_layer(engine_keyformer *glue, const eng_layer_event *e,
+                         int layer, float *keys, float *values, int n_slots)
+{
+    const size_t head_stride = (size_t)e->capacity * (size_t)e->head_size;
+    const kf_kv_view k = {keys, KF_DTYPE_F32, (uint32_t)n_slots,
+                          (size_t)e->head_size, head_stride};
+    const kf_kv_view v = {values, KF_DTYPE_F32, (uint32_t)n_slots,
+                          (size_t)e->head_size, head_stride};
+    const int rc = kf_compact(glue->cache, layer, &k, &v);
+    return rc == KF_OK ? 0 : fail(glue, rc, "kf_compact", layer);
+}
+
+/* UNIFORM granularity: one model-wide selection once the last layer has
+ * seen the block; every layer's buffers then drop the same positions
+ * (what an engine with one cache cell per position would do). */
+static int select_all_layers(engine_keyformer *glue, const eng_layer_event *e)
+{
+    int rc = kf_select(glue->cache, KF_ALL_LAYERS);
+    if (rc != KF_OK)
+        return fail(glue, rc, "kf_select", KF_ALL_LAYERS);
+    for (int l = 0; l <= e->layer; l++) {
+        float *keys, *values;
+        eng_state_layer_kv(e->state, l, &keys, &values);
+        if (compact_layer(glue, e, l, keys, values, eng_state_slot_count(e->state, l)))
+            return -1;
+        uint32_t n;
+        kf_slot_count(glue->cache, l, 0, &n);
+        if (l < e->layer && eng_state_shrink_layer(e->state, l, (int)n))
+            return fail(glue, KF_EMISMATCH, "eng_state_shrink_layer", l);
+    }
+    return shared_slot_count(glue, e);
+}
+
 int engine_keyformer_hook(void *user_data, const eng_layer_event *e)
 {
     engine_keyformer *glue = user_data;
@@ -47,14 +80,14 @@ int engine_keyformer_hook(void *user_data, const eng_layer_event *e)
      * the prompt's own attention stays exact. */
     if (e->more_rows_follow)
         return e->n_slots;
+    kf_config cfg;
+    kf_cache_config(glue->cache, &cfg);
+    if (cfg.granularity == KF_GRANULARITY_UNIFORM)
+        return e->layer + 1 == (int)cfg.n_layers ? select_all_layers(glue, e)
+                                                 : e->n_slots;
     if ((rc = kf_select(glue->cache, e->layer)) != KF_OK)
         return fail(glue, rc, "kf_select", e->layer);
-    const size_t head_stride = (size_t)e->capacity * (size_t)e->head_size;
-    const kf_kv_view keys = {e->keys, KF_DTYPE_F32, (uint32_t)e->n_slots,
-                             (size_t)e->head_size, head_stride};
-    const kf_kv_view values = {e->values, KF_DTYPE_F32, (uint32_t)e->n_slots,
-                               (size_t)e->head_size, head_stride};
-    if ((rc = kf_compact(glue->cache, e->layer, &keys, &values)) != KF_OK)
-        return fail(glue, rc, "kf_compact", e->layer);
+    if (compact_layer(glue, e, e->layer, e->keys, e->values, e->n_slots))
+        return -1;
     return shared_slot_count(glue, e);
 }

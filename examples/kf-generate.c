@@ -141,11 +141,12 @@ static int set_rule(generate_options *o, const char *v)
 
 static int set_granularity(generate_options *o, const char *v)
 {
-    /* UNIFORM needs every layer observed before one model-wide selection;
-     * this engine selects layer by layer, so it is not offered. */
-    static const named_value granularities[] = {{"kv-head", KF_GRANULARITY_KV_HEAD},
-                                                {"layer", KF_GRANULARITY_LAYER}};
-    const int granularity = lookup_name(granularities, 2, v);
+    /* UNIFORM: one model-wide selection after the last layer of a step */
+    static const named_value granularities[] = {{"head", KF_GRANULARITY_KV_HEAD},
+                                                {"kv-head", KF_GRANULARITY_KV_HEAD},
+                                                {"layer", KF_GRANULARITY_LAYER},
+                                                {"uniform", KF_GRANULARITY_UNIFORM}};
+    const int granularity = lookup_name(granularities, 4, v);
     o->kf.granularity = (kf_granularity)granularity;
     return granularity < 0 ? -1 : 0;
 }
@@ -234,7 +235,8 @@ static const option_spec OPTIONS[] = {
     {"--recent", "R", "recent window as a fraction of the budget (default 0.3)", set_recent},
     {"--rule", "NAME", "decode eviction: dynamic (paper, default) or reference (code)",
      set_rule},
-    {"--granularity", "NAME", "kv-head (default) or layer", set_granularity},
+    {"--granularity", "NAME", "head (default; alias kv-head), layer or uniform",
+     set_granularity},
     {"--sinks", "N", "first tokens always kept by --policy sinks (default 4)", set_sinks},
     {"--tau-init", "T", "Keyformer temperature at the prompt (default 1)", set_tau_init},
     {"--tau-end", "T", "Keyformer temperature after --tau-steps (default 2)", set_tau_end},

@@ -167,7 +167,7 @@ static int call_hook(eng_state *s, int layer, int n_rows, bool more_rows_follow,
 {
     const eng_model_config *c = &s->model->config;
     const eng_layer_event event = {
-        .layer = layer, .n_rows = n_rows, .first_position = s->position,
+        .state = s, .layer = layer, .n_rows = n_rows, .first_position = s->position,
         .n_slots = s->n_slots[layer], .more_rows_follow = more_rows_follow,
         .logits = s->attn_logits,
         .keys = s->keys + (size_t)layer * layer_cache_floats(s),
@@ -334,6 +334,21 @@ int eng_state_max_block_rows(const eng_state *s) { return s->max_block_rows; }
 int eng_state_slot_count(const eng_state *s, int layer)
 {
     return layer >= 0 && layer < s->model->config.n_layers ? s->n_slots[layer] : 0;
+}
+
+void eng_state_layer_kv(eng_state *s, int layer, float **keys, float **values)
+{
+    *keys = s->keys + (size_t)layer * layer_cache_floats(s);
+    *values = s->values + (size_t)layer * layer_cache_floats(s);
+}
+
+int eng_state_shrink_layer(eng_state *s, int layer, int n_slots)
+{
+    if (layer < 0 || layer >= s->model->config.n_layers || n_slots < 0
+        || n_slots > s->n_slots[layer])
+        return -1;
+    s->n_slots[layer] = n_slots;
+    return 0;
 }
 
 size_t eng_state_kv_bytes_in_use(const eng_state *s)

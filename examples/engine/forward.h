@@ -30,7 +30,10 @@
 #include "model.h"
 #include "status.h"
 
+typedef struct eng_state eng_state;
+
 typedef struct eng_layer_event {
+    eng_state *state;     /* the engine, for hooks that act on other layers */
     int layer;
     int n_rows;           /* query rows of this block */
     int first_position;   /* true position of row 0 */
@@ -59,8 +62,6 @@ typedef struct eng_state_options {
     void *hook_user_data;
 } eng_state_options;
 
-typedef struct eng_state eng_state;
-
 int eng_state_create(eng_state **out, const eng_model *model,
                      const eng_state_options *options, eng_error *err);
 
@@ -84,6 +85,12 @@ int eng_state_position(const eng_state *state);      /* tokens seen so far */
 int eng_state_capacity(const eng_state *state);      /* slots per layer */
 int eng_state_max_block_rows(const eng_state *state);
 int eng_state_slot_count(const eng_state *state, int layer);
+/* Keys and values of a layer, [n_kv_heads][capacity][head_size] each. */
+void eng_state_layer_kv(eng_state *state, int layer, float **keys, float **values);
+/* For hooks that select over every layer at once (one set of positions for
+ * the whole model): the layer now holds its first n_slots slots, n_slots no
+ * more than it held. Returns 0, or -1 for a bad layer or count. */
+int eng_state_shrink_layer(eng_state *state, int layer, int n_slots);
 /* Bytes of K and V held in occupied slots, over all layers. */
 size_t eng_state_kv_bytes_in_use(const eng_state *state);
 /* Bytes a never-compacted cache would need for every token seen. */

@@ -85,8 +85,9 @@ static double negative_log_likelihood(const float *logits, int vocab, int target
     return log(sum) + max - (double)logits[target];
 }
 
-static kf_cache *create_cache(const fixture *fx, kf_policy policy, kf_rule rule,
-                              double budget_ratio)
+static kf_cache *create_cache_granularity(const fixture *fx, kf_policy policy,
+                                          kf_rule rule, double budget_ratio,
+                                          kf_granularity granularity)
 {
     const eng_model_config *c = &fx->model.config;
     kf_config cfg;
@@ -105,9 +106,17 @@ static kf_cache *create_cache(const fixture *fx, kf_policy policy, kf_rule rule,
     cfg.tau_end = 2.0f;
     cfg.tau_steps = CONTINUATION;
     cfg.seed = 12345;
+    cfg.granularity = granularity;
     kf_cache *cache;
     assert_int_equal(kf_cache_create(&cache, &cfg), KF_OK);
     return cache;
+}
+
+static kf_cache *create_cache(const fixture *fx, kf_policy policy, kf_rule rule,
+                              double budget_ratio)
+{
+    return create_cache_granularity(fx, policy, rule, budget_ratio,
+                                    KF_GRANULARITY_KV_HEAD);
 }
 
 /* The protocol: prefill the 1024-id prompt, then feed the next 256 ids one
@@ -235,6 +244,53 @@ static void test_library_window_equals_engine_window(void **state)
     free(by_engine);
 }
 
+/* UNIFORM: the glue selects once per step over every layer, after the last
+ * layer's attention. The window policy keeps the same positions whatever
+ * the granularity, so the logits must equal the per-head run bit for bit;
+ * Keyformer must leave every layer and head with the same k positions. */
+static void test_uniform_granularity(void **state)
+{
+    fixture *fx = *state;
+    if (!fx->ids)
+        skip();
+    const size_t n = (size_t)CONTINUATION * fx->model.config.vocab_size;
+    float *uniform = malloc(n * sizeof(float)), *per_head = malloc(n * sizeof(float));
+    assert_non_null(uniform);
+    assert_non_null(per_head);
+    engine_keyformer glue = {.cache = create_cache_granularity(
+                                 fx, KF_POLICY_WINDOW, KF_RULE_DYNAMIC, 0.25,
+                                 KF_GRANULARITY_UNIFORM)};
+    continuation_nll(fx, engine_keyformer_hook, &glue, uniform);
+    assert_null(glue.failed_call);
+    kf_cache_destroy(&glue.cache);
+    glue.cache = create_cache(fx, KF_POLICY_WINDOW, KF_RULE_DYNAMIC, 0.25);
+    continuation_nll(fx, engine_keyformer_hook, &glue, per_head);
+    kf_cache_destroy(&glue.cache);
+    assert_memory_equal(uniform, per_head, n * sizeof(float));
+
+    glue.cache = create_cache_granularity(fx, KF_POLICY_KEYFORMER, KF_RULE_DYNAMIC,
+                                          0.25, KF_GRANULARITY_UNIFORM);
+    const double nll = continuation_nll(fx, engine_keyformer_hook, &glue, NULL);
+    assert_null(glue.failed_call);
+    assert_true(isfinite(nll));
+    uint32_t k, w, n0;
+    const int32_t *first;
+    assert_int_equal(kf_budget(glue.cache, &k, &w), KF_OK);
+    assert_int_equal(kf_slot_positions(glue.cache, 0, 0, &first, &n0), KF_OK);
+    assert_int_equal(n0, k);
+    for (int l = 0; l < fx->model.config.n_layers; l++)
+        for (int g = 0; g < fx->model.config.n_kv_heads; g++) {
+            const int32_t *pos;
+            uint32_t np;
+            assert_int_equal(kf_slot_positions(glue.cache, l, g, &pos, &np), KF_OK);
+            assert_int_equal(np, k);
+            assert_memory_equal(pos, first, k * sizeof *pos);
+        }
+    kf_cache_destroy(&glue.cache);
+    free(uniform);
+    free(per_head);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -246,6 +302,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_policies_match_independent_simulation),
         cmocka_unit_test(test_library_window_equals_engine_window),
+        cmocka_unit_test(test_uniform_granularity),
     };
     return cmocka_run_group_tests_name("engine with libkeyformer", tests, setup, teardown);
 }
