@@ -9,56 +9,32 @@ void kf_dsp_init(kf_dsp *dsp, uint32_t mask)
 {
     uint32_t flags = kf_cpu_detect() & mask;
     (void)flags;
-    dsp->score_gumbel = kf_score_gumbel_c;
-    dsp->score_softmax = kf_score_softmax_c;
-    dsp->select_top = kf_select_top_c;
-    dsp->compact_rows = kf_compact_rows_c;
-    for (int k = 0; k < KF_KERNEL_COUNT; k++)
-        dsp->isa[k] = 0;
 
-#define KF_DSP_SET(kernel, field, fn, bit)                                    \
+/* every kernel of one instruction set, e.g. kf_score_gumbel_avx2 */
+#define KF_DSP_SET_ISA(suffix, bit)                                           \
     do {                                                                      \
-        dsp->field = fn;                                                      \
-        dsp->isa[kernel] = bit;                                               \
+        dsp->score_gumbel = kf_score_gumbel_##suffix;                         \
+        dsp->score_softmax = kf_score_softmax_##suffix;                       \
+        dsp->select_top = kf_select_top_##suffix;                             \
+        dsp->compact_rows = kf_compact_rows_##suffix;                         \
+        for (int k = 0; k < KF_KERNEL_COUNT; k++)                             \
+            dsp->isa[k] = bit;                                                \
     } while (0)
 
+    KF_DSP_SET_ISA(c, 0);
 #ifdef KF_HAVE_AVX2
-    if (flags & KF_CPU_AVX2) {
-        KF_DSP_SET(KF_KERNEL_SCORE_GUMBEL, score_gumbel, kf_score_gumbel_avx2,
-                   KF_CPU_AVX2);
-        KF_DSP_SET(KF_KERNEL_SCORE_SOFTMAX, score_softmax,
-                   kf_score_softmax_avx2, KF_CPU_AVX2);
-        KF_DSP_SET(KF_KERNEL_SELECT_TOP, select_top, kf_select_top_avx2,
-                   KF_CPU_AVX2);
-        KF_DSP_SET(KF_KERNEL_COMPACT_ROWS, compact_rows, kf_compact_rows_avx2,
-                   KF_CPU_AVX2);
-    }
+    if (flags & KF_CPU_AVX2)
+        KF_DSP_SET_ISA(avx2, KF_CPU_AVX2);
 #endif
 #ifdef KF_HAVE_AVX512
-    if (flags & KF_CPU_AVX512) {
-        KF_DSP_SET(KF_KERNEL_SCORE_GUMBEL, score_gumbel,
-                   kf_score_gumbel_avx512, KF_CPU_AVX512);
-        KF_DSP_SET(KF_KERNEL_SCORE_SOFTMAX, score_softmax,
-                   kf_score_softmax_avx512, KF_CPU_AVX512);
-        KF_DSP_SET(KF_KERNEL_SELECT_TOP, select_top, kf_select_top_avx512,
-                   KF_CPU_AVX512);
-        KF_DSP_SET(KF_KERNEL_COMPACT_ROWS, compact_rows,
-                   kf_compact_rows_avx512, KF_CPU_AVX512);
-    }
+    if (flags & KF_CPU_AVX512)
+        KF_DSP_SET_ISA(avx512, KF_CPU_AVX512);
 #endif
 #ifdef KF_HAVE_NEON
-    if (flags & KF_CPU_NEON) {
-        KF_DSP_SET(KF_KERNEL_SCORE_GUMBEL, score_gumbel, kf_score_gumbel_neon,
-                   KF_CPU_NEON);
-        KF_DSP_SET(KF_KERNEL_SCORE_SOFTMAX, score_softmax,
-                   kf_score_softmax_neon, KF_CPU_NEON);
-        KF_DSP_SET(KF_KERNEL_SELECT_TOP, select_top, kf_select_top_neon,
-                   KF_CPU_NEON);
-        KF_DSP_SET(KF_KERNEL_COMPACT_ROWS, compact_rows, kf_compact_rows_neon,
-                   KF_CPU_NEON);
-    }
+    if (flags & KF_CPU_NEON)
+        KF_DSP_SET_ISA(neon, KF_CPU_NEON);
 #endif
-#undef KF_DSP_SET
+#undef KF_DSP_SET_ISA
 }
 
 const char *kf_dsp_kernel_name(unsigned kernel)
