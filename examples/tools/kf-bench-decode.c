@@ -1,0 +1,655 @@
+/* kf-bench-decode: end-to-end cost of libkeyformer next to the attention it
+ * shrinks, on synthetic attention-bound shapes.
+ *
+ *   kf-bench-decode decode --context N[,N...] [--budgets R[,R...]]
+ *                   [--shape bundled|llama3-8b] [--dtype f32|f16]
+ *                   [--threads T] [--layers L] [--steps S] [--json]
+ *   kf-bench-decode prefill --prompt N[,N...] [--shape ...] [--threads T]
+ *                   [--reps R] [--json]
+ *
+ * decode: for each budget R (and the full cache), a K/V cache of the shape
+ * is filled to the context, then S steady-state decode steps run. One step,
+ * per layer: append one token's K/V row, the host's attention of every query
+ * head over the held slots (timed as attention_s), then kf_observe_logits on
+ * the logits the attention computed, kf_select and kf_compact on the real
+ * K/V buffers (timed as library_s). A budget R holds k = floor(R * context)
+ * slots (absolute budget, KF_POLICY_KEYFORMER, dynamic rule, per KV head), so
+ * every step attends over k + 1 slots and evicts one. The full cache attends
+ * over context + step slots and calls no library. To keep the setup short,
+ * the library's cache is prefilled by observing a k-row prompt (not a
+ * context-row one, whose selection would end at the same k slots): only
+ * the steady state is timed.
+ *
+ * Host attention, the same for every budget: per KV head, an AVX2+FMA loop
+ * computing the G query heads' dot products with each K row (q.K), a
+ * softmax, then P.V row by row; f16 caches convert K and V rows on the fly
+ * (F16C). `--blas` uses OpenBLAS sgemm (Q[G x d] K^T, P V) for f32 instead,
+ * which measured about 2x slower here at these small G. KV heads of a layer
+ * are split over the OpenMP threads; OpenBLAS runs single-threaded.
+ *
+ * `--evict-every B` lets the cache grow to k + B slots and selects and
+ * compacts once per B tokens (figures are per token); `--rule reference`
+ * uses KF_RULE_REFERENCE. `--kv-heads N` allocates and times N of the
+ * shape's KV heads (with their query heads) and scales like --layers.
+ *
+ * Only `--layers` layers are allocated and timed (default: all for the
+ * bundled shape, 1 for llama3-8b); every figure is scaled to the shape's
+ * full layer count (layers are identical work). Times are wall time
+ * (CLOCK_MONOTONIC) of the whole step; each figure is the minimum over the
+ * S steps (best-of-S), attention and library separately.
+ *
+ * prefill: bundled shape, a prompt of N tokens per layer in blocks of 512
+ * rows: attention = per head Q K^T sgemm + causal mask + softmax + P V
+ * sgemm; library = kf_observe_logits of each block, then kf_select and
+ * kf_compact (budget 0.5). Best of R repetitions.
+ */
+#include <cblas.h>
+#include <immintrin.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "keyformer.h"
+
+extern void openblas_set_num_threads(int);
+
+typedef struct shape {
+    const char *name;
+    int layers, heads, kv_heads, dim;
+} shape;
+
+static const shape shapes[] = {
+    {"bundled", 6, 6, 2, 48},
+    {"llama3-8b", 32, 32, 8, 128},
+};
+
+/* One thread: CPU time of the thread (other tenants' time slices do not
+ * count); more threads: wall time. */
+static clockid_t clock_id = CLOCK_MONOTONIC;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(clock_id, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double load1(void)
+{
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1)
+            l = -1;
+        fclose(f);
+    }
+    return l;
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static float rndf(void) /* [-1, 1) */
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    uint32_t r = (uint32_t)((rng_state * 0x2545f4914f6cdd1dull) >> 40);
+    return (float)r * 0x1p-23f - 1.0f;
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 64, n ? n : 64)) {
+        fprintf(stderr, "kf-bench-decode: out of memory (%zu bytes)\n", n);
+        exit(1);
+    }
+    return p;
+}
+
+static void check(int rc, const char *what)
+{
+    if (rc != KF_OK) {
+        fprintf(stderr, "kf-bench-decode: %s: %s\n", what, kf_strerror(rc));
+        exit(1);
+    }
+}
+
+/* ---- host attention ---- */
+
+static void softmax_rows(const float *x, float *p, int rows, int n,
+                         size_t stride)
+{
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * stride;
+        float *pr = p + (size_t)r * stride;
+        float m = -INFINITY;
+        for (int j = 0; j < n; j++)
+            m = xr[j] > m ? xr[j] : m;
+        float s = 0;
+        for (int j = 0; j < n; j++) {
+            pr[j] = expf(xr[j] - m);
+            s += pr[j];
+        }
+        float inv = 1.0f / s;
+        for (int j = 0; j < n; j++)
+            pr[j] *= inv;
+    }
+}
+
+/* AVX2 attention of G query rows over n slots of one KV head; LOAD8 turns
+ * 8 elements of a K or V row into fp32 lanes. */
+#define ATTEND_BODY(T, LOAD8)                                                  \
+    for (int j = 0; j < n; j++) {                                              \
+        const T *kr = K + (size_t)j * d;                                       \
+        __m256 acc[8];                                                         \
+        for (int h = 0; h < G; h++)                                            \
+            acc[h] = _mm256_setzero_ps();                                      \
+        for (int c = 0; c < d; c += 8) {                                       \
+            __m256 kv = LOAD8(kr + c);                                         \
+            for (int h = 0; h < G; h++)                                        \
+                acc[h] = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q + (size_t)h * d + c), acc[h]); \
+        }                                                                      \
+        for (int h = 0; h < G; h++) {                                          \
+            __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc[h]),              \
+                                  _mm256_extractf128_ps(acc[h], 1));           \
+            s = _mm_hadd_ps(s, s);                                             \
+            s = _mm_hadd_ps(s, s);                                             \
+            logits[(size_t)h * n + j] = scale * _mm_cvtss_f32(s);              \
+        }                                                                      \
+    }                                                                          \
+    softmax_rows(logits, p, G, n, (size_t)n);                                  \
+    for (int i = 0; i < G * d; i++)                                            \
+        out[i] = 0;                                                            \
+    for (int j = 0; j < n; j++) {                                              \
+        const T *vr = V + (size_t)j * d;                                       \
+        for (int c = 0; c < d; c += 8) {                                       \
+            __m256 vv = LOAD8(vr + c);                                         \
+            for (int h = 0; h < G; h++) {                                      \
+                float *o = out + (size_t)h * d + c;                            \
+                _mm256_storeu_ps(o, _mm256_fmadd_ps(_mm256_set1_ps(p[(size_t)h * n + j]), \
+                                                    vv, _mm256_loadu_ps(o)));  \
+            }                                                                  \
+        }                                                                      \
+    }
+
+#define LOAD_F16(ptr) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ptr)))
+#define LOAD_F32(ptr) _mm256_loadu_ps(ptr)
+
+__attribute__((target("avx2,fma,f16c"))) static void
+attend_f16(const float *q, int G, int d, const uint16_t *K, const uint16_t *V,
+           int n, float scale, float *logits, float *p, float *out)
+{
+    ATTEND_BODY(uint16_t, LOAD_F16)
+}
+
+__attribute__((target("avx2,fma"))) static void
+attend_f32_simd(const float *q, int G, int d, const float *K, const float *V,
+                int n, float scale, float *logits, float *p, float *out)
+{
+    ATTEND_BODY(float, LOAD_F32)
+}
+
+static void attend_f32(const float *q, int G, int d, const float *K,
+                       const float *V, int n, float scale, float *logits,
+                       float *p, float *out)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, G, n, d, scale, q, d,
+                K, d, 0.0f, logits, n);
+    softmax_rows(logits, p, G, n, (size_t)n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, G, d, n, 1.0f, p, n,
+                V, d, 0.0f, out, d);
+}
+
+/* ---- decode ---- */
+
+typedef struct dopts {
+    const shape *sh;
+    int f16, threads, layers, steps, json, blas;
+    int kv_timed; /* KV heads allocated and timed (of sh->kv_heads) */
+    int every;    /* select + compact once per `every` tokens */
+    int reference; /* KF_RULE_REFERENCE */
+} dopts;
+
+typedef struct dresult {
+    double att, lib, obs, sel, cmp, setup;
+    uint32_t k;
+} dresult;
+
+/* One budget (ratio <= 0: full cache) at one context. Buffers: kv[l] holds
+ * K then V, each [kv_heads][cap][d]. */
+static dresult run_decode(const dopts *o, int ctx, double ratio, void **kv,
+                          size_t cap, float *q, float *logits, float *p,
+                          float *out)
+{
+    const shape *sh = o->sh;
+    const int L = o->layers, Hk = o->kv_timed, d = sh->dim;
+    const int G = sh->heads / sh->kv_heads, H = G * Hk;
+    const int B = ratio > 0 ? o->every : 1;
+    const size_t esz = o->f16 ? 2 : 4;
+    const float scale = 1.0f / sqrtf((float)d);
+    dresult r = {INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, 0, 0};
+    uint32_t n0 = ratio > 0 ? (uint32_t)floor(ratio * ctx) : (uint32_t)ctx;
+    r.k = n0;
+    kf_cache *cache = NULL;
+    double t0 = now();
+    if (ratio > 0) {
+        kf_config cfg;
+        kf_config_default(&cfg);
+        cfg.n_layers = (uint32_t)L;
+        cfg.n_heads = (uint32_t)H;
+        cfg.n_kv_heads = (uint32_t)Hk;
+        cfg.head_dim = (uint32_t)d;
+        cfg.capacity = n0 + (uint32_t)B;
+        cfg.rule = o->reference ? KF_RULE_REFERENCE : KF_RULE_DYNAMIC;
+        cfg.budget_tokens = n0;
+        cfg.budget_ratio = 0;
+        cfg.n_threads = (uint32_t)o->threads;
+        check(kf_cache_create(&cache, &cfg), "kf_cache_create");
+        /* prompt of n0 rows in chunks of 32, reusing random logits */
+        const uint32_t chunk = 32;
+        for (int l = 0; l < L; l++) {
+            for (uint32_t s = 0; s < n0; s += chunk) {
+                uint32_t rows = n0 - s < chunk ? n0 - s : chunk;
+                kf_logits_view lv = {logits, rows, s + rows, cap,
+                                     (size_t)chunk * cap, KF_LOGITS_CAUSAL};
+                check(kf_observe_logits(cache, l, &lv), "prefill observe");
+            }
+            check(kf_select(cache, l), "prefill select");
+            check(kf_compact(cache, l, NULL, NULL), "prefill compact");
+        }
+    }
+    r.setup = now() - t0;
+    /* one round = B tokens (B = 1: every step selects and compacts) */
+    int rounds = (o->steps + B - 1) / B;
+    for (int round = 0; round < rounds + 2; round++) {
+        double att = 0, lib = 0, obs = 0, sel = 0, cmp = 0;
+        for (int t = 0; t < B; t++) {
+            /* slots before the append */
+            int n = ratio > 0 ? (int)n0 + t : (int)n0 + round;
+            for (int l = 0; l < L; l++) {
+                char *K = kv[l], *V = (char *)kv[l] + (size_t)Hk * cap * d * esz;
+                for (int g = 0; g < Hk; g++) { /* append the new token's row */
+                    size_t at = ((size_t)g * cap + (size_t)n) * d * esz;
+                    memcpy(K + at, K + (size_t)g * cap * d * esz, d * esz);
+                    memcpy(V + at, V + (size_t)g * cap * d * esz, d * esz);
+                }
+                int m = n + 1;
+                double a0 = now();
+#pragma omp parallel for num_threads(o->threads) schedule(static)
+                for (int g = 0; g < Hk; g++) {
+                    size_t off = (size_t)g * cap * d;
+                    float *lg = logits + (size_t)g * G * m;
+                    float *pg = p + (size_t)g * G * m;
+                    if (o->f16)
+                        attend_f16(q + (size_t)g * G * d, G, d,
+                                   (const uint16_t *)K + off,
+                                   (const uint16_t *)V + off, m, scale, lg, pg,
+                                   out + (size_t)g * G * d);
+                    else if (o->blas)
+                        attend_f32(q + (size_t)g * G * d, G, d,
+                                   (const float *)K + off,
+                                   (const float *)V + off, m, scale, lg, pg,
+                                   out + (size_t)g * G * d);
+                    else
+                        attend_f32_simd(q + (size_t)g * G * d, G, d,
+                                        (const float *)K + off,
+                                        (const float *)V + off, m, scale, lg,
+                                        pg, out + (size_t)g * G * d);
+                }
+                double a1 = now();
+                att += a1 - a0;
+                if (cache) {
+                    kf_logits_view lv = {logits, 1, (uint32_t)m, (size_t)m,
+                                         (size_t)m, 0};
+                    check(kf_observe_logits(cache, l, &lv), "observe");
+                    double b1 = now();
+                    obs += b1 - a1;
+                    lib += b1 - a1;
+                    if (t == B - 1) {
+                        check(kf_select(cache, l), "select");
+                        double b2 = now();
+                        kf_dtype dt = o->f16 ? KF_DTYPE_F16 : KF_DTYPE_F32;
+                        kf_kv_view kvw = {K, dt, (uint32_t)m, (size_t)d, cap * d};
+                        kf_kv_view vvw = {V, dt, (uint32_t)m, (size_t)d, cap * d};
+                        check(kf_compact(cache, l, &kvw, &vvw), "compact");
+                        double b3 = now();
+                        sel += b2 - b1;
+                        cmp += b3 - b2;
+                        lib += b3 - b1;
+                    }
+                }
+            }
+        }
+        if (round < 2)
+            continue; /* warm-up */
+        att /= B; lib /= B; obs /= B; sel /= B; cmp /= B;
+        if (att < r.att) r.att = att;
+        if (lib < r.lib) r.lib = lib;
+        if (obs < r.obs) r.obs = obs;
+        if (sel < r.sel) r.sel = sel;
+        if (cmp < r.cmp) r.cmp = cmp;
+    }
+    if (!cache)
+        r.lib = r.obs = r.sel = r.cmp = 0;
+    kf_cache_destroy(&cache);
+    double f = (double)sh->layers / (double)L * (double)sh->kv_heads / (double)Hk;
+    r.att *= f; r.lib *= f; r.obs *= f; r.sel *= f; r.cmp *= f;
+    return r;
+}
+
+static int parse_list(const char *s, double *out, int max)
+{
+    int n = 0;
+    while (*s && n < max) {
+        char *e;
+        out[n++] = strtod(s, &e);
+        if (e == s)
+            return -1;
+        s = *e == ',' ? e + 1 : e;
+    }
+    return n;
+}
+
+static const shape *find_shape(const char *name)
+{
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        if (!strcmp(shapes[i].name, name))
+            return &shapes[i];
+    fprintf(stderr, "kf-bench-decode: unknown shape %s\n", name);
+    exit(2);
+}
+
+__attribute__((target("f16c"))) static uint16_t f32_to_f16(float f)
+{
+    return (uint16_t)_cvtss_sh(f, 0);
+}
+
+static int cmd_decode(int argc, char **argv)
+{
+    double ctxs[16], budgets[16] = {0.3, 0.5, 0.7};
+    int nctx = 0, nb = 3;
+    dopts o = {find_shape("bundled"), 0, 1, 0, 16, 0, 0, 0, 1, 0};
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--context") && i + 1 < argc)
+            nctx = parse_list(argv[++i], ctxs, 16);
+        else if (!strcmp(argv[i], "--budgets") && i + 1 < argc)
+            nb = parse_list(argv[++i], budgets, 16);
+        else if (!strcmp(argv[i], "--shape") && i + 1 < argc)
+            o.sh = find_shape(argv[++i]);
+        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc)
+            o.f16 = !strcmp(argv[++i], "f16");
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            o.threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--layers") && i + 1 < argc)
+            o.layers = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--steps") && i + 1 < argc)
+            o.steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--json"))
+            o.json = 1;
+        else if (!strcmp(argv[i], "--blas"))
+            o.blas = 1;
+        else if (!strcmp(argv[i], "--kv-heads") && i + 1 < argc)
+            o.kv_timed = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--evict-every") && i + 1 < argc)
+            o.every = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rule") && i + 1 < argc)
+            o.reference = !strcmp(argv[++i], "reference");
+        else {
+            fprintf(stderr, "usage: kf-bench-decode decode --context N[,N...] "
+                    "[--budgets R,...] [--shape bundled|llama3-8b] "
+                    "[--dtype f32|f16] [--threads T] [--layers L] "
+                    "[--steps S] [--json]\n");
+            return 2;
+        }
+    }
+    if (nctx <= 0 || nb < 0 || o.threads < 1 || o.steps < 1) {
+        fprintf(stderr, "kf-bench-decode: need --context, threads/steps >= 1\n");
+        return 2;
+    }
+    if (o.layers <= 0 || o.layers > o.sh->layers)
+        o.layers = o.sh->layers > 8 ? 1 : o.sh->layers;
+    if (o.kv_timed <= 0 || o.kv_timed > o.sh->kv_heads)
+        o.kv_timed = o.sh->kv_heads;
+    if (o.every < 1)
+        o.every = 1;
+    if (o.f16 && !__builtin_cpu_supports("f16c")) {
+        fprintf(stderr, "kf-bench-decode: f16 needs F16C\n");
+        return 1;
+    }
+    const shape *sh = o.sh;
+    const int Hk = o.kv_timed, d = sh->dim, H = sh->heads / sh->kv_heads * Hk;
+    if (o.threads == 1)
+        clock_id = CLOCK_THREAD_CPUTIME_ID;
+    if (!o.json)
+        printf("%-10s %6s %4s %3s %6s %7s %11s %11s %11s %7s %6s\n", "shape",
+               "ctx", "dt", "thr", "budget", "k", "attention", "library",
+               "step", "speedup", "share");
+    for (int c = 0; c < nctx; c++) {
+        int ctx = (int)ctxs[c];
+        size_t cap = (size_t)ctx + (size_t)o.steps + (size_t)o.every + 4;
+        size_t esz = o.f16 ? 2 : 4;
+        void *kv[64];
+        for (int l = 0; l < o.layers; l++) {
+            size_t cnt = 2 * (size_t)Hk * cap * d;
+            kv[l] = xmalloc(cnt * esz);
+            if (o.f16) {
+                uint16_t *b = kv[l];
+                for (size_t i = 0; i < cnt; i++)
+                    b[i] = f32_to_f16(rndf());
+            } else {
+                float *b = kv[l];
+                for (size_t i = 0; i < cnt; i++)
+                    b[i] = rndf();
+            }
+        }
+        float *q = xmalloc((size_t)H * d * 4);
+        for (int i = 0; i < H * d; i++)
+            q[i] = rndf();
+        /* logits: decode H x cap; prefill setup H x 32 x cap (shared) */
+        size_t lsz = (size_t)H * 32 * cap;
+        float *logits = xmalloc(lsz * 4), *p = xmalloc(lsz * 4);
+        for (size_t i = 0; i < lsz; i++)
+            logits[i] = 4.0f * rndf();
+        float *out = xmalloc((size_t)H * d * 4);
+        double full_step = 0;
+        for (int b = -1; b < nb; b++) {
+            double ratio = b < 0 ? 0 : budgets[b];
+            /* random logits again: decode steps overwrite the buffer */
+            if (b >= 0)
+                for (size_t i = 0; i < lsz; i++)
+                    logits[i] = 4.0f * rndf();
+            double ld = load1();
+            dresult r = run_decode(&o, ctx, ratio, kv, cap, q, logits, p, out);
+            double step = r.att + r.lib;
+            if (b < 0)
+                full_step = step;
+            double speedup = full_step / step, share = r.lib / step;
+            if (o.json)
+                printf("{\"mode\":\"decode\",\"shape\":\"%s\",\"context\":%d,"
+                       "\"budget\":%g,\"dtype\":\"%s\",\"threads\":%d,"
+                       "\"k\":%u,\"layers\":%d,\"layers_timed\":%d,"
+                       "\"kv_heads\":%d,\"kv_heads_timed\":%d,"
+                       "\"evict_every\":%d,\"rule\":\"%s\","
+                       "\"attention_s\":%.6e,\"library_s\":%.6e,"
+                       "\"observe_s\":%.6e,\"select_s\":%.6e,"
+                       "\"compact_s\":%.6e,\"step_s\":%.6e,"
+                       "\"speedup_vs_full\":%.4f,\"overhead_share\":%.4f,"
+                       "\"setup_s\":%.2f,\"steps\":%d,\"attention_impl\":\"%s\","
+                       "\"clock\":\"%s\",\"load1\":%.2f}\n",
+                       sh->name, ctx, b < 0 ? 1.0 : ratio,
+                       o.f16 ? "f16" : "f32", o.threads, r.k, sh->layers,
+                       o.layers, sh->kv_heads, Hk, o.every,
+                       o.reference ? "reference" : "dynamic", r.att, r.lib, r.obs, r.sel, r.cmp, step,
+                       speedup, share, r.setup, o.steps,
+                       o.f16 ? "avx2-f16c" : o.blas ? "openblas-sgemm" : "avx2",
+                       o.threads == 1 ? "thread-cpu" : "wall", ld);
+            else {
+                char blabel[16];
+                if (b < 0)
+                    snprintf(blabel, sizeof blabel, "full");
+                else
+                    snprintf(blabel, sizeof blabel, "%g", ratio);
+                printf("%-10s %6d %4s %3d %6s %7u %9.3fms %9.3fms %9.3fms "
+                       "%6.2fx %5.1f%%  (obs %.3f sel %.3f cmp %.3f ms)\n",
+                       sh->name, ctx, o.f16 ? "f16" : "f32", o.threads,
+                       blabel, r.k,
+                       1e3 * r.att, 1e3 * r.lib, 1e3 * step, speedup,
+                       100 * share, 1e3 * r.obs, 1e3 * r.sel, 1e3 * r.cmp);
+            }
+            fflush(stdout);
+        }
+        for (int l = 0; l < o.layers; l++)
+            free(kv[l]);
+        free(q);
+        free(logits);
+        free(p);
+        free(out);
+    }
+    return 0;
+}
+
+/* ---- prefill ---- */
+
+static int cmd_prefill(int argc, char **argv)
+{
+    double prompts[16];
+    int np = 0, threads = 1, reps = 3, json = 0;
+    const shape *sh = find_shape("bundled");
+    double ratio = 0.5;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--prompt") && i + 1 < argc)
+            np = parse_list(argv[++i], prompts, 16);
+        else if (!strcmp(argv[i], "--shape") && i + 1 < argc)
+            sh = find_shape(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+            reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--budget") && i + 1 < argc)
+            ratio = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--json"))
+            json = 1;
+        else {
+            fprintf(stderr, "usage: kf-bench-decode prefill --prompt N[,N...] "
+                    "[--shape S] [--threads T] [--reps R] [--budget R] [--json]\n");
+            return 2;
+        }
+    }
+    if (np <= 0 || threads < 1 || reps < 1)
+        return 2;
+    if (threads == 1)
+        clock_id = CLOCK_THREAD_CPUTIME_ID;
+    const int L = sh->layers, H = sh->heads, Hk = sh->kv_heads, d = sh->dim;
+    const int G = H / Hk, B = 512;
+    const float scale = 1.0f / sqrtf((float)d);
+    for (int pi = 0; pi < np; pi++) {
+        int S = (int)prompts[pi];
+        float *Q = xmalloc((size_t)H * S * d * 4);
+        float *K = xmalloc((size_t)Hk * S * d * 4);
+        float *V = xmalloc((size_t)Hk * S * d * 4);
+        float *out = xmalloc((size_t)H * B * d * 4);
+        float *lg = xmalloc((size_t)H * B * S * 4);
+        float *pr = xmalloc((size_t)H * B * S * 4);
+        for (size_t i = 0; i < (size_t)H * S * d; i++)
+            Q[i] = rndf();
+        for (size_t i = 0; i < (size_t)Hk * S * d; i++) {
+            K[i] = rndf();
+            V[i] = rndf();
+        }
+        kf_config cfg;
+        kf_config_default(&cfg);
+        cfg.n_layers = (uint32_t)L;
+        cfg.n_heads = (uint32_t)H;
+        cfg.n_kv_heads = (uint32_t)Hk;
+        cfg.head_dim = (uint32_t)d;
+        cfg.capacity = (uint32_t)S;
+        cfg.budget_ratio = ratio;
+        cfg.n_threads = (uint32_t)threads;
+        kf_cache *cache = NULL;
+        check(kf_cache_create(&cache, &cfg), "kf_cache_create");
+        double best_att = INFINITY, best_lib = INFINITY, ld = load1();
+        for (int rep = 0; rep < reps; rep++) {
+            double att = 0, lib = 0;
+            check(kf_cache_reset(cache), "reset");
+            for (int l = 0; l < L; l++) {
+                for (int r0 = 0; r0 < S; r0 += B) {
+                    int rows = S - r0 < B ? S - r0 : B, seen = r0 + rows;
+                    double a0 = now();
+#pragma omp parallel for num_threads(threads) schedule(static)
+                    for (int h = 0; h < H; h++) {
+                        float *x = lg + (size_t)h * B * S;
+                        float *pp = pr + (size_t)h * B * S;
+                        const float *kh = K + (size_t)(h / G) * S * d;
+                        const float *vh = V + (size_t)(h / G) * S * d;
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+                                    rows, seen, d, scale,
+                                    Q + ((size_t)h * S + r0) * d, d, kh, d,
+                                    0.0f, x, S);
+                        for (int i = 0; i < rows; i++) /* causal mask */
+                            for (int j = r0 + i + 1; j < seen; j++)
+                                x[(size_t)i * S + j] = -INFINITY;
+                        for (int i = 0; i < rows; i++)
+                            softmax_rows(x + (size_t)i * S, pp + (size_t)i * S,
+                                         1, r0 + i + 1, S);
+                        for (int i = 0; i < rows; i++)
+                            for (int j = r0 + i + 1; j < seen; j++)
+                                pp[(size_t)i * S + j] = 0;
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+                                    rows, d, seen, 1.0f, pp, S, vh, d, 0.0f,
+                                    out + (size_t)h * B * d, d);
+                    }
+                    double a1 = now();
+                    kf_logits_view lv = {lg, (uint32_t)rows, (uint32_t)seen,
+                                         (size_t)S, (size_t)B * S,
+                                         KF_LOGITS_CAUSAL};
+                    check(kf_observe_logits(cache, l, &lv), "observe");
+                    double a2 = now();
+                    att += a1 - a0;
+                    lib += a2 - a1;
+                }
+                double c0 = now();
+                check(kf_select(cache, l), "select");
+                kf_kv_view kvw = {K, KF_DTYPE_F32, (uint32_t)S, (size_t)d,
+                                  (size_t)S * d};
+                kf_kv_view vvw = {V, KF_DTYPE_F32, (uint32_t)S, (size_t)d,
+                                  (size_t)S * d};
+                check(kf_compact(cache, l, &kvw, &vvw), "compact");
+                lib += now() - c0;
+            }
+            if (att < best_att) best_att = att;
+            if (lib < best_lib) best_lib = lib;
+        }
+        double share = best_lib / best_att;
+        if (json)
+            printf("{\"mode\":\"prefill\",\"shape\":\"%s\",\"prompt\":%d,"
+                   "\"budget\":%g,\"threads\":%d,\"attention_s\":%.6e,"
+                   "\"library_s\":%.6e,\"library_vs_attention\":%.4f,"
+                   "\"reps\":%d,\"load1\":%.2f}\n",
+                   sh->name, S, ratio, threads, best_att, best_lib, share,
+                   reps, ld);
+        else
+            printf("%-10s prompt %6d threads %d: attention %8.2f ms, library "
+                   "%8.2f ms (%.1f%% of attention)\n",
+                   sh->name, S, threads, 1e3 * best_att, 1e3 * best_lib,
+                   100 * share);
+        fflush(stdout);
+        kf_cache_destroy(&cache);
+        free(Q); free(K); free(V); free(out); free(lg); free(pr);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    openblas_set_num_threads(1);
+    if (argc >= 2 && !strcmp(argv[1], "decode"))
+        return cmd_decode(argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], "prefill"))
+        return cmd_prefill(argc, argv);
+    fprintf(stderr, "usage: kf-bench-decode decode|prefill ... (--help)\n");
+    return 2;
+}
