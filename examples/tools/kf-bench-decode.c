@@ -219,23 +219,42 @@ typedef struct dresult {
     uint32_t k;
 } dresult;
 
-/* One budget (ratio <= 0: full cache) at one context. Buffers: kv[l] holds
- * K then V, each [kv_heads][cap][d]. */
-static dresult run_decode(const dopts *o, int ctx, double ratio, void **kv,
-                          size_t cap, float *q, float *logits, float *p,
-                          float *out)
+/* One budget (ratio <= 0: full cache) at one context: its own K/V buffers
+ * (kv[l] holds K then V, each [kv_heads][cap][d]) and library cache. */
+typedef struct dstate {
+    double ratio;
+    uint32_t n0; /* slots held at the start of a round */
+    int B;       /* tokens per round */
+    void *kv[64];
+    int own;     /* kv buffers allocated here */
+    kf_cache *cache;
+    dresult r;
+} dstate;
+
+static void decode_setup(const dopts *o, int ctx, double ratio, void **src,
+                         size_t cap, float *logits, dstate *st)
 {
     const shape *sh = o->sh;
     const int L = o->layers, Hk = o->kv_timed, d = sh->dim;
     const int G = sh->heads / sh->kv_heads, H = G * Hk;
-    const int B = ratio > 0 ? o->every : 1;
     const size_t esz = o->f16 ? 2 : 4;
-    const float scale = 1.0f / sqrtf((float)d);
-    dresult r = {INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, 0, 0};
-    uint32_t n0 = ratio > 0 ? (uint32_t)floor(ratio * ctx) : (uint32_t)ctx;
-    r.k = n0;
-    kf_cache *cache = NULL;
+    memset(st, 0, sizeof *st);
+    st->ratio = ratio;
+    st->B = ratio > 0 ? o->every : 1;
+    st->n0 = ratio > 0 ? (uint32_t)floor(ratio * ctx) : (uint32_t)ctx;
+    st->r = (dresult){INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, 0,
+                      st->n0};
     double t0 = now();
+    (void)H;
+    for (int l = 0; l < L; l++) {
+        if (ratio <= 0) {
+            st->kv[l] = src[l];
+            continue;
+        }
+        st->own = 1;
+        st->kv[l] = xmalloc(2 * (size_t)Hk * cap * d * esz);
+        memcpy(st->kv[l], src[l], 2 * (size_t)Hk * cap * d * esz);
+    }
     if (ratio > 0) {
         kf_config cfg;
         kf_config_default(&cfg);
@@ -243,102 +262,116 @@ static dresult run_decode(const dopts *o, int ctx, double ratio, void **kv,
         cfg.n_heads = (uint32_t)H;
         cfg.n_kv_heads = (uint32_t)Hk;
         cfg.head_dim = (uint32_t)d;
-        cfg.capacity = n0 + (uint32_t)B;
+        cfg.capacity = st->n0 + (uint32_t)st->B;
         cfg.rule = o->reference ? KF_RULE_REFERENCE : KF_RULE_DYNAMIC;
-        cfg.budget_tokens = n0;
+        cfg.budget_tokens = st->n0;
         cfg.budget_ratio = 0;
         cfg.n_threads = (uint32_t)o->threads;
-        check(kf_cache_create(&cache, &cfg), "kf_cache_create");
+        check(kf_cache_create(&st->cache, &cfg), "kf_cache_create");
         /* prompt of n0 rows in chunks of 32, reusing random logits */
-        const uint32_t chunk = 32;
+        const uint32_t chunk = 32, n0 = st->n0;
         for (int l = 0; l < L; l++) {
             for (uint32_t s = 0; s < n0; s += chunk) {
                 uint32_t rows = n0 - s < chunk ? n0 - s : chunk;
                 kf_logits_view lv = {logits, rows, s + rows, cap,
                                      (size_t)chunk * cap, KF_LOGITS_CAUSAL};
-                check(kf_observe_logits(cache, l, &lv), "prefill observe");
+                check(kf_observe_logits(st->cache, l, &lv), "prefill observe");
             }
-            check(kf_select(cache, l), "prefill select");
-            check(kf_compact(cache, l, NULL, NULL), "prefill compact");
+            check(kf_select(st->cache, l), "prefill select");
+            check(kf_compact(st->cache, l, NULL, NULL), "prefill compact");
         }
     }
-    r.setup = now() - t0;
-    /* one round = B tokens (B = 1: every step selects and compacts) */
-    int rounds = (o->steps + B - 1) / B;
-    for (int round = 0; round < rounds + 2; round++) {
-        double att = 0, lib = 0, obs = 0, sel = 0, cmp = 0;
-        for (int t = 0; t < B; t++) {
-            /* slots before the append */
-            int n = ratio > 0 ? (int)n0 + t : (int)n0 + round;
-            for (int l = 0; l < L; l++) {
-                char *K = kv[l], *V = (char *)kv[l] + (size_t)Hk * cap * d * esz;
-                for (int g = 0; g < Hk; g++) { /* append the new token's row */
-                    size_t at = ((size_t)g * cap + (size_t)n) * d * esz;
-                    memcpy(K + at, K + (size_t)g * cap * d * esz, d * esz);
-                    memcpy(V + at, V + (size_t)g * cap * d * esz, d * esz);
-                }
-                int m = n + 1;
-                double a0 = now();
+    st->r.setup = now() - t0;
+}
+
+/* One round of st->B tokens; after the 2 warm-up rounds, keeps the best
+ * per-token figures. */
+static void decode_round(const dopts *o, dstate *st, int round, size_t cap,
+                         const float *q, float *logits, float *p, float *out)
+{
+    const shape *sh = o->sh;
+    const int L = o->layers, Hk = o->kv_timed, d = sh->dim;
+    const int G = sh->heads / sh->kv_heads;
+    const int B = st->B;
+    const size_t esz = o->f16 ? 2 : 4;
+    const float scale = 1.0f / sqrtf((float)d);
+    kf_cache *cache = st->cache;
+    double att = 0, lib = 0, obs = 0, sel = 0, cmp = 0;
+    for (int t = 0; t < B; t++) {
+        /* slots before the append */
+        int n = cache ? (int)st->n0 + t : (int)st->n0 + round;
+        for (int l = 0; l < L; l++) {
+            char *K = st->kv[l], *V = (char *)st->kv[l] + (size_t)Hk * cap * d * esz;
+            for (int g = 0; g < Hk; g++) { /* append the new token's row */
+                size_t at = ((size_t)g * cap + (size_t)n) * d * esz;
+                memcpy(K + at, K + (size_t)g * cap * d * esz, d * esz);
+                memcpy(V + at, V + (size_t)g * cap * d * esz, d * esz);
+            }
+            int m = n + 1;
+            double a0 = now();
 #pragma omp parallel for num_threads(o->threads) schedule(static)
-                for (int g = 0; g < Hk; g++) {
-                    size_t off = (size_t)g * cap * d;
-                    float *lg = logits + (size_t)g * G * m;
-                    float *pg = p + (size_t)g * G * m;
-                    if (o->f16)
-                        attend_f16(q + (size_t)g * G * d, G, d,
-                                   (const uint16_t *)K + off,
-                                   (const uint16_t *)V + off, m, scale, lg, pg,
-                                   out + (size_t)g * G * d);
-                    else if (o->blas)
-                        attend_f32(q + (size_t)g * G * d, G, d,
-                                   (const float *)K + off,
-                                   (const float *)V + off, m, scale, lg, pg,
-                                   out + (size_t)g * G * d);
-                    else
-                        attend_f32_simd(q + (size_t)g * G * d, G, d,
-                                        (const float *)K + off,
-                                        (const float *)V + off, m, scale, lg,
-                                        pg, out + (size_t)g * G * d);
-                }
-                double a1 = now();
-                att += a1 - a0;
-                if (cache) {
-                    kf_logits_view lv = {logits, 1, (uint32_t)m, (size_t)m,
-                                         (size_t)m, 0};
-                    check(kf_observe_logits(cache, l, &lv), "observe");
-                    double b1 = now();
-                    obs += b1 - a1;
-                    lib += b1 - a1;
-                    if (t == B - 1) {
-                        check(kf_select(cache, l), "select");
-                        double b2 = now();
-                        kf_dtype dt = o->f16 ? KF_DTYPE_F16 : KF_DTYPE_F32;
-                        kf_kv_view kvw = {K, dt, (uint32_t)m, (size_t)d, cap * d};
-                        kf_kv_view vvw = {V, dt, (uint32_t)m, (size_t)d, cap * d};
-                        check(kf_compact(cache, l, &kvw, &vvw), "compact");
-                        double b3 = now();
-                        sel += b2 - b1;
-                        cmp += b3 - b2;
-                        lib += b3 - b1;
-                    }
+            for (int g = 0; g < Hk; g++) {
+                size_t off = (size_t)g * cap * d;
+                float *lg = logits + (size_t)g * G * m;
+                float *pg = p + (size_t)g * G * m;
+                if (o->f16)
+                    attend_f16(q + (size_t)g * G * d, G, d,
+                               (const uint16_t *)K + off,
+                               (const uint16_t *)V + off, m, scale, lg, pg,
+                               out + (size_t)g * G * d);
+                else if (o->blas)
+                    attend_f32(q + (size_t)g * G * d, G, d,
+                               (const float *)K + off, (const float *)V + off,
+                               m, scale, lg, pg, out + (size_t)g * G * d);
+                else
+                    attend_f32_simd(q + (size_t)g * G * d, G, d,
+                                    (const float *)K + off,
+                                    (const float *)V + off, m, scale, lg, pg,
+                                    out + (size_t)g * G * d);
+            }
+            double a1 = now();
+            att += a1 - a0;
+            if (cache) {
+                kf_logits_view lv = {logits, 1, (uint32_t)m, (size_t)m,
+                                     (size_t)m, 0};
+                check(kf_observe_logits(cache, l, &lv), "observe");
+                double b1 = now();
+                obs += b1 - a1;
+                lib += b1 - a1;
+                if (t == B - 1) {
+                    check(kf_select(cache, l), "select");
+                    double b2 = now();
+                    kf_dtype dt = o->f16 ? KF_DTYPE_F16 : KF_DTYPE_F32;
+                    kf_kv_view kvw = {K, dt, (uint32_t)m, (size_t)d, cap * d};
+                    kf_kv_view vvw = {V, dt, (uint32_t)m, (size_t)d, cap * d};
+                    check(kf_compact(cache, l, &kvw, &vvw), "compact");
+                    double b3 = now();
+                    sel += b2 - b1;
+                    cmp += b3 - b2;
+                    lib += b3 - b1;
                 }
             }
         }
-        if (round < 2)
-            continue; /* warm-up */
-        att /= B; lib /= B; obs /= B; sel /= B; cmp /= B;
-        if (att < r.att) r.att = att;
-        if (lib < r.lib) r.lib = lib;
-        if (obs < r.obs) r.obs = obs;
-        if (sel < r.sel) r.sel = sel;
-        if (cmp < r.cmp) r.cmp = cmp;
     }
-    if (!cache)
-        r.lib = r.obs = r.sel = r.cmp = 0;
-    kf_cache_destroy(&cache);
-    double f = (double)sh->layers / (double)L * (double)sh->kv_heads / (double)Hk;
-    r.att *= f; r.lib *= f; r.obs *= f; r.sel *= f; r.cmp *= f;
-    return r;
+    if (round < 2)
+        return; /* warm-up */
+    double f = (double)sh->layers / (double)L * (double)sh->kv_heads /
+               (double)Hk / (double)B;
+    att *= f; lib *= f; obs *= f; sel *= f; cmp *= f;
+    dresult *r = &st->r;
+    if (att < r->att) r->att = att;
+    if (lib < r->lib) r->lib = lib;
+    if (obs < r->obs) r->obs = obs;
+    if (sel < r->sel) r->sel = sel;
+    if (cmp < r->cmp) r->cmp = cmp;
+}
+
+static void decode_free(const dopts *o, dstate *st)
+{
+    if (st->own)
+        for (int l = 0; l < o->layers; l++)
+            free(st->kv[l]);
+    kf_cache_destroy(&st->cache);
 }
 
 static int parse_list(const char *s, double *out, int max)
@@ -455,15 +488,27 @@ static int cmd_decode(int argc, char **argv)
         for (size_t i = 0; i < lsz; i++)
             logits[i] = 4.0f * rndf();
         float *out = xmalloc((size_t)H * d * 4);
+        /* every budget set up, then their rounds interleaved so that all
+         * see the same machine (other tenants' load comes and goes) */
+        dstate *st = xmalloc(sizeof(dstate) * (size_t)(nb + 1));
+        double ld = load1();
+        for (int b = -1; b < nb; b++) {
+            for (size_t i = 0; i < lsz; i++)
+                logits[i] = 4.0f * rndf();
+            decode_setup(&o, ctx, b < 0 ? 0 : budgets[b], kv, cap, logits,
+                         &st[b + 1]);
+        }
+        int rounds = (o.steps + o.every - 1) / o.every;
+        for (int round = 0; round < rounds + 2; round++)
+            for (int b = 0; b <= nb; b++)
+                decode_round(&o, &st[b], round, cap, q, logits, p, out);
         double full_step = 0;
         for (int b = -1; b < nb; b++) {
             double ratio = b < 0 ? 0 : budgets[b];
-            /* random logits again: decode steps overwrite the buffer */
-            if (b >= 0)
-                for (size_t i = 0; i < lsz; i++)
-                    logits[i] = 4.0f * rndf();
-            double ld = load1();
-            dresult r = run_decode(&o, ctx, ratio, kv, cap, q, logits, p, out);
+            dresult r = st[b + 1].r;
+            if (b < 0)
+                r.lib = r.obs = r.sel = r.cmp = 0;
+            decode_free(&o, &st[b + 1]);
             double step = r.att + r.lib;
             if (b < 0)
                 full_step = step;
@@ -502,6 +547,7 @@ static int cmd_decode(int argc, char **argv)
             }
             fflush(stdout);
         }
+        free(st);
         for (int l = 0; l < o.layers; l++)
             free(kv[l]);
         free(q);

@@ -1,0 +1,40 @@
+#!/bin/sh
+# End-to-end sweep of doc/performance.md ("End to end"): kf-bench-decode
+# decode and prefill, and the PyTorch baseline, at 1 and 2 threads. JSON
+# lines go to $OUT (default /tmp/kf-e2e), one file per part.
+#   examples/tools/bench/run.sh BUILD_DIR [OUT]
+set -eu
+B=${1:?usage: run.sh BUILD_DIR [OUT]}
+OUT=${2:-/tmp/kf-e2e}
+TOOL=$B/examples/tools/kf-bench-decode
+HERE=$(dirname "$0")
+PY=/usr/bin/python3
+export OMP_WAIT_POLICY=passive
+mkdir -p "$OUT"
+uptime > "$OUT/uptime-start.txt"
+for thr in 1 2; do
+  for dt in f32 f16; do
+    # all 6 layers of the bundled shape up to 4K; 1 layer (x6) beyond
+    "$TOOL" decode --shape bundled --context 1024,4096 --dtype $dt --threads $thr --json
+    "$TOOL" decode --shape bundled --context 16384,32768 --layers 1 --dtype $dt --threads $thr --json
+    # llama3-8b: 1 of 32 layers; 8 KV heads up to 4K, 2 of 8 beyond
+    "$TOOL" decode --shape llama3-8b --context 1024,4096 --dtype $dt --threads $thr --json
+    "$TOOL" decode --shape llama3-8b --context 16384,32768 --kv-heads 2 --dtype $dt --threads $thr --json
+  done
+done > "$OUT/decode.jsonl"
+for thr in 1 2; do
+  "$TOOL" decode --shape llama3-8b --context 4096,32768 --kv-heads 2 --evict-every 16 --threads $thr --json
+done > "$OUT/decode-every16.jsonl"
+for thr in 1 2; do
+  "$TOOL" prefill --prompt 1024,2048,4096,8192 --threads $thr --reps 3 --json
+done > "$OUT/prefill.jsonl"
+for thr in 1 2; do
+  for ctx in 1024 4096 16384 32768; do
+    $PY "$HERE/../torch_baseline.py" decode --shape bundled --context $ctx --threads $thr
+    $PY "$HERE/../torch_baseline.py" decode --shape llama3-8b --context $ctx --threads $thr --layers-timed 1
+  done
+  for s in 1024 2048 4096; do  # 8192 takes minutes in PyTorch
+    $PY "$HERE/../torch_baseline.py" prefill --prompt $s --threads $thr --reps 1
+  done
+done > "$OUT/torch.jsonl"
+uptime > "$OUT/uptime-end.txt"
