@@ -1,0 +1,105 @@
+#!/usr/bin/python3
+"""Markdown tables and gnuplot data from examples/tools/bench/run.sh output.
+
+  summarize.py DIR            tables on stdout
+  summarize.py DIR --dat OUT  also OUT/decode-SHAPE-DTYPE-THREADS.dat
+                              (context, step ms per budget) for plot.gp
+"""
+import json
+import os
+import sys
+
+
+def read(path):
+    if not os.path.exists(path):
+        return []
+    return [json.loads(l) for l in open(path) if l.startswith("{")]
+
+
+def ms(s):
+    return "%.3g" % (1e3 * s) if s < 1 else "%.0f" % (1e3 * s)
+
+
+def main():
+    d = sys.argv[1]
+    dat = sys.argv[sys.argv.index("--dat") + 1] if "--dat" in sys.argv else None
+    dec = read(os.path.join(d, "decode.jsonl"))
+    groups = {}
+    for r in dec:
+        groups.setdefault((r["shape"], r["dtype"], r["threads"]), {}) \
+              .setdefault(r["context"], {})[r["budget"]] = r
+    for (shape, dt, thr), by_ctx in groups.items():
+        loads = [r["load1"] for c in by_ctx.values() for r in c.values()]
+        print("\n%s, %s cache, %d thread(s) (load %.1f-%.1f); step ms "
+              "(speedup vs full, library share)\n" %
+              (shape, dt, thr, min(loads), max(loads)))
+        print("| context | full | 0.7 | 0.5 | 0.3 | attention-only speedup at 0.5 |")
+        print("|---:|---:|---:|---:|---:|---:|")
+        for ctx in sorted(by_ctx):
+            c = by_ctx[ctx]
+            cells = [ms(c[1]["step_s"])]
+            for b in (0.7, 0.5, 0.3):
+                r = c.get(b)
+                cells.append("%s (%.2f×, %.0f%%)" % (
+                    ms(r["step_s"]), r["speedup_vs_full"],
+                    100 * r["overhead_share"]) if r else "")
+            att = c[1]["attention_s"] / c[0.5]["attention_s"] if 0.5 in c else 0
+            print("| %dK | %s | %.2f× |" % (ctx // 1024, " | ".join(cells), att))
+        if dat:
+            with open(os.path.join(dat, "decode-%s-%s-%d.dat" % (shape, dt, thr)), "w") as f:
+                for ctx in sorted(by_ctx):
+                    c = by_ctx[ctx]
+                    f.write("%d %s\n" % (ctx, " ".join(
+                        "%.6g" % (1e3 * c[b]["step_s"]) if b in c else "nan"
+                        for b in (1, 0.7, 0.5, 0.3))))
+    # library breakdown at 0.5
+    print("\nLibrary per step at budget 0.5 (ms): observe / select / compact\n")
+    print("| shape | dtype | threads | context | observe | select | compact | library | attention |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in dec:
+        if r["budget"] == 0.5:
+            print("| %s | %s | %d | %dK | %s | %s | %s | %s | %s |" % (
+                r["shape"], r["dtype"], r["threads"], r["context"] // 1024,
+                ms(r["observe_s"]), ms(r["select_s"]), ms(r["compact_s"]),
+                ms(r["library_s"]), ms(r["attention_s"])))
+    ev = read(os.path.join(d, "decode-every16.jsonl"))
+    if ev:
+        print("\nSelect + compact once per 16 tokens (llama3-8b, f32)\n")
+        print("| threads | context | budget | step ms | speedup | library share | observe | select | compact |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in ev:
+            print("| %d | %dK | %g | %s | %.2f× | %.1f%% | %s | %s | %s |" % (
+                r["threads"], r["context"] // 1024, r["budget"],
+                ms(r["step_s"]), r["speedup_vs_full"],
+                100 * r["overhead_share"], ms(r["observe_s"]),
+                ms(r["select_s"]), ms(r["compact_s"])))
+    pre = read(os.path.join(d, "prefill.jsonl"))
+    tor = read(os.path.join(d, "torch.jsonl"))
+    tp = {(r["prompt"], r["threads"]): r for r in tor if r["mode"] == "prefill"}
+    if pre:
+        print("\nPrefill (bundled shape, budget 0.5)\n")
+        print("| prompt | threads | attention ms | library ms | library / attention | PyTorch ms | PyTorch / library | load |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in pre:
+            t = tp.get((r["prompt"], r["threads"]))
+            print("| %d | %d | %s | %s | %.1f%% | %s | %s | %.1f |" % (
+                r["prompt"], r["threads"], ms(r["attention_s"]),
+                ms(r["library_s"]), 100 * r["library_vs_attention"],
+                ms(t["seconds"]) if t else "", "%.0f×" % (t["seconds"] / r["library_s"]) if t else "",
+                r["load1"]))
+    td = [r for r in tor if r["mode"] == "decode"]
+    if td:
+        print("\nDecode scoring + selection at budget 0.5: PyTorch vs the library (observe + select, f32)\n")
+        print("| shape | context | threads | PyTorch ms | M logits/s | library ms | PyTorch / library |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for r in td:
+            g = groups.get((r["shape"], "f32", r["threads"]), {}).get(r["context"], {}).get(0.5)
+            lib = g["observe_s"] + g["select_s"] if g else None
+            print("| %s | %dK | %d | %s | %.1f | %s | %s |" % (
+                r["shape"], r["context"] // 1024, r["threads"], ms(r["seconds"]),
+                r["logits_per_s"] / 1e6, ms(lib) if lib else "",
+                "%.0f×" % (r["seconds"] / lib) if lib else ""))
+
+
+if __name__ == "__main__":
+    main()
