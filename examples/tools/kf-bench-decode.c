@@ -33,8 +33,9 @@
  * shape's KV heads (with their query heads) and scales like --layers.
  *
  * Only `--layers` layers are allocated and timed (default: all for the
- * bundled shape, 1 for llama3-8b); every figure is scaled to the shape's
- * full layer count (layers are identical work). Times are wall time
+ * bundled shape below 16K, else 1) and `--kv-heads` KV heads (default: all
+ * below 16K; 2 of llama3-8b's 8 from 16K); every figure is scaled to the
+ * shape's full layer and head count (they are identical work). Times are wall time
  * (CLOCK_MONOTONIC) of the whole step; each figure is the minimum over the
  * S steps (best-of-S), attention and library separately.
  *
@@ -443,10 +444,7 @@ static int cmd_decode(int argc, char **argv)
         fprintf(stderr, "kf-bench-decode: need --context, threads/steps >= 1\n");
         return 2;
     }
-    if (o.layers <= 0 || o.layers > o.sh->layers)
-        o.layers = o.sh->layers > 8 ? 1 : o.sh->layers;
-    if (o.kv_timed <= 0 || o.kv_timed > o.sh->kv_heads)
-        o.kv_timed = o.sh->kv_heads;
+    const int layers_opt = o.layers, kv_opt = o.kv_timed;
     if (o.every < 1)
         o.every = 1;
     if (o.f16 && !__builtin_cpu_supports("f16c")) {
@@ -454,7 +452,6 @@ static int cmd_decode(int argc, char **argv)
         return 1;
     }
     const shape *sh = o.sh;
-    const int Hk = o.kv_timed, d = sh->dim, H = sh->heads / sh->kv_heads * Hk;
     if (o.threads == 1)
         clock_id = CLOCK_THREAD_CPUTIME_ID;
     if (!o.json)
@@ -463,6 +460,16 @@ static int cmd_decode(int argc, char **argv)
                "step", "speedup", "share");
     for (int c = 0; c < nctx; c++) {
         int ctx = (int)ctxs[c];
+        /* defaults keep one context under about 50 s: from 16K on, one
+         * layer of the bundled shape, 2 KV heads of one llama3-8b layer */
+        o.layers = layers_opt;
+        o.kv_timed = kv_opt;
+        if (o.layers <= 0 || o.layers > sh->layers)
+            o.layers = sh->layers > 8 || ctx >= 16384 ? 1 : sh->layers;
+        if (o.kv_timed <= 0 || o.kv_timed > sh->kv_heads)
+            o.kv_timed = sh->kv_heads > 2 && ctx >= 16384 ? 2 : sh->kv_heads;
+        const int Hk = o.kv_timed, d = sh->dim;
+        const int H = sh->heads / sh->kv_heads * Hk;
         size_t cap = (size_t)ctx + (size_t)o.steps + (size_t)o.every + 4;
         size_t esz = o.f16 ? 2 : 4;
         void *kv[64];
