@@ -391,6 +391,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "kf-eval: %s\n", err.message);
         goto done;
     }
+    /* Failing only costs speed. */
+    eval_model_to_anonymous_memory(&model);
     if (o.text_path && eng_tokenizer_load(&tokenizer, o.tokenizer_path,
                                           model.config.vocab_size, &err) != ENG_OK) {
         fprintf(stderr, "kf-eval: %s\n", err.message);

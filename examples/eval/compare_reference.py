@@ -2,7 +2,7 @@
 """Compare kf-eval CSV output with an independent simulation's figures.
 
 usage: compare_reference.py REFERENCE_JSON DYNAMIC_CSV [REFERENCE_RULE_CSV]
-                            [--markdown] [--tolerance-deterministic X]
+                            [--markdown | --compact] [--tolerance-deterministic X]
                             [--tolerance-keyformer Y]
 
 REFERENCE_JSON is shared/data/reference-eval-dev.json: rows of
@@ -14,7 +14,10 @@ whose h2o and keyformer rows are matched to h2o-frozen and
 keyformer-reference-rule.
 
 Prints one line (or Markdown table row) per document, policy and budget with
-both NLLs and the difference, then the largest difference per policy. The
+both NLLs and the difference, then the largest difference per policy.
+--compact prints one Markdown row per document and policy instead, with the
+NLL difference (kf-eval minus reference) at each budget. Keyformer rows of
+several seeds are averaged. The
 exit status is 1 if a deterministic policy (window, sinks, h2o, h2o-frozen)
 differs by more than its tolerance (default 1e-3 nats) or a Keyformer row by
 more than its tolerance (default 0.05 nats: a different random draw), 0
@@ -45,6 +48,7 @@ def main():
     parser.add_argument("dynamic_csv")
     parser.add_argument("reference_rule_csv", nargs="?")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--compact", action="store_true")
     parser.add_argument("--tolerance-deterministic", type=float, default=1e-3)
     parser.add_argument("--tolerance-keyformer", type=float, default=0.05)
     args = parser.parse_args()
@@ -58,10 +62,14 @@ def main():
         ours.update({k: v for k, v in frozen.items()
                      if k[1] in ("h2o-frozen", "keyformer-reference-rule")})
 
-    if args.markdown:
+    if args.compact:
+        pass
+    elif args.markdown:
         print("| doc | policy | budget | NLL (reference) | NLL (kf-eval) | difference "
               "| full NLL difference | top-1 (reference) | top-1 (kf-eval) |")
         print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    budgets = sorted({round(float(r["budget"]), 6) for r in reference})
+    compact = {}
     worst = {}
     failed = False
     missing = 0
@@ -85,7 +93,10 @@ def main():
         w[0] = max(w[0], abs(diff))
         w[1] += diff
         w[2] += 1
-        if args.markdown:
+        compact.setdefault((ref["doc"], policy), {})[key[2]] = diff
+        if args.compact:
+            pass
+        elif args.markdown:
             print(f"| {ref['doc']} | {policy} | {ref['budget']:g} | {ref['nll']:.6f} | "
                   f"{nll:.6f} | {diff:+.6f} | {full_diff:+.6f} | {ref['top1']:.4f} | "
                   f"{top1:.4f} |")
@@ -93,12 +104,18 @@ def main():
             print(f"{ref['doc']:28s} {policy:25s} {ref['budget']:4g} ref {ref['nll']:.6f} "
                   f"ours {nll:.6f} diff {diff:+.6f} (full {full_diff:+.6f}) "
                   f"top1 {ref['top1']:.4f} vs {top1:.4f}")
+    if args.compact:
+        print("| doc | policy | " + " | ".join(f"{b:g}" for b in budgets) + " |")
+        print("|---|---|" + "---:|" * len(budgets))
+        for (doc, policy), diffs in compact.items():
+            cells = [f"{diffs[b]:+.1e}" if b in diffs else "–" for b in budgets]
+            print(f"| {doc} | {policy} | " + " | ".join(cells) + " |")
     print()
-    if args.markdown:
+    if args.markdown or args.compact:
         print("| policy | rows | largest abs. difference | mean difference |")
         print("|---|---:|---:|---:|")
     for policy, (largest, total, n) in sorted(worst.items()):
-        if args.markdown:
+        if args.markdown or args.compact:
             print(f"| {policy} | {n} | {largest:.2e} | {total / n:+.2e} |")
         else:
             print(f"{policy:25s} rows {n:3d} largest |diff| {largest:.2e} "

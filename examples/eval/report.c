@@ -249,20 +249,27 @@ void eval_print_summary(FILE *out, const eval_sweep *sw, const eval_results *res
     free(groups);
 
     if (sw->task == EVAL_TASK_RECALL) {
-        fprintf(out, "\nFull-cache NLL on the repeated passage (recall) against the same "
-                     "documents' continue task; the drop bounds what any policy can lose "
-                     "on the repeat.\n\n| doc | continue | recall | drop |\n|---|---:|---:|---:|\n");
-        double c_sum = 0, r_sum = 0;
+        fprintf(out, "\nFull-cache NLL of the recall task's %d predictions (the passage "
+                     "ids[%d:%d] again after the prompt) against the continue task's "
+                     "(drop: what any policy can lose on the repeat relative to fresh "
+                     "text), and against the same %d predictions at the passage's first "
+                     "occurrence in the prompt (copy gain: how much the model uses the "
+                     "repeat).\n\n| doc | continue | recall | drop | first occurrence | "
+                     "copy gain |\n|---|---:|---:|---:|---:|---:|\n",
+                sw->gen_tokens, EVAL_RECALL_OFFSET + 1, EVAL_RECALL_OFFSET + 1 + sw->gen_tokens,
+                sw->gen_tokens);
+        double c_sum = 0, r_sum = 0, f_sum = 0;
         for (int d = 0; d < sw->n_docs; d++) {
             eval_doc_metrics m;
             const double recall = eval_doc_metrics_of(sw, res, d, 0, &m) ? NAN : m.nll;
-            const double cont = res->continue_full_nll[d];
-            c_sum += cont, r_sum += recall;
-            fprintf(out, "| %s | %.4f | %.4f | %.4f |\n", sw->docs[d].name, cont, recall,
-                    cont - recall);
+            const double cont = res->continue_full_nll[d], first = res->passage_first_nll[d];
+            c_sum += cont, r_sum += recall, f_sum += first;
+            fprintf(out, "| %s | %.4f | %.4f | %+.4f | %.4f | %+.4f |\n", sw->docs[d].name, cont,
+                    recall, cont - recall, first, first - recall);
         }
-        fprintf(out, "| **mean** | %.4f | %.4f | %.4f |\n", c_sum / sw->n_docs,
-                r_sum / sw->n_docs, (c_sum - r_sum) / sw->n_docs);
+        const double n = sw->n_docs;
+        fprintf(out, "| **mean** | %.4f | %.4f | %+.4f | %.4f | %+.4f |\n", c_sum / n, r_sum / n,
+                (c_sum - r_sum) / n, f_sum / n, (f_sum - r_sum) / n);
     }
 
     if (sw->attention_mass) {
@@ -330,11 +337,11 @@ int eval_plot(const char *png_path, const eval_sweep *sw, const eval_results *re
     }
     const int panels = sw->rouge_tokens > 0 ? 3 : 2;
     fprintf(gp,
-            "set terminal pngcairo size %d,460 font 'sans,10'\n"
+            "set terminal pngcairo size %d,520 font 'sans,10'\n"
             "set output '%s'\n"
             "set multiplot layout 1,%d title 'kf-eval, task %s: %d documents, prompt %d, "
             "%d teacher-forced, %d greedy; recent %g, rule %s' font 'sans,11'\n"
-            "set grid\nset key top right\nset xlabel 'KV budget (fraction of the prompt)'\n"
+            "set grid\nset key below horizontal maxrows 3 spacing 1.2\nset bmargin 9\nset xlabel 'KV budget (fraction of the prompt)'\n"
             "set xrange [0:1]\nset linetype 1 lc rgb '#d62728' lw 2 pt 7\n"
             "set linetype 2 lc rgb '#1f77b4' lw 2 pt 5\nset linetype 3 lc rgb '#2ca02c' lw 2 pt 9\n"
             "set linetype 4 lc rgb '#9467bd' lw 2 pt 11\n",

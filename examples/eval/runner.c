@@ -3,6 +3,7 @@
 #include "runner.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -41,6 +42,7 @@ typedef struct runner {
     eval_results *res;
     eng_state *state;
     float *logits;        /* [vocab] output of the last call */
+    float *passage_logits; /* recall: [P - 1 - 64][vocab], prompt rows 64 .. P-2 */
     /* Attention logits of prompt rows 0 .. P-2, [layer][head][row][P-1],
      * row i valid in columns 0 .. i. */
     float *prompt_logits;
@@ -59,6 +61,44 @@ static double now_s(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+int eval_model_to_anonymous_memory(eng_model *m)
+{
+    /* Every pointer into the mapping is rebased below. */
+    _Static_assert(sizeof(eng_model_weights) == 12 * sizeof(const float *),
+                   "eng_model_weights changed: rebase its new pointers too");
+    const size_t size = m->mapping_size, huge = (size_t)2 << 20;
+    if (!m->mapping || size == 0)
+        return -1;
+    /* Over-allocate to start on a 2 MiB boundary, then trim the slack. */
+    char *base = mmap(NULL, size + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                      -1, 0);
+    if (base == MAP_FAILED)
+        return -1;
+    char *copy = base + (huge - (uintptr_t)base % huge) % huge;
+    if (copy > base)
+        munmap(base, (size_t)(copy - base));
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    char *const end = base + size + huge, *const keep_end = copy + (size + page - 1) / page * page;
+    if (end > keep_end)
+        munmap(keep_end, (size_t)(end - keep_end));
+#ifdef MADV_HUGEPAGE
+    madvise(copy, size, MADV_HUGEPAGE);
+#endif
+    memcpy(copy, m->mapping, size);
+    mprotect(copy, size, PROT_READ);
+    const char *old = m->mapping;
+    const float **fields[] = {
+        &m->weights.token_embedding, &m->weights.rms_att, &m->weights.wq, &m->weights.wk,
+        &m->weights.wv, &m->weights.wo, &m->weights.rms_ffn, &m->weights.w1,
+        &m->weights.w2, &m->weights.w3, &m->weights.rms_final, &m->weights.wcls,
+    };
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        *fields[i] = (const float *)(copy + ((const char *)*fields[i] - old));
+    munmap(m->mapping, size);
+    m->mapping = copy;
+    return 0;
 }
 
 void eval_task_sequence(eval_task task, const eval_doc *doc, int prompt_tokens,
@@ -92,6 +132,7 @@ static int results_create(eval_results *res, const eval_sweep *sw)
         round_up((size_t)sw->n_docs * (size_t)res->n_layers * sizeof(double)),
         round_up((size_t)sw->n_docs * (size_t)res->n_layers * sizeof(double)),
         round_up((size_t)sw->n_docs * sizeof(double)),
+        round_up((size_t)sw->n_docs * sizeof(double)),
     };
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
@@ -109,14 +150,15 @@ static int results_create(eval_results *res, const eval_sweep *sw)
     res->n_generated = (int *)p, p += sizes[3];
     res->mass_row = (double *)p, p += sizes[4];
     res->mass_accumulated = (double *)p, p += sizes[5];
-    res->continue_full_nll = (double *)p;
+    res->continue_full_nll = (double *)p, p += sizes[6];
+    res->passage_first_nll = (double *)p;
     /* NaN marks what no job wrote. */
     for (size_t i = 0; i < per_run * (size_t)res->n_steps; i++)
         res->nll[i] = NAN;
     for (size_t i = 0; i < (size_t)sw->n_docs * (size_t)res->n_layers; i++)
         res->mass_row[i] = res->mass_accumulated[i] = NAN;
     for (int d = 0; d < sw->n_docs; d++)
-        res->continue_full_nll[d] = NAN;
+        res->continue_full_nll[d] = res->passage_first_nll[d] = NAN;
     for (size_t i = 0; i < per_run; i++)
         res->n_generated[i] = -1;
     res->mapping = map;
@@ -432,13 +474,24 @@ static int start_job(scheduler *s, const job *j)
 static int prefill(runner *r, int doc, eng_error *err)
 {
     const eval_sweep *sw = r->sw;
+    const int P = sw->prompt_tokens, M = sw->gen_tokens, V = sw->model->config.vocab_size;
     r->doc = doc;
-    eval_task_sequence(sw->task, &sw->docs[doc], sw->prompt_tokens, sw->gen_tokens, r->sequence);
-    eval_task_sequence(EVAL_TASK_CONTINUE, &sw->docs[doc], sw->prompt_tokens, sw->gen_tokens,
-                       r->continue_sequence);
+    eval_task_sequence(sw->task, &sw->docs[doc], P, M, r->sequence);
+    eval_task_sequence(EVAL_TASK_CONTINUE, &sw->docs[doc], P, M, r->continue_sequence);
     eng_state_reset(r->state);
     eng_state_set_hook(r->state, record_prompt, r);
-    return eng_forward(r->state, r->sequence, sw->prompt_tokens - 1, NULL, 0, err);
+    /* recall: also the outputs of prompt rows 64 .. P-2, which predict the
+     * repeated passage at its first occurrence */
+    const int rows = sw->task == EVAL_TASK_RECALL ? P - 1 - EVAL_RECALL_OFFSET : 0;
+    const int rc = eng_forward(r->state, r->sequence, P - 1, r->passage_logits, rows, err);
+    if (rc == ENG_OK && rows > 0) {
+        double total = 0.0;
+        for (int t = 0; t < M; t++)
+            total += eval_nll(r->passage_logits + (size_t)t * V, V,
+                              r->sequence[EVAL_RECALL_OFFSET + t + 1]);
+        r->res->passage_first_nll[doc] = total / M;
+    }
+    return rc;
 }
 
 static int jobs_of_document(const eval_sweep *sw, int doc, job *out)
@@ -504,6 +557,9 @@ int eval_sweep_run(const eval_sweep *sw, eval_results *res)
         fprintf(stderr, "kf-eval: %s\n", err.message);
     const size_t n = r.prompt_rows;
     r.logits = malloc((size_t)c->vocab_size * sizeof *r.logits);
+    if (sw->task == EVAL_TASK_RECALL)
+        r.passage_logits = malloc((size_t)(P - 1 - EVAL_RECALL_OFFSET) * c->vocab_size *
+                                  sizeof *r.passage_logits);
     r.prompt_logits = malloc((size_t)c->n_layers * c->n_heads * n * n * sizeof(float));
     r.sequence = malloc(((size_t)P + sw->gen_tokens + 1) * sizeof *r.sequence);
     r.continue_sequence = malloc(((size_t)P + sw->gen_tokens + 1) * sizeof *r.sequence);
@@ -517,7 +573,8 @@ int eval_sweep_run(const eval_sweep *sw, eval_results *res)
         .jobs_total = (long)sw->n_docs * (sw->n_runs + (sw->task == EVAL_TASK_RECALL)),
         .start = start,
     };
-    if (rc == ENG_OK && (!r.logits || !r.prompt_logits || !r.sequence || !r.continue_sequence ||
+    if (rc == ENG_OK && (!r.logits || (sw->task == EVAL_TASK_RECALL && !r.passage_logits) ||
+                         !r.prompt_logits || !r.sequence || !r.continue_sequence ||
                          !r.row_weights || !r.column_mass || !r.row_pointers || !s.running ||
                          !s.jobs_left)) {
         fprintf(stderr, "kf-eval: out of memory\n");
@@ -527,7 +584,7 @@ int eval_sweep_run(const eval_sweep *sw, eval_results *res)
         rc = schedule(&s);
     res->elapsed_s = now_s() - start;
     free(s.running), free(s.jobs_left);
-    free(r.logits), free(r.prompt_logits), free(r.sequence), free(r.continue_sequence);
+    free(r.logits), free(r.passage_logits), free(r.prompt_logits), free(r.sequence), free(r.continue_sequence);
     free(r.row_weights), free(r.column_mass), free(r.row_pointers);
     eng_state_destroy(&r.state);
     if (rc != 0)

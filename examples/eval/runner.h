@@ -79,10 +79,23 @@ typedef struct eval_results {
     double *mass_accumulated;
     /* [doc]: full-cache mean NLL of the continue task (recall sweeps). */
     double *continue_full_nll;
+    /* [doc]: full-cache mean NLL of the same M predictions the recall task
+     * scores, ids[65 : 65 + M], at their first occurrence inside the prompt
+     * (recall sweeps): recall below this means the model copies. */
+    double *passage_first_nll;
     double elapsed_s;
     void *mapping;
     size_t mapping_size;
 } eval_results;
+
+/* Moves the model's weights from their read-only file mapping into
+ * anonymous memory of the same size (transparent huge pages where the
+ * kernel allows them) and repoints model->weights and model->mapping at it;
+ * eng_model_close() releases it as before. Forked children then share the
+ * parent's page tables instead of faulting every page of the file in again,
+ * and streaming the weights takes fewer TLB misses. Returns 0, or -1 with
+ * the model unchanged. */
+int eval_model_to_anonymous_memory(eng_model *model);
 
 /* Runs every job. Returns 0, or -1 after printing why to stderr. */
 int eval_sweep_run(const eval_sweep *sweep, eval_results *results);

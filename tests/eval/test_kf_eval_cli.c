@@ -222,7 +222,7 @@ static void test_recall_and_plot(void **state)
     for (int i = 0; i < 4; i++)
         assert_true(!strcmp(rows[i].policy, "window") || !strcmp(rows[i].policy, "h2o"));
     char *summary = slurp(out);
-    assert_non_null(strstr(summary, "| doc | continue | recall | drop |"));
+    assert_non_null(strstr(summary, "| doc | continue | recall | drop | first occurrence | copy gain |"));
     /* a PNG came out of gnuplot, when there is one */
     if (system("command -v gnuplot > /dev/null 2>&1") == 0) {
         char *png_bytes = slurp(png);
