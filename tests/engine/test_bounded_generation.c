@@ -1,0 +1,204 @@
+/* Long generation with libkeyformer managing the engine's KV cache:
+ * (1) a budget no smaller than everything the run will hold evicts nothing,
+ *     so the greedy output and its logits equal the full-cache run's;
+ * (2) with a budget of 256 slots, 1,500 generated tokens never hold more
+ *     than 257 slots per KV head, and the process's memory does not grow
+ *     with the number of tokens generated.
+ * The prompt is the 512-token sequence of reference-logits.bin (a dev
+ * speech, BOS first), so no external data is needed.
+ *
+ * usage: test-engine-bounded MODEL_BIN REFERENCE_LOGITS_BIN */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <keyformer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "engine_keyformer.h"
+#include "forward.h"
+#include "model.h"
+
+enum { PROMPT = 300, REFERENCE_IDS = 512 };
+
+static const char *model_path, *reference_path;
+
+typedef struct fixture {
+    eng_model model;
+    int ids[REFERENCE_IDS];
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *fx = calloc(1, sizeof *fx);
+    FILE *f = fopen(reference_path, "rb");
+    int32_t header[3];
+    if (!fx || !f || fread(header, sizeof header, 1, f) != 1
+        || header[0] != REFERENCE_IDS
+        || fread(fx->ids, sizeof(int32_t), REFERENCE_IDS, f) != REFERENCE_IDS
+        || eng_model_open(&fx->model, model_path, NULL) != ENG_OK) {
+        if (f)
+            fclose(f);
+        free(fx);
+        return -1;
+    }
+    fclose(f);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    eng_model_close(&fx->model);
+    free(fx);
+    return 0;
+}
+
+static int argmax(const float *x, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return best;
+}
+
+static kf_cache *keyformer_cache(const fixture *fx, uint32_t budget,
+                                 uint32_t capacity)
+{
+    const eng_model_config *c = &fx->model.config;
+    kf_config cfg;
+    kf_config_default(&cfg);
+    cfg.n_layers = (uint32_t)c->n_layers;
+    cfg.n_heads = (uint32_t)c->n_heads;
+    cfg.n_kv_heads = (uint32_t)c->n_kv_heads;
+    cfg.head_dim = (uint32_t)c->head_size;
+    cfg.capacity = capacity;
+    cfg.budget_ratio = 0.0;
+    cfg.budget_tokens = budget;
+    cfg.seed = 7;
+    kf_cache *cache = NULL;
+    assert_int_equal(kf_cache_create(&cache, &cfg), KF_OK);
+    return cache;
+}
+
+/* Greedy generation of `steps` tokens after the prompt; every step's
+ * logits go to all_logits, and check(state, step) runs after each step. */
+static void generate(fixture *fx, int capacity, engine_keyformer *glue, int steps,
+                     float *all_logits, void (*check)(const eng_state *, int))
+{
+    const int vocab = fx->model.config.vocab_size;
+    const eng_state_options options = {
+        .kv_capacity = capacity, .n_threads = 1,
+        .hook = glue ? engine_keyformer_hook : NULL, .hook_user_data = glue};
+    eng_state *s;
+    eng_error err = {{0}};
+    assert_int_equal(eng_state_create(&s, &fx->model, &options, &err), ENG_OK);
+    float *logits = malloc((size_t)vocab * sizeof *logits);
+    assert_non_null(logits);
+    if (eng_forward(s, fx->ids, PROMPT, logits, 1, &err) != ENG_OK)
+        fail_msg("prompt: %s", err.message);
+    for (int t = 0; t < steps; t++) {
+        const int token = argmax(logits, vocab);
+        if (all_logits)
+            memcpy(all_logits + (size_t)t * vocab, logits, (size_t)vocab * sizeof *logits);
+        if (eng_forward(s, &token, 1, logits, 1, &err) != ENG_OK)
+            fail_msg("step %d: %s", t, err.message);
+        if (check)
+            check(s, t);
+    }
+    if (glue)
+        assert_null(glue->failed_call);
+    free(logits);
+    eng_state_destroy(&s);
+}
+
+static void test_large_budget_equals_full_cache(void **state)
+{
+    fixture *fx = *state;
+    enum { STEPS = 64, BUDGET = PROMPT + STEPS };
+    const size_t n = (size_t)STEPS * fx->model.config.vocab_size;
+    float *full = malloc(n * sizeof(float)), *managed = malloc(n * sizeof(float));
+    assert_non_null(full);
+    assert_non_null(managed);
+    generate(fx, BUDGET + 1, NULL, STEPS, full, NULL);
+    engine_keyformer glue = {.cache = keyformer_cache(fx, BUDGET, BUDGET + 1)};
+    generate(fx, BUDGET + 1, &glue, STEPS, managed, NULL);
+    assert_memory_equal(full, managed, n * sizeof(float));
+    kf_cache_destroy(&glue.cache);
+    free(full);
+    free(managed);
+}
+
+static int most_slots;
+
+static void track_slots(const eng_state *s, int step)
+{
+    (void)step;
+    /* after a step the layer holds k; during it the glue saw k + 1 */
+    for (int l = 0; l < 64; l++) {
+        const int n = eng_state_slot_count(s, l);
+        most_slots = n > most_slots ? n : most_slots;
+    }
+}
+
+static long max_rss_kib(void)
+{
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    return usage.ru_maxrss;
+}
+
+static void rss_after_warmup(const eng_state *s, int step)
+{
+    static long warm;
+    track_slots(s, step);
+    if (step == 100)
+        warm = max_rss_kib();
+    if (step == 1499)
+        /* nothing in the library or the engine grows per token */
+        assert_true(max_rss_kib() - warm < 512);
+}
+
+static void test_budget_bounds_slots_and_memory(void **state)
+{
+    fixture *fx = *state;
+    enum { BUDGET = 256, STEPS = 1500 };
+    engine_keyformer glue = {.cache = keyformer_cache(fx, BUDGET, PROMPT)};
+    most_slots = 0;
+    generate(fx, PROMPT, &glue, STEPS, NULL, rss_after_warmup);
+    assert_true(most_slots <= BUDGET + 1);
+    for (int l = 0; l < fx->model.config.n_layers; l++)
+        for (int g = 0; g < fx->model.config.n_kv_heads; g++) {
+            uint32_t n;
+            assert_int_equal(kf_slot_count(glue.cache, l, g, &n), KF_OK);
+            assert_int_equal(n, BUDGET);
+        }
+    uint32_t steps;
+    int32_t next;
+    assert_int_equal(kf_layer_progress(glue.cache, 0, &steps, &next), KF_OK);
+    assert_int_equal(steps, STEPS);
+    assert_int_equal(next, PROMPT + STEPS);
+    kf_cache_destroy(&glue.cache);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s MODEL_BIN REFERENCE_LOGITS_BIN\n", argv[0]);
+        return 2;
+    }
+    model_path = argv[1];
+    reference_path = argv[2];
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_large_budget_equals_full_cache),
+        cmocka_unit_test(test_budget_bounds_slots_and_memory),
+    };
+    return cmocka_run_group_tests_name("bounded generation", tests, setup, teardown);
+}
