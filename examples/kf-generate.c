@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <keyformer.h>
 
@@ -348,6 +349,7 @@ typedef struct generation {
     double decode_ms;
     int n_decode_steps;
     engine_keyformer glue; /* glue.cache is NULL without the library */
+    int show_progress;     /* stderr is a terminal and the prompt is long */
 } generation;
 
 static int report(int rc, const eng_error *err)
@@ -411,6 +413,19 @@ static int create_library_cache(generation *g, const generate_options *o, int *c
     return ENG_OK;
 }
 
+/* The layer hook: a prefill progress line on a terminal, then the
+ * library's glue (or nothing, with the full cache). */
+static int layer_hook(void *user_data, const eng_layer_event *e)
+{
+    generation *g = user_data;
+    if (g->show_progress && e->layer == 0 && e->first_position < g->n_prompt) {
+        const int done = e->first_position + e->n_rows;
+        fprintf(stderr, "\rprefill: %d/%d tokens%s", done, g->n_prompt,
+                e->more_rows_follow ? "" : "\r\033[K");
+    }
+    return g->glue.cache ? engine_keyformer_hook(&g->glue, e) : e->n_slots;
+}
+
 static int prepare(generation *g, const generate_options *o, eng_error *err)
 {
     int rc = load_inputs(g, o, err);
@@ -421,11 +436,12 @@ static int prepare(generation *g, const generate_options *o, eng_error *err)
                                    : (int)(everything < INT_MAX ? everything : INT_MAX);
     if (o->use_library && (rc = create_library_cache(g, o, &capacity, err)))
         return rc;
+    g->show_progress = isatty(STDERR_FILENO) && g->n_prompt > 512;
     const eng_state_options state_options = {
         .kv_capacity = capacity,
         .n_threads = o->threads,
-        .hook = o->use_library ? engine_keyformer_hook : NULL,
-        .hook_user_data = &g->glue,
+        .hook = o->use_library || g->show_progress ? layer_hook : NULL,
+        .hook_user_data = g,
     };
     if ((rc = eng_state_create(&g->state, &g->model, &state_options, err)))
         return rc;
