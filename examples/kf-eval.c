@@ -5,7 +5,7 @@
  *           [--prompt-tokens P] [--gen-tokens M] [--rouge-tokens G]
  *           [--policies full,keyformer,h2o,window,sinks] [--budgets 0.1,0.2,...]
  *           [--task continue|recall] [--recent R] [--rule dynamic|reference]
- *           [--granularity kv-head|layer] [--sinks N]
+ *           [--granularity kv-head|layer|uniform] [--sinks N]
  *           [--tau-init T] [--tau-end T] [--tau-steps N]
  *           [--seeds N] [--seed S] [--max-docs N] [--threads N]
  *           [--mass-share S] [--csv OUT] [--plot OUT.png]
@@ -201,6 +201,8 @@ static int set_granularity(options *o, const char *v)
         o->library.granularity = KF_GRANULARITY_KV_HEAD;
     else if (!strcmp(v, "layer"))
         o->library.granularity = KF_GRANULARITY_LAYER;
+    else if (!strcmp(v, "uniform"))
+        o->library.granularity = KF_GRANULARITY_UNIFORM;
     else
         return -1;
     return 0;
@@ -260,7 +262,7 @@ static const option_spec OPTIONS[] = {
     {"--task", "NAME", "continue (default) or recall", set_task},
     {"--recent", "R", "recent window as a fraction of the budget (0.3)", set_recent},
     {"--rule", "NAME", "decode eviction: dynamic (default) or reference", set_rule},
-    {"--granularity", "NAME", "kv-head (default) or layer", set_granularity},
+    {"--granularity", "NAME", "kv-head (default), layer or uniform", set_granularity},
     {"--sinks", "N", "first tokens kept by the sinks policy (4)", set_sinks},
     {"--tau-init", "T", "Keyformer temperature at the prompt (1)", set_tau_init},
     {"--tau-end", "T", "Keyformer temperature after --tau-steps (2)", set_tau_end},

@@ -2,7 +2,8 @@
 """Compare kf-eval CSV output with an independent simulation's figures.
 
 usage: compare_reference.py REFERENCE_JSON DYNAMIC_CSV [REFERENCE_RULE_CSV]
-                            [--markdown | --compact] [--tolerance-deterministic X]
+                            [--markdown | --compact | --per-document]
+                            [--tolerance-deterministic X]
                             [--tolerance-keyformer Y]
 
 REFERENCE_JSON is shared/data/reference-eval-dev.json: rows of
@@ -16,8 +17,10 @@ keyformer-reference-rule.
 Prints one line (or Markdown table row) per document, policy and budget with
 both NLLs and the difference, then the largest difference per policy.
 --compact prints one Markdown row per document and policy instead, with the
-NLL difference (kf-eval minus reference) at each budget. Keyformer rows of
-several seeds are averaged. The
+NLL difference (kf-eval minus reference) at each budget. --per-document
+prints two Markdown tables: per document, the largest |difference| over the
+budgets of each policy; and the Keyformer differences per document and
+budget for both rules. Keyformer rows of several seeds are averaged. The
 exit status is 1 if a deterministic policy (window, sinks, h2o, h2o-frozen)
 differs by more than its tolerance (default 1e-3 nats) or a Keyformer row by
 more than its tolerance (default 0.05 nats: a different random draw), 0
@@ -49,6 +52,7 @@ def main():
     parser.add_argument("reference_rule_csv", nargs="?")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--compact", action="store_true")
+    parser.add_argument("--per-document", action="store_true")
     parser.add_argument("--tolerance-deterministic", type=float, default=1e-3)
     parser.add_argument("--tolerance-keyformer", type=float, default=0.05)
     args = parser.parse_args()
@@ -62,7 +66,7 @@ def main():
         ours.update({k: v for k, v in frozen.items()
                      if k[1] in ("h2o-frozen", "keyformer-reference-rule")})
 
-    if args.compact:
+    if args.compact or args.per_document:
         pass
     elif args.markdown:
         print("| doc | policy | budget | NLL (reference) | NLL (kf-eval) | difference "
@@ -94,7 +98,7 @@ def main():
         w[1] += diff
         w[2] += 1
         compact.setdefault((ref["doc"], policy), {})[key[2]] = diff
-        if args.compact:
+        if args.compact or args.per_document:
             pass
         elif args.markdown:
             print(f"| {ref['doc']} | {policy} | {ref['budget']:g} | {ref['nll']:.6f} | "
@@ -110,12 +114,33 @@ def main():
         for (doc, policy), diffs in compact.items():
             cells = [f"{diffs[b]:+.1e}" if b in diffs else "–" for b in budgets]
             print(f"| {doc} | {policy} | " + " | ".join(cells) + " |")
+    if args.per_document:
+        docs = list(dict.fromkeys(doc for doc, _ in compact))
+        policies = list(dict.fromkeys(policy for _, policy in compact))
+        print("| doc | " + " | ".join(policies) + " |")
+        print("|---|" + "---:|" * len(policies))
+        for doc in docs:
+            cells = []
+            for policy in policies:
+                diffs = compact.get((doc, policy), {})
+                cells.append(f"{max(abs(d) for d in diffs.values()):.1e}" if diffs else "–")
+            print(f"| {doc} | " + " | ".join(cells) + " |")
+        print()
+        keyformer = [p for p in policies if p.startswith("keyformer")]
+        print("| doc | rule | " + " | ".join(f"{b:g}" for b in budgets) + " |")
+        print("|---|---|" + "---:|" * len(budgets))
+        for doc in docs:
+            for policy in keyformer:
+                diffs = compact.get((doc, policy), {})
+                rule = "reference" if "reference" in policy else "dynamic"
+                cells = [f"{diffs[b]:+.4f}" if b in diffs else "–" for b in budgets]
+                print(f"| {doc} | {rule} | " + " | ".join(cells) + " |")
     print()
-    if args.markdown or args.compact:
+    if args.markdown or args.compact or args.per_document:
         print("| policy | rows | largest abs. difference | mean difference |")
         print("|---|---:|---:|---:|")
     for policy, (largest, total, n) in sorted(worst.items()):
-        if args.markdown or args.compact:
+        if args.markdown or args.compact or args.per_document:
             print(f"| {policy} | {n} | {largest:.2e} | {total / n:+.2e} |")
         else:
             print(f"{policy:25s} rows {n:3d} largest |diff| {largest:.2e} "

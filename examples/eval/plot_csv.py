@@ -6,7 +6,8 @@ usage: plot_csv.py OUT.png [--title TEXT] [--policies LIST] [LABEL=]CSV ...
 One line per (file, policy): ΔNLL, top-1 agreement and (when the files have
 it) ROUGE-L against the budget, each point the mean over documents, with
 error bars from the lowest to the highest seed. With one file the lines are
-named by policy; with several, by "LABEL policy". Needs gnuplot (pngcairo);
+named by policy; with several, by "LABEL policy" (and coloured by file when
+they all show one policy). Needs gnuplot (pngcairo);
 only the standard library otherwise.
 """
 import argparse
@@ -16,6 +17,8 @@ import subprocess
 import sys
 
 COLOURS = {"keyformer": "#d62728", "h2o": "#1f77b4", "window": "#2ca02c", "sinks": "#9467bd"}
+# per file, when every line is one policy
+PALETTE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d"]
 DASHES = [1, 2, 4, 5]
 
 
@@ -58,6 +61,9 @@ def main():
                            cells))
     if not series:
         sys.exit("plot_csv.py: nothing to plot")
+    if len(args.files) > 1 and len({name.split()[-1] for name, _, _, _ in series}) == 1:
+        series = [(name, PALETTE[i % len(PALETTE)], 1, cells)
+                  for i, (name, _, _, cells) in enumerate(series)]
     has_rouge = any(cell["rougeL"] for _, _, _, cells in series for cell in cells.values())
     panels = [("dnll", "ΔNLL vs full cache (nats, lower is better)", 0),
               ("top1", "top-1 agreement with the full cache", 1)]

@@ -86,12 +86,20 @@ static int read_rows(const char *csv, row *rows, int max_rows)
         assert_true(n < max_rows);
         row *r = &rows[n++];
         int used = 0;
-        const int got = sscanf(p, "%127[^,],%31[^,],%lf,%llu,%lf,%lf,%lf,%lf,%lf%n", r->doc,
+        const int got = sscanf(p, "%127[^,],%31[^,],%lf,%llu,%lf,%lf,%lf,%lf,%n", r->doc,
                                r->policy, &r->budget, &r->seed, &r->nll, &r->full_nll, &r->dnll,
-                               &r->top1, &r->rouge, &used);
-        if (got != 9)
+                               &r->top1, &used);
+        if (got != 8 || used == 0)
             fail_msg("bad CSV row: %.80s", p);
         p += used;
+        r->rouge = NAN; /* empty without greedy tokens */
+        if (*p != '\n') {
+            char *end;
+            r->rouge = strtod(p, &end);
+            if (end == p)
+                fail_msg("bad rougeL: %.80s", p);
+            p = end;
+        }
         assert_true(*p == '\n');
         p++;
     }
@@ -234,6 +242,43 @@ static void test_recall_and_plot(void **state)
     unlink(csv), unlink(out), unlink(png);
 }
 
+/* One model-wide selection (the engine glue selects after the last layer):
+ * the window keeps the same recent positions in every layer either way, so
+ * its rows equal the per-KV-head run's; Keyformer still runs and differs. */
+static void test_uniform_granularity(void **state)
+{
+    (void)state;
+    if (!have_data())
+        skip();
+    char per_head[256], uniform[256];
+    temp_path(per_head, sizeof per_head, ".csv");
+    temp_path(uniform, sizeof uniform, ".csv");
+    const char *head_args[] = {"--policies", "window,keyformer", "--rouge-tokens", "0",
+                               "--seeds", "1", NULL};
+    const char *uniform_args[] = {"--policies", "window,keyformer", "--rouge-tokens", "0",
+                                  "--seeds", "1", "--granularity", "uniform", NULL};
+    assert_int_equal(run_small("--tokens", tokens_path, per_head, NULL, head_args), 0);
+    assert_int_equal(run_small("--tokens", tokens_path, uniform, NULL, uniform_args), 0);
+    char *a = slurp(per_head), *b = slurp(uniform);
+    row ra[16], rb[16];
+    const int n = read_rows(a, ra, 16);
+    assert_int_equal(read_rows(b, rb, 16), n);
+    int windows = 0, keyformer_differs = 0;
+    for (int i = 0; i < n; i++) {
+        assert_string_equal(ra[i].policy, rb[i].policy);
+        if (!strcmp(ra[i].policy, "window")) {
+            windows++;
+            assert_float_equal(ra[i].nll, rb[i].nll, 0);
+            assert_float_equal(ra[i].top1, rb[i].top1, 0);
+        }
+        keyformer_differs |= !strcmp(ra[i].policy, "keyformer") && ra[i].nll != rb[i].nll;
+    }
+    assert_int_equal(windows, 2);
+    assert_true(keyformer_differs);
+    free(a), free(b);
+    unlink(per_head), unlink(uniform);
+}
+
 static void test_bad_command_lines(void **state)
 {
     (void)state;
@@ -251,6 +296,8 @@ static void test_bad_command_lines(void **state)
     const char *sinks[] = {"--tokens", tokens_path, "--prompt-tokens", "40", "--budgets",
                            "0.1", NULL};
     assert_int_equal(run(sinks, NULL), 2);
+    const char *granularity[] = {"--tokens", tokens_path, "--granularity", "head", NULL};
+    assert_int_equal(run(granularity, NULL), 2);
     const char *help[] = {"--help", NULL};
     assert_int_equal(run(help, NULL), 0);
     /* every document too short: an error, not an empty report */
@@ -273,6 +320,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_csv_and_summary),
         cmocka_unit_test(test_recall_and_plot),
+        cmocka_unit_test(test_uniform_granularity),
         cmocka_unit_test(test_bad_command_lines),
     };
     return cmocka_run_group_tests_name("kf-eval end to end", tests, NULL, NULL);
