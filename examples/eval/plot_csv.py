@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """kf-eval's figure from CSV files, to combine or redraw runs.
 
-usage: plot_csv.py OUT.png [--title TEXT] [--policies LIST] [LABEL=]CSV ...
+usage: plot_csv.py OUT.png [--title TEXT] [--policies LIST] [--budgets LIST]
+                   [--metrics dnll,top1,rougeL] [LABEL=]CSV ...
 
 One line per (file, policy): ΔNLL, top-1 agreement and (when the files have
 it) ROUGE-L against the budget, each point the mean over documents, with
@@ -22,12 +23,14 @@ PALETTE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a
 DASHES = [1, 2, 4, 5]
 
 
-def groups(path, wanted):
+def groups(path, wanted, budgets):
     """{policy: {budget: {metric: [mean over docs per seed]}}}"""
     rows = {}
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
             if row["policy"] == "full" or (wanted and row["policy"] not in wanted):
+                continue
+            if budgets and round(float(row["budget"]), 6) not in budgets:
                 continue
             key = (row["policy"], float(row["budget"]), row["seed"])
             rows.setdefault(key, []).append(row)
@@ -47,13 +50,18 @@ def main():
     parser.add_argument("files", nargs="+", metavar="[LABEL=]CSV")
     parser.add_argument("--title", default="kf-eval")
     parser.add_argument("--policies", help="comma-separated policies (default: all)")
+    parser.add_argument("--budgets", help="comma-separated budgets (default: all)")
+    parser.add_argument("--metrics", default="dnll,top1,rougeL",
+                        help="panels, of dnll,top1,rougeL (rougeL only if present)")
     args = parser.parse_args()
     wanted = set(args.policies.split(",")) if args.policies else None
+    budgets = {round(float(b), 6) for b in args.budgets.split(",")} if args.budgets else None
+    metrics = args.metrics.split(",")
 
     series = []  # (title, colour, dash, {budget: cell})
     for index, spec in enumerate(args.files):
         label, _, path = spec.rpartition("=")
-        for policy, cells in sorted(groups(path, wanted).items(),
+        for policy, cells in sorted(groups(path, wanted, budgets).items(),
                                     key=lambda kv: list(COLOURS).index(kv[0])
                                     if kv[0] in COLOURS else 99):
             name = f"{label} {policy}".strip() if len(args.files) > 1 else policy
@@ -65,10 +73,10 @@ def main():
         series = [(name, PALETTE[i % len(PALETTE)], 1, cells)
                   for i, (name, _, _, cells) in enumerate(series)]
     has_rouge = any(cell["rougeL"] for _, _, _, cells in series for cell in cells.values())
-    panels = [("dnll", "ΔNLL vs full cache (nats, lower is better)", 0),
-              ("top1", "top-1 agreement with the full cache", 1)]
-    if has_rouge:
-        panels.append(("rougeL", "ROUGE-L F1 of greedy tokens vs the full cache", 1))
+    panels = [p for p in [("dnll", "ΔNLL vs full cache (nats, lower is better)", 0),
+                          ("top1", "top-1 agreement with the full cache", 1),
+                          ("rougeL", "ROUGE-L F1 of greedy tokens vs the full cache", 1)]
+              if p[0] in metrics and (p[0] != "rougeL" or has_rouge)]
 
     script = []
     for i, (_, _, _, cells) in enumerate(series):
@@ -92,7 +100,7 @@ def main():
         plots = [f"{reference} with lines dt 2 lc rgb 'black' title 'full'"]
         for i, (name, colour, dash, _) in enumerate(series):
             plots.append(f"$s{i} using 1:{col}:{col + 1}:{col + 2} with yerrorlines "
-                         f"lc rgb '{colour}' dt {dash} lw 2 pt {5 + 2 * (i % 4)} title '{name}'")
+                         f"lc rgb '{colour}' dt {dash} lw 2 pt {(5, 7, 9, 11, 13, 4, 6)[i % 7]} title '{name}'")
         script.append(f'set title "{title}"')
         script.append("plot " + ", ".join(plots))
     script.append("unset multiplot")

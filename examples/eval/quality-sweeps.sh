@@ -6,7 +6,7 @@
 # BUILD_DIR holds a configured build (examples/kf-eval); OUT_DIR receives
 # the CSV, Markdown and PNG files; DATA_DIR defaults to ../shared/data next
 # to the source tree. Runs take one core per job (--threads, default all
-# cores); on 2 cores the whole set takes about 1.5 hours of wall time.
+# cores); on 2 cores the whole set takes 1 to 1.5 hours of wall time.
 set -eu
 
 build=$1
@@ -34,15 +34,25 @@ run() { # name, then kf-eval options; an existing result is kept
 # The default sweep (the runtime target), then the headline with three
 # Keyformer seeds, the authors' eviction rule and the recall task.
 run default --plot "$out/default.png"
-run headline --seeds 3 --plot "$out/quality-continue.png"
-run reference-rule --rule reference --policies full,keyformer,h2o --seeds 3 \
-    --plot "$out/quality-reference-rule.png"
+run headline --seeds 3
+run reference-rule --rule reference --policies full,keyformer,h2o --seeds 3
 # The prompt is the continue task's, so ROUGE-L would repeat it: skipped.
-run recall --task recall --rouge-tokens 0 --seeds 3 --plot "$out/quality-recall.png"
+run recall --task recall --rouge-tokens 0 --seeds 3
 
 # Against the independent simulation (first 6 documents, budgets <= 0.7).
-python3 "$here/compare_reference.py" --markdown "$data/reference-eval-dev.json" \
+python3 "$here/compare_reference.py" --per-document "$data/reference-eval-dev.json" \
     "$out/headline.csv" "$out/reference-rule.csv" > "$out/compare-reference.md" || true
+
+# The figures of doc/quality.md.
+plot() { python3 "$here/plot_csv.py" "$@"; }
+plot "$out/quality-continue.png" "$out/headline.csv" --title "kf-eval, continue task: \
+23 dev speeches, prompt 1024, 256 teacher-forced, 128 greedy; recent 0.3, dynamic rule; \
+Keyformer 3 seeds"
+plot "$out/quality-rules.png" dynamic="$out/headline.csv" reference="$out/reference-rule.csv" \
+    --policies keyformer,h2o \
+    --title "Eviction rules (continue task): dynamic (solid) vs reference (dashed)"
+plot "$out/quality-recall.png" "$out/recall.csv" --title "kf-eval, recall task: the prompt, \
+then ids[64:321] again; 23 dev speeches; Keyformer 3 seeds"
 
 # Ablations: Keyformer (3 seeds) and H2O at four budgets, NLL metrics only.
 ab="--budgets 0.1,0.2,0.3,0.5 --rouge-tokens 0 --seeds 3 --mass-share 0"
@@ -53,6 +63,8 @@ for r in 0.1 0.2 0.5 0.7; do
 done
 # shellcheck disable=SC2086
 run granularity-layer --policies full,keyformer,h2o --granularity layer $ab
+# shellcheck disable=SC2086
+run granularity-uniform --policies full,keyformer,h2o --granularity uniform $ab
 # shellcheck disable=SC2086
 run tau-constant-1 --policies full,keyformer --tau-end 1 $ab
 # shellcheck disable=SC2086
@@ -79,7 +91,19 @@ cp "$out/headline.csv" "$out/recent-0.3.csv"
         "1 to 4=$out/tau-1-to-4.csv" "constant 2=$out/tau-constant-2.csv"
     echo "### Granularity, ΔNLL"
     table --policy keyformer "keyformer kv-head=$out/recent-0.3.csv" \
-        "keyformer layer=$out/granularity-layer.csv"
-    table --policy h2o "h2o kv-head=$out/recent-0.3.csv" "h2o layer=$out/granularity-layer.csv"
+        "keyformer layer=$out/granularity-layer.csv" \
+        "keyformer uniform=$out/granularity-uniform.csv"
+    table --policy h2o "h2o kv-head=$out/recent-0.3.csv" "h2o layer=$out/granularity-layer.csv" \
+        "h2o uniform=$out/granularity-uniform.csv"
 } > "$out/ablations.md"
+plot "$out/quality-ablation-recent.png" --policies keyformer --budgets 0.1,0.2,0.3,0.5 \
+    --metrics dnll,top1 \
+    "recent 0.1=$out/recent-0.1.csv" "recent 0.2=$out/recent-0.2.csv" \
+    "recent 0.3=$out/recent-0.3.csv" "recent 0.5=$out/recent-0.5.csv" \
+    "recent 0.7=$out/recent-0.7.csv" --title "Keyformer: recent ratio (continue task, 3 seeds)"
+plot "$out/quality-ablation-tau.png" --policies keyformer --budgets 0.1,0.2,0.3,0.5 \
+    --metrics dnll,top1 \
+    "tau 1=$out/tau-constant-1.csv" "tau 1 to 2=$out/recent-0.3.csv" \
+    "tau 1 to 4=$out/tau-1-to-4.csv" "tau 2=$out/tau-constant-2.csv" \
+    --title "Keyformer: temperature schedule (continue task, 3 seeds)"
 echo "done: $out" >&2
