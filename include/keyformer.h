@@ -158,7 +158,8 @@ typedef struct kf_config {
     uint32_t head_dim;   /**< elements per K (and V) row, >= 1 */
     /** Most slots one (layer, KV head) may hold at once, including rows
      *  appended before their selection: at least the prompt length for the
-     *  prefill, and k + 1 for one-token decode steps. */
+     *  prefill, and k + 1 for one-token decode steps (k + B with
+     *  evict_interval B). */
     uint32_t capacity;
     kf_policy policy;           /**< default KF_POLICY_KEYFORMER */
     kf_rule rule;               /**< default KF_RULE_DYNAMIC */
@@ -184,7 +185,15 @@ typedef struct kf_config {
      *  KF_CPU_ALL, 0 = portable C only. ANDed with the KF_CPU_MASK
      *  environment variable at creation. Results never depend on it. */
     uint32_t cpu_mask;
-    uint8_t reserved[60];   /**< must be zero */
+    /** Decode steps per eviction, B; 0 or 1 (default) = every step, as
+     *  in the paper. With B > 1 a generation-phase kf_select() keeps every
+     *  slot until a (layer, KV head) holds k + B, then evicts B at once
+     *  (the lowest scores under the policy and rule): compaction moves rows
+     *  once per B tokens instead of every token, and up to k + B slots are
+     *  held, so capacity must be >= k + B. The prompt selection is
+     *  unchanged. <= capacity. */
+    uint32_t evict_interval;
+    uint8_t reserved[56];   /**< must be zero */
 } kf_config;
 
 /** Opaque cache: the selection state of one sequence. */
@@ -256,9 +265,9 @@ KF_API int kf_config_default(kf_config *cfg);
  *  policy that evicts); KF_ERANGE (zero shape, n_heads not a multiple of
  *  n_kv_heads, budget_tokens > capacity, recent_ratio outside [0, 1],
  *  negative budget_ratio, tau <= 0 or so small that 1/tau overflows,
- *  tau_steps 0, SINKS with
- *  budget_tokens <= n_sinks, capacity above 2^31 - 1, n_threads above
- *  1024); KF_EOVERFLOW (total size overflows); KF_ENOMEM.
+ *  tau_steps 0, SINKS with budget_tokens <= n_sinks, capacity above
+ *  2^31 - 1, n_threads above 1024, evict_interval above capacity);
+ *  KF_EOVERFLOW (total size overflows); KF_ENOMEM.
  *  Thread-safe. */
 KF_API int kf_cache_create(kf_cache **out, const kf_config *cfg);
 
@@ -323,7 +332,9 @@ KF_API int kf_observe_qk(kf_cache *cache, int layer, const kf_query_view *q,
 /** Decide which slots of `layer` survive (or of every layer with
  *  KF_ALL_LAYERS, which UNIFORM granularity requires). The first call per
  *  layer ends its prompt phase and, for a ratio budget, fixes k from the
- *  prompt length. When the layer holds more than k slots: KEYFORMER and H2O
+ *  prompt length. When the layer holds more than k slots (in the
+ *  generation phase with evict_interval B > 1: k + B or more; fewer are all
+ *  kept): KEYFORMER and H2O
  *  keep the last w slots plus the k - w highest scores among the others
  *  (lower position wins ties; under KF_RULE_REFERENCE a generation step
  *  keeps the first k - w and the last w slots instead); WINDOW keeps the

@@ -48,7 +48,8 @@ static int check_config(const kf_config *cfg)
     if (!cfg->n_layers || !cfg->n_heads || !cfg->n_kv_heads || !cfg->head_dim
         || !cfg->capacity || cfg->n_heads % cfg->n_kv_heads
         || cfg->capacity > (uint32_t)INT32_MAX
-        || cfg->n_threads > KF_MAX_THREADS)
+        || cfg->n_threads > KF_MAX_THREADS
+        || cfg->evict_interval > cfg->capacity)
         return KF_ERANGE;
     if (cfg->policy != KF_POLICY_FULL) {
         int by_tokens = cfg->budget_tokens > 0, by_ratio = cfg->budget_ratio != 0.0;

@@ -75,7 +75,10 @@ static void compact_lane(kf_cache *c, uint32_t layer, uint32_t g)
 static void compact_layer(kf_cache *c, uint32_t layer, const kf_kv_view *k,
                           const kf_kv_view *v)
 {
-    uint32_t n_kv = c->cfg.n_kv_heads;
+    /* nothing evicted (keep lists are ascending, so they are 0 .. n - 1):
+     * no row moves, which batched eviction relies on between evictions */
+    int moves = c->layers[layer].n_keep != c->layers[layer].n_slots;
+    uint32_t n_kv = moves ? c->cfg.n_kv_heads : 0;
     size_t bytes = (size_t)c->layers[layer].n_keep * c->cfg.head_dim * n_kv;
 #pragma omp parallel for num_threads(c->n_threads) schedule(static) \
     if (bytes > 65536 && n_kv > 1 && c->n_threads > 1)

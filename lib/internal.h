@@ -109,16 +109,20 @@ static inline uint32_t kf_window_of(double recent_ratio, uint32_t k)
 int kf_score_row(const kf_cache *c, uint32_t layer, uint32_t h, uint32_t i,
                  const float *x, uint32_t visible, float *acc, float *scratch);
 
-/* Scores every row of query head h into head_acc[h] (zeroed first), using
- * the per-thread scratch of thread tid. Returns KF_ROW_*. */
+/* Adds the scores of every row of query head h to acc, using the
+ * per-thread scratch of thread tid. Returns KF_ROW_*. */
 typedef int (*kf_head_score_fn)(kf_cache *c, uint32_t layer, uint32_t h,
-                                const void *ctx, int tid);
+                                const void *ctx, int tid, float *acc);
 
-/* Runs score for every query head, over OpenMP threads when parallel; each
- * head is written by one thread only. Returns KF_OK, or KF_ENAN /
- * KF_EEMPTYROW of the lowest failing head (the same for any thread count). */
+/* Runs score for every query head, over OpenMP threads when parallel. Not
+ * grouped: head h into head_acc[h]; grouped (calls of one row): the query
+ * heads of KV head g, in order, into head_acc[g], bit-identical after
+ * kf_observe_commit. Accumulators are zeroed over n_slots first; each is
+ * written by one thread only. Returns KF_OK, or KF_ENAN / KF_EEMPTYROW of
+ * the lowest failing head (the same for any thread count). */
 int kf_score_heads(kf_cache *c, uint32_t layer, kf_head_score_fn score,
-                   const void *ctx, int parallel);
+                   const void *ctx, uint32_t n_slots, int grouped,
+                   int parallel);
 
 /* Writes the positions of n_rows new slots past the layer's live slots:
  * invisible until kf_observe_commit, and read by the noise of the call. */
@@ -127,6 +131,7 @@ void kf_observe_stage(kf_cache *c, uint32_t layer, uint32_t n_rows);
 /* Appends the n_rows staged slots: scores (+= group sums of head_acc for
  * the scoring policies, 0 for the new slots otherwise), slot count, next
  * position, steps, state. Cannot fail. */
-void kf_observe_commit(kf_cache *c, uint32_t layer, uint32_t n_rows);
+void kf_observe_commit(kf_cache *c, uint32_t layer, uint32_t n_rows,
+                       int grouped);
 
 #endif

@@ -1,7 +1,7 @@
 /* kf_observe_logits: append a call's rows as new slots and accumulate their
- * scores. Work is split over query heads, each writing only its own
- * accumulator; the group sums then run in a fixed head order, so the result
- * is the same for any thread count. Nothing is committed before every row
+ * scores. Work is split over query heads (several rows) or KV heads (one
+ * row), each writing only its own accumulator; the group sums then run in a
+ * fixed head order, so the result is the same for any thread count. Nothing is committed before every row
  * has been checked, so a failed call changes nothing. */
 #include <string.h>
 
@@ -50,16 +50,14 @@ int kf_score_row(const kf_cache *c, uint32_t layer, uint32_t h, uint32_t i,
     return c->dsp.score_softmax(acc, x, visible, scratch);
 }
 
-/* kf_head_score_fn for host logits: every row of head h into head_acc[h]. */
+/* kf_head_score_fn for host logits: every row of head h added to acc. */
 static int score_head(kf_cache *c, uint32_t layer, uint32_t h,
-                      const void *ctx, int tid)
+                      const void *ctx, int tid, float *acc)
 {
     const kf_logits_view *v = ctx;
     float *scratch = c->row_scratch + (size_t)tid * c->cfg.capacity;
-    float *acc = c->head_acc + (size_t)h * c->cfg.capacity;
     uint32_t n_old = v->n_slots - v->n_rows;
     int causal = v->flags & KF_LOGITS_CAUSAL;
-    memset(acc, 0, v->n_slots * sizeof *acc);
 
     for (uint32_t i = 0; i < v->n_rows; i++) {
         const float *x = v->data + h * v->head_stride + i * v->row_stride;
@@ -71,22 +69,48 @@ static int score_head(kf_cache *c, uint32_t layer, uint32_t h,
     return KF_ROW_OK;
 }
 
-int kf_score_heads(kf_cache *c, uint32_t layer, kf_head_score_fn score,
-                   const void *ctx, int parallel)
+static int thread_id(void)
 {
-    uint32_t n_heads = c->cfg.n_heads;
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* Grouped (one row per call): a KV head's query heads, in order, add into
+ * one accumulator, head_acc[g]. Per head: the accumulators of the general
+ * path start at 0 and commit sums them in head order; with one row each
+ * holds exactly that row's values (0 + y = y), so both paths perform the
+ * same additions and give the same bits, with one clear and one commit
+ * pass per KV head instead of one per query head. */
+int kf_score_heads(kf_cache *c, uint32_t layer, kf_head_score_fn score,
+                   const void *ctx, uint32_t n_slots, int grouped,
+                   int parallel)
+{
+    uint32_t n_heads = c->cfg.n_heads, group = c->group;
+    uint32_t units = grouped ? c->cfg.n_kv_heads : n_heads;
+    size_t cap = c->cfg.capacity;
 
 #pragma omp parallel for num_threads(c->n_threads) schedule(static) \
     if (parallel && c->n_threads > 1)
-    for (uint32_t h = 0; h < n_heads; h++) {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
-        c->head_status[h] = score(c, layer, h, ctx, tid);
+    for (uint32_t u = 0; u < units; u++) {
+        int tid = thread_id();
+        float *acc = c->head_acc + (size_t)u * cap;
+        memset(acc, 0, n_slots * sizeof *acc);
+        if (!grouped) {
+            c->head_status[u] = score(c, layer, u, ctx, tid, acc);
+            continue;
+        }
+        int failed = 0; /* the call fails: skip the group's later heads */
+        for (uint32_t h = u * group; h < (u + 1) * group; h++) {
+            c->head_status[h] = failed ? KF_ROW_OK
+                                       : score(c, layer, h, ctx, tid, acc);
+            failed |= c->head_status[h];
+        }
     }
     /* the lowest failing head decides the status: the same for any
-     * thread count */
+     * thread count and either path */
     for (uint32_t h = 0; h < n_heads; h++)
         if (c->head_status[h])
             return c->head_status[h] == KF_ROW_NAN ? KF_ENAN : KF_EEMPTYROW;
@@ -103,20 +127,22 @@ void kf_observe_stage(kf_cache *c, uint32_t layer, uint32_t n_rows)
     }
 }
 
-void kf_observe_commit(kf_cache *c, uint32_t layer, uint32_t n_rows)
+void kf_observe_commit(kf_cache *c, uint32_t layer, uint32_t n_rows,
+                       int grouped)
 {
     kf_layer *l = &c->layers[layer];
     uint32_t n_old = l->n_slots, n_slots = n_old + n_rows;
+    uint32_t accs = grouped ? 1 : c->group; /* accumulators per KV head */
     for (uint32_t g = 0; g < c->cfg.n_kv_heads; g++) {
         float *s = c->scores + kf_lane(c, layer, g);
         memset(s + n_old, 0, n_rows * sizeof *s);
         if (!kf_policy_scores(c->cfg.policy))
             continue;
         /* slot scores += the group's head sums, heads in order */
-        const float *acc = c->head_acc + (size_t)g * c->group * c->cfg.capacity;
+        const float *acc = c->head_acc + (size_t)g * accs * c->cfg.capacity;
         for (uint32_t j = 0; j < n_slots; j++) {
             float sum = acc[j];
-            for (uint32_t m = 1; m < c->group; m++)
+            for (uint32_t m = 1; m < accs; m++)
                 sum += acc[(size_t)m * c->cfg.capacity + j];
             s[j] += sum;
         }
@@ -142,14 +168,15 @@ int kf_observe_logits(kf_cache *c, int layer, const kf_logits_view *v)
     if (status)
         return status;
 
+    int grouped = v->n_rows == 1;
     kf_observe_stage(c, (uint32_t)layer, v->n_rows);
     if (kf_policy_scores(c->cfg.policy)) {
         long work = (long)v->n_rows * v->n_slots * c->cfg.n_heads;
         status = kf_score_heads(c, (uint32_t)layer, score_head, v,
-                                work > 32768);
+                                v->n_slots, grouped, work > 32768);
         if (status)
             return status;
     }
-    kf_observe_commit(c, (uint32_t)layer, v->n_rows);
+    kf_observe_commit(c, (uint32_t)layer, v->n_rows, grouped);
     return KF_OK;
 }

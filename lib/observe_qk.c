@@ -138,7 +138,7 @@ static const float *key_rows(const kf_kv_view *k, uint32_t g, uint32_t j0,
 /* kf_head_score_fn: every row of query head h, a block of rows at a time.
  * A causal row i sees slots 0 .. n_old + i; only those are computed. */
 static int score_head_qk(kf_cache *c, uint32_t layer, uint32_t h,
-                         const void *ctx, int tid)
+                         const void *ctx, int tid, float *acc)
 {
     const qk_call *call = ctx;
     const kf_query_view *q = call->q;
@@ -147,8 +147,6 @@ static int score_head_qk(kf_cache *c, uint32_t layer, uint32_t h,
     float *block = c->qk_logits + (size_t)tid * c->qk_rows * cap;
     float *tile = c->qk_keys + (size_t)tid * KF_QK_TILE * dim;
     float *scratch = c->row_scratch + (size_t)tid * cap;
-    float *acc = c->head_acc + (size_t)h * cap;
-    memset(acc, 0, n_slots * sizeof *acc);
 
     for (uint32_t r0 = 0; r0 < n_rows; r0 += c->qk_rows) {
         uint32_t nr = n_rows - r0 < c->qk_rows ? n_rows - r0 : c->qk_rows;
@@ -241,6 +239,7 @@ int kf_observe_qk(kf_cache *c, int layer, const kf_query_view *q,
     if (status)
         return status;
 
+    int grouped = q->n_rows == 1;
     kf_observe_stage(c, (uint32_t)layer, q->n_rows);
     if (kf_policy_scores(c->cfg.policy)) {
         qk_call call;
@@ -255,10 +254,10 @@ int kf_observe_qk(kf_cache *c, int layer, const kf_query_view *q,
         double work = (double)q->n_rows * call.n_slots * c->cfg.n_heads
                       * c->cfg.head_dim;
         status = kf_score_heads(c, (uint32_t)layer, score_head_qk, &call,
-                                work > 262144.0);
+                                call.n_slots, grouped, work > 262144.0);
         if (status)
             return status;
     }
-    kf_observe_commit(c, (uint32_t)layer, q->n_rows);
+    kf_observe_commit(c, (uint32_t)layer, q->n_rows, grouped);
     return KF_OK;
 }

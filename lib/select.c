@@ -35,7 +35,10 @@ static uint32_t keep_fixed(const kf_cache *c, uint32_t *keep, uint32_t n,
                            int in_prompt)
 {
     uint32_t k = c->budget, w = c->window, count = 0;
-    if (n <= k) {
+    /* batched eviction: decode steps keep everything below k + B slots */
+    uint32_t slack = in_prompt || c->cfg.evict_interval <= 1
+                         ? 0 : c->cfg.evict_interval - 1;
+    if (n <= k || n - k <= slack) {
         keep_range(keep, &count, 0, n);
         return count;
     }

@@ -18,6 +18,7 @@ const size_t *kf_test_c_layout(size_t *n)
         FIELD(kf_config, recent_ratio),
         FIELD(kf_config, seed),
         FIELD(kf_config, allocator),
+        FIELD(kf_config, evict_interval),
         FIELD(kf_config, reserved),
         sizeof(kf_allocator),
         sizeof(kf_logits_view),

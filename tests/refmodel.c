@@ -121,7 +121,9 @@ static void choose(ref_model *m, const double *score, uint32_t n,
     const kf_config *c = &m->cfg;
     uint32_t k = m->k, w = m->w;
     memset(keep, 0, n);
-    if (n <= k) {
+    /* evict_interval B: decode steps keep all below k + B slots */
+    uint32_t slack = !in_prompt && c->evict_interval > 1 ? c->evict_interval - 1 : 0;
+    if (n <= k + slack) {
         memset(keep, 1, n);
         return;
     }

@@ -315,6 +315,58 @@ static void test_against_model_variants(void **state)
     compare_run(mqa, 25, 8, 1, 6);
 }
 
+/* evict_interval B: decode steps hold k .. k + B - 1 slots and evict B at
+ * once, the B lowest under every policy, rule and granularity (the model
+ * applies the same rule); the prompt selection is unchanged. */
+static void test_evict_interval(void **state)
+{
+    (void)state;
+    const kf_policy pol[] = { KF_POLICY_KEYFORMER, KF_POLICY_H2O,
+                              KF_POLICY_WINDOW, KF_POLICY_SINKS };
+    for (int p = 0; p < 4; p++)
+        for (int rule = 0; rule < 2; rule++)
+            for (int gr = 0; gr < 3; gr++) {
+                kf_config cfg = gqa_config(pol[p], (kf_rule)rule,
+                                           (kf_granularity)gr);
+                cfg.evict_interval = 4;
+                compare_run(cfg, 30, 13, 1, 300 + p * 10 + rule * 3 + gr);
+            }
+
+    kf_config cfg = gqa_config(KF_POLICY_KEYFORMER, KF_RULE_DYNAMIC,
+                               KF_GRANULARITY_KV_HEAD);
+    cfg.budget_ratio = 0.0;
+    cfg.budget_tokens = 10;
+    cfg.evict_interval = 5;
+    kf_cache *c;
+    assert_int_equal(kf_cache_create(&c, &cfg), KF_OK);
+    test_rng r;
+    test_rng_seed(&r, 17);
+    float *x = malloc(6 * 48 * 48 * sizeof *x);
+    for (uint32_t t = 0; t <= 16; t++) {
+        uint32_t rows = t == 0 ? 20 : 1, n;
+        kf_slot_count(c, 0, 0, &n);
+        test_fill_logits(x, 6, rows, n + rows, t == 0, &r);
+        kf_logits_view v = { x, rows, n + rows, n + rows,
+                             (size_t)rows * (n + rows),
+                             t == 0 ? KF_LOGITS_CAUSAL : 0u };
+        assert_int_equal(kf_observe_logits(c, 0, &v), KF_OK);
+        assert_int_equal(kf_select(c, 0), KF_OK);
+        assert_int_equal(kf_compact(c, 0, NULL, NULL), KF_OK);
+        kf_slot_count(c, 0, 1, &n);
+        /* prompt: 20 -> 10; then 11, 12, 13, 14, 15 -> 10, ... */
+        assert_int_equal(n, t == 0 ? 10 : 10 + t % 5);
+    }
+    free(x);
+    kf_cache_destroy(&c);
+
+    cfg.evict_interval = cfg.capacity + 1;
+    assert_int_equal(kf_cache_create(&c, &cfg), KF_ERANGE);
+    assert_null(c);
+    cfg.evict_interval = cfg.capacity;
+    assert_int_equal(kf_cache_create(&c, &cfg), KF_OK);
+    kf_cache_destroy(&c);
+}
+
 /* UNIFORM: every layer and head holds the same positions, and the removed
  * list is exactly the positions that left. */
 static void test_uniform_removed(void **state)
@@ -371,6 +423,7 @@ int main(void)
         cmocka_unit_test(test_tau_schedule),
         cmocka_unit_test(test_against_model),
         cmocka_unit_test(test_against_model_variants),
+        cmocka_unit_test(test_evict_interval),
         cmocka_unit_test(test_uniform_removed),
     };
     return cmocka_run_group_tests_name("policies", tests, NULL, NULL);
