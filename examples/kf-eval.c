@@ -23,7 +23,6 @@
  *
  * Outputs: a Markdown summary on stdout, progress on stderr, the optional
  * CSV (one row per document x policy x budget x seed) and PNG figure. */
-#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -33,20 +32,20 @@
 
 #include <keyformer.h>
 
+#include "cli.h"
 #include "eval/docs.h"
 #include "eval/report.h"
 #include "eval/runner.h"
 #include "model.h"
 #include "tokenizer.h"
 
-#ifndef KF_MODEL_DIR
-#define KF_MODEL_DIR "examples/models/sotu-llama-6m"
-#endif
-
 enum { MAX_BUDGETS = 32, MAX_SEEDS = 1000 };
 
+/* --policies full is the full cache, EVAL_FULL in the runner. */
+_Static_assert((int)EVAL_FULL == (int)CLI_POLICY_FULL, "EVAL_FULL differs from CLI_POLICY_FULL");
+
 typedef struct options {
-    const char *model_path, *tokenizer_path;
+    cli_common common; /* first: the option table's setters receive it */
     const char *tokens_path, *text_path;
     const char *csv_path, *plot_path;
     int prompt_tokens, gen_tokens, rouge_tokens;
@@ -57,57 +56,24 @@ typedef struct options {
     eval_task task;
     int seeds;
     unsigned long long first_seed;
-    int max_docs, threads;
+    int max_docs;
     double mass_share;
-    bool tau_steps_given;
-    kf_config library;
 } options;
 
-/* ---- parsing ---- */
+/* ---- parsing: one table row per option (cli.h) ---- */
 
-static int parse_int(const char *value, int min, int *out)
-{
-    char *end;
-    errno = 0;
-    const long v = strtol(value, &end, 10);
-    if (errno || end == value || *end || v < min || v > INT_MAX)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
+/* The whole options struct of a setter's cli_common (its first member). */
+static options *opts(cli_common *c) { return (options *)c; }
 
-static int parse_double(const char *value, double min, double max, double *out)
+static int set_policies(cli_common *c, const char *v)
 {
-    char *end;
-    errno = 0;
-    const double v = strtod(value, &end);
-    if (errno || end == value || *end || !(v >= min && v <= max))
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int policy_from_name(const char *name, size_t len)
-{
-    static const struct {
-        const char *name;
-        int policy;
-    } names[] = {{"full", EVAL_FULL}, {"keyformer", KF_POLICY_KEYFORMER}, {"h2o", KF_POLICY_H2O},
-                 {"window", KF_POLICY_WINDOW}, {"sinks", KF_POLICY_SINKS}};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strlen(names[i].name) == len && !strncmp(names[i].name, name, len))
-            return names[i].policy;
-    return -2;
-}
-
-static int set_policies(options *o, const char *v)
-{
+    options *o = opts(c);
     memset(o->policy_wanted, 0, sizeof o->policy_wanted);
     o->n_policies = 0;
     for (const char *p = v;;) {
         const char *comma = strchr(p, ',');
         const size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        const int policy = policy_from_name(p, len);
+        const int policy = cli_policy_from_name(p, len);
         if (policy < EVAL_FULL)
             return -1;
         if (!o->policy_wanted[policy + 1]) {
@@ -120,8 +86,9 @@ static int set_policies(options *o, const char *v)
     }
 }
 
-static int set_budgets(options *o, const char *v)
+static int set_budgets(cli_common *c, const char *v)
 {
+    options *o = opts(c);
     o->n_budgets = 0;
     char buffer[64];
     for (const char *p = v;;) {
@@ -132,7 +99,7 @@ static int set_budgets(options *o, const char *v)
         memcpy(buffer, p, len);
         buffer[len] = '\0';
         double b;
-        if (parse_double(buffer, 0.0, 1.0, &b) || b <= 0.0)
+        if (cli_parse_double(buffer, 0.0, 1.0, &b) || b <= 0.0)
             return -1;
         o->budgets[o->n_budgets++] = b;
         if (!comma)
@@ -141,119 +108,77 @@ static int set_budgets(options *o, const char *v)
     }
 }
 
-typedef int (*option_parser)(options *o, const char *value);
-
-static int set_model(options *o, const char *v) { o->model_path = v; return 0; }
-static int set_tokenizer(options *o, const char *v) { o->tokenizer_path = v; return 0; }
-static int set_tokens(options *o, const char *v) { o->tokens_path = v; return 0; }
-static int set_text(options *o, const char *v) { o->text_path = v; return 0; }
-static int set_csv(options *o, const char *v) { o->csv_path = v; return 0; }
-static int set_plot(options *o, const char *v) { o->plot_path = v; return 0; }
-static int set_prompt(options *o, const char *v) { return parse_int(v, 2, &o->prompt_tokens); }
-static int set_gen(options *o, const char *v) { return parse_int(v, 1, &o->gen_tokens); }
-static int set_rouge(options *o, const char *v) { return parse_int(v, 0, &o->rouge_tokens); }
-static int set_max_docs(options *o, const char *v) { return parse_int(v, 1, &o->max_docs); }
-static int set_threads(options *o, const char *v) { return parse_int(v, 1, &o->threads); }
-
-static int set_seeds(options *o, const char *v)
+static int set_tokens(cli_common *c, const char *v) { opts(c)->tokens_path = v; return 0; }
+static int set_text(cli_common *c, const char *v) { opts(c)->text_path = v; return 0; }
+static int set_csv(cli_common *c, const char *v) { opts(c)->csv_path = v; return 0; }
+static int set_plot(cli_common *c, const char *v) { opts(c)->plot_path = v; return 0; }
+static int set_prompt(cli_common *c, const char *v)
 {
-    return parse_int(v, 1, &o->seeds) || o->seeds > MAX_SEEDS ? -1 : 0;
+    return cli_parse_int(v, 2, &opts(c)->prompt_tokens);
+}
+static int set_gen(cli_common *c, const char *v)
+{
+    return cli_parse_int(v, 1, &opts(c)->gen_tokens);
+}
+static int set_rouge(cli_common *c, const char *v)
+{
+    return cli_parse_int(v, 0, &opts(c)->rouge_tokens);
+}
+static int set_max_docs(cli_common *c, const char *v)
+{
+    return cli_parse_int(v, 1, &opts(c)->max_docs);
 }
 
-static int set_seed(options *o, const char *v)
+static int set_seeds(cli_common *c, const char *v)
 {
-    char *end;
-    errno = 0;
-    o->first_seed = strtoull(v, &end, 10);
-    return errno || end == v || *end || *v == '-' ? -1 : 0;
+    return cli_parse_int(v, 1, &opts(c)->seeds) || opts(c)->seeds > MAX_SEEDS ? -1 : 0;
 }
 
-static int set_task(options *o, const char *v)
+/* Unlike kf-generate, kf-eval refuses a negative seed. */
+static int set_seed(cli_common *c, const char *v)
+{
+    return cli_parse_seed(v, &opts(c)->first_seed) || *v == '-' ? -1 : 0;
+}
+
+static int set_task(cli_common *c, const char *v)
 {
     if (!strcmp(v, "continue"))
-        o->task = EVAL_TASK_CONTINUE;
+        opts(c)->task = EVAL_TASK_CONTINUE;
     else if (!strcmp(v, "recall"))
-        o->task = EVAL_TASK_RECALL;
+        opts(c)->task = EVAL_TASK_RECALL;
     else
         return -1;
     return 0;
 }
 
-static int set_recent(options *o, const char *v)
+/* Ratios and temperatures are read as doubles, as kf-eval always has. */
+static int set_recent(cli_common *c, const char *v)
 {
-    return parse_double(v, 0.0, 1.0, &o->library.recent_ratio);
-}
-
-static int set_rule(options *o, const char *v)
-{
-    if (!strcmp(v, "dynamic"))
-        o->library.rule = KF_RULE_DYNAMIC;
-    else if (!strcmp(v, "reference"))
-        o->library.rule = KF_RULE_REFERENCE;
-    else
-        return -1;
-    return 0;
-}
-
-static int set_granularity(options *o, const char *v)
-{
-    if (!strcmp(v, "kv-head"))
-        o->library.granularity = KF_GRANULARITY_KV_HEAD;
-    else if (!strcmp(v, "layer"))
-        o->library.granularity = KF_GRANULARITY_LAYER;
-    else if (!strcmp(v, "uniform"))
-        o->library.granularity = KF_GRANULARITY_UNIFORM;
-    else
-        return -1;
-    return 0;
-}
-
-static int set_sinks(options *o, const char *v)
-{
-    int n;
-    if (parse_int(v, 0, &n))
-        return -1;
-    o->library.n_sinks = (uint32_t)n;
-    return 0;
+    return cli_parse_double(v, 0.0, 1.0, &c->library.recent_ratio);
 }
 
 static int set_tau(const char *v, float *out)
 {
     double t;
-    if (parse_double(v, 1e-6, 1e6, &t))
+    if (cli_parse_double(v, 1e-6, 1e6, &t))
         return -1;
     *out = (float)t;
     return 0;
 }
 
-static int set_tau_init(options *o, const char *v) { return set_tau(v, &o->library.tau_init); }
-static int set_tau_end(options *o, const char *v) { return set_tau(v, &o->library.tau_end); }
+static int set_tau_init(cli_common *c, const char *v) { return set_tau(v, &c->library.tau_init); }
+static int set_tau_end(cli_common *c, const char *v) { return set_tau(v, &c->library.tau_end); }
 
-static int set_tau_steps(options *o, const char *v)
+static int set_mass_share(cli_common *c, const char *v)
 {
-    int n;
-    if (parse_int(v, 1, &n))
-        return -1;
-    o->library.tau_steps = (uint32_t)n;
-    o->tau_steps_given = true;
-    return 0;
+    return cli_parse_double(v, 0.0, 1.0, &opts(c)->mass_share);
 }
 
-static int set_mass_share(options *o, const char *v)
-{
-    return parse_double(v, 0.0, 1.0, &o->mass_share);
-}
-
-typedef struct option_spec {
-    const char *name, *value_name, *help;
-    option_parser parse;
-} option_spec;
-
-static const option_spec OPTIONS[] = {
+static const cli_option OPTIONS[] = {
     {"--tokens", "FILE", "JSON lines {\"name\", \"ids\"} (reference ids, BOS first)", set_tokens},
     {"--text", "FILE", "JSON lines {\"name\", \"text\"}, tokenized here", set_text},
-    {"--model", "PATH", "llama2.c checkpoint (default: bundled sotu-llama-6m)", set_model},
-    {"--tokenizer", "PATH", "tokenizer.bin for --text (default: bundled)", set_tokenizer},
+    {"--model", "PATH", "llama2.c checkpoint (default: bundled sotu-llama-6m)", cli_set_model},
+    {"--tokenizer", "PATH", "tokenizer.bin for --text (default: bundled)", cli_set_tokenizer},
     {"--prompt-tokens", "P", "prompt ids, prefilled with full attention (1024)", set_prompt},
     {"--gen-tokens", "M", "teacher-forced predictions per document (256)", set_gen},
     {"--rouge-tokens", "G", "greedy tokens compared by ROUGE-L (128; 0 skips)", set_rouge},
@@ -261,74 +186,49 @@ static const option_spec OPTIONS[] = {
     {"--budgets", "LIST", "fractions of the prompt (0.1,0.2,0.3,0.5,0.7,0.9)", set_budgets},
     {"--task", "NAME", "continue (default) or recall", set_task},
     {"--recent", "R", "recent window as a fraction of the budget (0.3)", set_recent},
-    {"--rule", "NAME", "decode eviction: dynamic (default) or reference", set_rule},
-    {"--granularity", "NAME", "kv-head (default), layer or uniform", set_granularity},
-    {"--sinks", "N", "first tokens kept by the sinks policy (4)", set_sinks},
+    {"--rule", "NAME", "decode eviction: dynamic (default) or reference", cli_set_rule},
+    {"--granularity", "NAME", "kv-head (default), layer or uniform", cli_set_granularity},
+    {"--sinks", "N", "first tokens kept by the sinks policy (4)", cli_set_sinks},
     {"--tau-init", "T", "Keyformer temperature at the prompt (1)", set_tau_init},
     {"--tau-end", "T", "Keyformer temperature after --tau-steps (2)", set_tau_end},
-    {"--tau-steps", "N", "steps from tau-init to tau-end (default M)", set_tau_steps},
+    {"--tau-steps", "N", "steps from tau-init to tau-end (default M)", cli_set_tau_steps},
     {"--seeds", "N", "Keyformer runs per budget, seeds S .. S+N-1 (1)", set_seeds},
     {"--seed", "S", "first Keyformer seed (1)", set_seed},
     {"--max-docs", "N", "evaluate the first N usable documents (all)", set_max_docs},
-    {"--threads", "N", "jobs at once, one core each (all cores)", set_threads},
+    {"--threads", "N", "jobs at once, one core each (all cores)", cli_set_threads},
     {"--mass-share", "S", "attention share for the concentration table (0.9; 0 skips)",
      set_mass_share},
     {"--csv", "OUT", "per-document CSV", set_csv},
     {"--plot", "OUT.png", "figure through gnuplot", set_plot},
 };
-enum { N_OPTIONS = sizeof OPTIONS / sizeof OPTIONS[0] };
 
-static void print_usage(FILE *out)
-{
-    fprintf(out, "usage: kf-eval --tokens FILE | --text FILE [options]\n");
-    for (int i = 0; i < N_OPTIONS; i++)
-        fprintf(out, "  %-15s %-8s %s\n", OPTIONS[i].name, OPTIONS[i].value_name,
-                OPTIONS[i].help);
-}
+static const cli_program PROGRAM = {.name = "kf-eval",
+                                    .synopsis = "kf-eval --tokens FILE | --text FILE [options]",
+                                    .value_width = 8, .options = OPTIONS,
+                                    .n_options = CLI_N_OPTIONS(OPTIONS)};
 
 /* Returns 0 to run, 1 after --help, -1 on a bad command line. */
 static int parse_command_line(options *o, int argc, char **argv)
 {
     const long cores = sysconf(_SC_NPROCESSORS_ONLN);
     *o = (options){
-        .model_path = KF_MODEL_DIR "/model.bin",
-        .tokenizer_path = KF_MODEL_DIR "/tokenizer.bin",
         .prompt_tokens = 1024, .gen_tokens = 256, .rouge_tokens = 128,
-        .seeds = 1, .first_seed = 1, .max_docs = INT_MAX,
-        .threads = cores > 0 ? (int)cores : 1, .mass_share = 0.9,
+        .seeds = 1, .first_seed = 1, .max_docs = INT_MAX, .mass_share = 0.9,
     };
-    kf_config_default(&o->library);
-    set_policies(o, "full,keyformer,h2o,window,sinks");
-    set_budgets(o, "0.1,0.2,0.3,0.5,0.7,0.9");
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            print_usage(stdout);
-            return 1;
-        }
-        const option_spec *spec = NULL;
-        for (int k = 0; k < N_OPTIONS && !spec; k++)
-            if (!strcmp(argv[i], OPTIONS[k].name))
-                spec = &OPTIONS[k];
-        if (!spec) {
-            fprintf(stderr, "kf-eval: unknown option %s\n", argv[i]);
-            print_usage(stderr);
-            return -1;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "kf-eval: %s needs a value (%s)\n", spec->name, spec->value_name);
-            return -1;
-        }
-        if (spec->parse(o, argv[++i]) != 0) {
-            fprintf(stderr, "kf-eval: bad value '%s' for %s\n", argv[i], spec->name);
-            return -1;
-        }
-    }
+    cli_common_init(&o->common);
+    o->common.threads = cores > 0 ? (int)cores : 1;
+    set_policies(&o->common, "full,keyformer,h2o,window,sinks");
+    set_budgets(&o->common, "0.1,0.2,0.3,0.5,0.7,0.9");
+    const int parsed = cli_parse(&PROGRAM, &o->common, argc, argv);
+    if (parsed != 0)
+        return parsed;
+    kf_config *library = &o->common.library;
     if (!o->tokens_path == !o->text_path) {
         fprintf(stderr, "kf-eval: give exactly one of --tokens FILE and --text FILE\n");
         return -1;
     }
-    if (!o->tau_steps_given)
-        o->library.tau_steps = (uint32_t)o->gen_tokens;
+    if (!o->common.tau_steps_given)
+        library->tau_steps = (uint32_t)o->gen_tokens;
     if (o->task == EVAL_TASK_RECALL &&
         o->prompt_tokens < EVAL_RECALL_OFFSET + o->gen_tokens + 1) {
         fprintf(stderr, "kf-eval: the recall task repeats ids[%d:%d], which must lie inside "
@@ -338,7 +238,7 @@ static int parse_command_line(options *o, int argc, char **argv)
     }
     for (int b = 0; b < o->n_budgets; b++) {
         const long k = (long)floor(o->budgets[b] * o->prompt_tokens);
-        if (k < 1 || (o->policy_wanted[KF_POLICY_SINKS + 1] && k <= (long)o->library.n_sinks)) {
+        if (k < 1 || (o->policy_wanted[KF_POLICY_SINKS + 1] && k <= (long)library->n_sinks)) {
             fprintf(stderr, "kf-eval: budget %g of a %d-id prompt keeps %ld slots: too few%s\n",
                     o->budgets[b], o->prompt_tokens, k,
                     o->policy_wanted[KF_POLICY_SINKS + 1] ? " (sinks needs more than --sinks)"
@@ -389,17 +289,13 @@ int main(int argc, char **argv)
     eng_error err = {{0}};
     char message[512] = "";
     int status = 1;
-    if (eng_model_open(&model, o.model_path, &err) != ENG_OK) {
+    /* The tokenizer only for --text. */
+    if (cli_load_model(&o.common, &model, o.text_path ? &tokenizer : NULL, &err) != ENG_OK) {
         fprintf(stderr, "kf-eval: %s\n", err.message);
         goto done;
     }
     /* Failing only costs speed. */
     eval_model_to_anonymous_memory(&model);
-    if (o.text_path && eng_tokenizer_load(&tokenizer, o.tokenizer_path,
-                                          model.config.vocab_size, &err) != ENG_OK) {
-        fprintf(stderr, "kf-eval: %s\n", err.message);
-        goto done;
-    }
     if (eval_corpus_read(&corpus, o.text_path ? o.text_path : o.tokens_path,
                          o.text_path ? &tokenizer : NULL, message, sizeof message)) {
         fprintf(stderr, "kf-eval: %s\n", message);
@@ -435,12 +331,13 @@ int main(int argc, char **argv)
     const eval_sweep sweep = {
         .model = &model, .docs = usable, .n_docs = n_usable, .runs = runs, .n_runs = n_runs,
         .prompt_tokens = o.prompt_tokens, .gen_tokens = o.gen_tokens,
-        .rouge_tokens = o.rouge_tokens, .task = o.task, .library = o.library,
-        .threads = o.threads, .attention_mass = o.mass_share > 0.0,
+        .rouge_tokens = o.rouge_tokens, .task = o.task, .library = o.common.library,
+        .threads = o.common.threads, .attention_mass = o.mass_share > 0.0,
         .mass_share = o.mass_share, .progress = true,
     };
     fprintf(stderr, "kf-eval: %d documents x %d runs (%s task) on %d job(s) at a time\n",
-            n_usable, n_runs, o.task == EVAL_TASK_RECALL ? "recall" : "continue", o.threads);
+            n_usable, n_runs, o.task == EVAL_TASK_RECALL ? "recall" : "continue",
+            o.common.threads);
     if (eval_sweep_run(&sweep, &results))
         goto done;
     fprintf(stderr, "kf-eval: done in %.1f s\n", results.elapsed_s);

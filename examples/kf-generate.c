@@ -24,202 +24,107 @@
 
 #include <keyformer.h>
 
+#include "cli.h"
 #include "engine_keyformer.h"
 #include "forward.h"
 #include "model.h"
 #include "sampler.h"
 #include "tokenizer.h"
 
-#ifndef KF_MODEL_DIR
-#define KF_MODEL_DIR "examples/models/sotu-llama-6m"
-#endif
-
 typedef struct generate_options {
-    const char *model_path;
-    const char *tokenizer_path;
+    cli_common common; /* first: the option table's setters receive it */
     const char *prompt;
     const char *prompt_file;
     int steps;
     float temperature;
     float top_p;
     unsigned long long seed;
-    int threads;
     int capacity; /* KV slots; 0 = prompt + steps */
     bool use_library; /* false for --policy full */
-    bool tau_steps_given;
-    kf_config kf;     /* library settings; shape fields filled later */
 } generate_options;
 
-/* ---- command line: one table row per option ---- */
+/* ---- command line: one table row per option (cli.h) ---- */
 
-typedef int (*option_parser)(generate_options *o, const char *value);
+/* The whole options struct of a setter's cli_common (its first member). */
+static generate_options *opts(cli_common *c) { return (generate_options *)c; }
 
-static int parse_int(const char *value, int min, int *out)
+static int set_prompt(cli_common *c, const char *v) { opts(c)->prompt = v; return 0; }
+static int set_prompt_file(cli_common *c, const char *v) { opts(c)->prompt_file = v; return 0; }
+static int set_steps(cli_common *c, const char *v) { return cli_parse_int(v, 0, &opts(c)->steps); }
+static int set_capacity(cli_common *c, const char *v)
 {
-    char *end;
-    errno = 0;
-    const long v = strtol(value, &end, 10);
-    if (errno || end == value || *end || v < min || v > INT_MAX)
+    return cli_parse_int(v, 1, &opts(c)->capacity);
+}
+static int set_temperature(cli_common *c, const char *v)
+{
+    return cli_parse_float(v, 0.0f, 100.0f, &opts(c)->temperature);
+}
+static int set_top_p(cli_common *c, const char *v)
+{
+    return cli_parse_float(v, 0.0f, 1.0f, &opts(c)->top_p);
+}
+static int set_seed(cli_common *c, const char *v) { return cli_parse_seed(v, &opts(c)->seed); }
+
+static int set_policy(cli_common *c, const char *v)
+{
+    const int policy = cli_policy_from_name(v, strlen(v));
+    if (policy == CLI_POLICY_UNKNOWN)
         return -1;
-    *out = (int)v;
+    opts(c)->use_library = policy != CLI_POLICY_FULL;
+    if (policy != CLI_POLICY_FULL)
+        c->library.policy = (kf_policy)policy;
     return 0;
 }
 
-static int parse_float(const char *value, float min, float max, float *out)
+/* kf-generate also takes "head" for kv-head. */
+static int set_granularity(cli_common *c, const char *v)
 {
-    char *end;
-    errno = 0;
-    const float v = strtof(value, &end);
-    if (errno || end == value || *end || !(v >= min && v <= max))
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int set_model(generate_options *o, const char *v) { o->model_path = v; return 0; }
-static int set_tokenizer(generate_options *o, const char *v) { o->tokenizer_path = v; return 0; }
-static int set_prompt(generate_options *o, const char *v) { o->prompt = v; return 0; }
-static int set_prompt_file(generate_options *o, const char *v) { o->prompt_file = v; return 0; }
-static int set_steps(generate_options *o, const char *v) { return parse_int(v, 0, &o->steps); }
-static int set_threads(generate_options *o, const char *v) { return parse_int(v, 1, &o->threads); }
-static int set_capacity(generate_options *o, const char *v) { return parse_int(v, 1, &o->capacity); }
-static int set_temperature(generate_options *o, const char *v)
-{
-    return parse_float(v, 0.0f, 100.0f, &o->temperature);
-}
-static int set_top_p(generate_options *o, const char *v)
-{
-    return parse_float(v, 0.0f, 1.0f, &o->top_p);
-}
-static int set_seed(generate_options *o, const char *v)
-{
-    char *end;
-    errno = 0;
-    o->seed = strtoull(v, &end, 10);
-    return errno || end == v || *end ? -1 : 0;
-}
-
-/* Maps a name to an enum value; -1 if unknown. */
-typedef struct named_value {
-    const char *name;
-    int value;
-} named_value;
-
-static int lookup_name(const named_value *table, int n, const char *name)
-{
-    for (int i = 0; i < n; i++)
-        if (!strcmp(table[i].name, name))
-            return table[i].value;
-    return -1;
-}
-
-/* "full" is not a library policy here: it means running without the library. */
-enum { POLICY_NO_LIBRARY = 100 };
-
-static int set_policy(generate_options *o, const char *v)
-{
-    static const named_value policies[] = {
-        {"full", POLICY_NO_LIBRARY}, {"keyformer", KF_POLICY_KEYFORMER},
-        {"h2o", KF_POLICY_H2O}, {"window", KF_POLICY_WINDOW}, {"sinks", KF_POLICY_SINKS},
-    };
-    const int policy = lookup_name(policies, 5, v);
-    if (policy < 0)
-        return -1;
-    o->use_library = policy != POLICY_NO_LIBRARY;
-    if (o->use_library)
-        o->kf.policy = (kf_policy)policy;
-    return 0;
-}
-
-static int set_rule(generate_options *o, const char *v)
-{
-    static const named_value rules[] = {{"dynamic", KF_RULE_DYNAMIC},
-                                        {"reference", KF_RULE_REFERENCE}};
-    const int rule = lookup_name(rules, 2, v);
-    o->kf.rule = (kf_rule)rule;
-    return rule < 0 ? -1 : 0;
-}
-
-static int set_granularity(generate_options *o, const char *v)
-{
-    /* UNIFORM: one model-wide selection after the last layer of a step */
-    static const named_value granularities[] = {{"head", KF_GRANULARITY_KV_HEAD},
-                                                {"kv-head", KF_GRANULARITY_KV_HEAD},
-                                                {"layer", KF_GRANULARITY_LAYER},
-                                                {"uniform", KF_GRANULARITY_UNIFORM}};
-    const int granularity = lookup_name(granularities, 4, v);
-    o->kf.granularity = (kf_granularity)granularity;
-    return granularity < 0 ? -1 : 0;
+    return cli_set_granularity(c, strcmp(v, "head") ? v : "kv-head");
 }
 
 /* A fraction of the prompt when written with a point ("0.5"), else a count
  * of slots ("256"). */
-static int set_budget(generate_options *o, const char *v)
+static int set_budget(cli_common *c, const char *v)
 {
     if (strchr(v, '.')) {
         float ratio;
-        if (parse_float(v, 0.0f, 1.0f, &ratio) || ratio <= 0.0f)
+        if (cli_parse_float(v, 0.0f, 1.0f, &ratio) || ratio <= 0.0f)
             return -1;
-        o->kf.budget_ratio = ratio;
-        o->kf.budget_tokens = 0;
+        c->library.budget_ratio = ratio;
+        c->library.budget_tokens = 0;
         return 0;
     }
     int tokens;
-    if (parse_int(v, 1, &tokens))
+    if (cli_parse_int(v, 1, &tokens))
         return -1;
-    o->kf.budget_tokens = (uint32_t)tokens;
-    o->kf.budget_ratio = 0.0;
+    c->library.budget_tokens = (uint32_t)tokens;
+    c->library.budget_ratio = 0.0;
     return 0;
 }
 
-static int set_recent(generate_options *o, const char *v)
+/* Ratios and temperatures are read as floats, as kf-generate always has. */
+static int set_recent(cli_common *c, const char *v)
 {
     float ratio;
-    if (parse_float(v, 0.0f, 1.0f, &ratio))
+    if (cli_parse_float(v, 0.0f, 1.0f, &ratio))
         return -1;
-    o->kf.recent_ratio = ratio;
+    c->library.recent_ratio = ratio;
     return 0;
 }
 
-static int set_sinks(generate_options *o, const char *v)
+static int set_tau_init(cli_common *c, const char *v)
 {
-    int n;
-    if (parse_int(v, 0, &n))
-        return -1;
-    o->kf.n_sinks = (uint32_t)n;
-    return 0;
+    return cli_parse_float(v, 1e-6f, 1e6f, &c->library.tau_init);
 }
 
-static int set_tau_init(generate_options *o, const char *v)
+static int set_tau_end(cli_common *c, const char *v)
 {
-    return parse_float(v, 1e-6f, 1e6f, &o->kf.tau_init);
+    return cli_parse_float(v, 1e-6f, 1e6f, &c->library.tau_end);
 }
 
-static int set_tau_end(generate_options *o, const char *v)
-{
-    return parse_float(v, 1e-6f, 1e6f, &o->kf.tau_end);
-}
-
-static int set_tau_steps(generate_options *o, const char *v)
-{
-    int n;
-    if (parse_int(v, 1, &n))
-        return -1;
-    o->kf.tau_steps = (uint32_t)n;
-    o->tau_steps_given = true;
-    return 0;
-}
-
-typedef struct option_spec {
-    const char *name;
-    const char *value_name;
-    const char *help;
-    option_parser parse;
-} option_spec;
-
-static const option_spec OPTIONS[] = {
-    {"--model", "PATH", "llama2.c checkpoint (default: bundled sotu-llama-6m)", set_model},
-    {"--tokenizer", "PATH", "tokenizer.bin (default: bundled)", set_tokenizer},
+static const cli_option OPTIONS[] = {
+    {"--model", "PATH", "llama2.c checkpoint (default: bundled sotu-llama-6m)", cli_set_model},
+    {"--tokenizer", "PATH", "tokenizer.bin (default: bundled)", cli_set_tokenizer},
     {"--prompt", "TEXT", "prompt text (default: empty, start from BOS)", set_prompt},
     {"--prompt-file", "FILE", "read the prompt from FILE (trailing newlines dropped)",
      set_prompt_file},
@@ -227,7 +132,7 @@ static const option_spec OPTIONS[] = {
     {"--temperature", "T", "sampling temperature, 0 = greedy (default 1.0)", set_temperature},
     {"--top-p", "P", "nucleus sampling mass, 1 = off (default 0.9)", set_top_p},
     {"--seed", "S", "random seed (default: from the clock)", set_seed},
-    {"--threads", "N", "threads (default: all cores)", set_threads},
+    {"--threads", "N", "threads (default: all cores)", cli_set_threads},
     {"--capacity", "SLOTS", "KV cache slots per layer (default: prompt + steps)",
      set_capacity},
     {"--policy", "NAME", "full (no library, default), keyformer, h2o, window, sinks",
@@ -235,57 +140,31 @@ static const option_spec OPTIONS[] = {
     {"--budget", "R|N", "slots kept: fraction of the prompt (0.5) or count (256)", set_budget},
     {"--recent", "R", "recent window as a fraction of the budget (default 0.3)", set_recent},
     {"--rule", "NAME", "decode eviction: dynamic (paper, default) or reference (code)",
-     set_rule},
+     cli_set_rule},
     {"--granularity", "NAME", "head (default; alias kv-head), layer or uniform",
      set_granularity},
-    {"--sinks", "N", "first tokens always kept by --policy sinks (default 4)", set_sinks},
+    {"--sinks", "N", "first tokens always kept by --policy sinks (default 4)", cli_set_sinks},
     {"--tau-init", "T", "Keyformer temperature at the prompt (default 1)", set_tau_init},
     {"--tau-end", "T", "Keyformer temperature after --tau-steps (default 2)", set_tau_end},
-    {"--tau-steps", "N", "steps from tau-init to tau-end (default: --steps)", set_tau_steps},
+    {"--tau-steps", "N", "steps from tau-init to tau-end (default: --steps)",
+     cli_set_tau_steps},
 };
-enum { N_OPTIONS = sizeof OPTIONS / sizeof OPTIONS[0] };
 
-static void print_usage(FILE *out)
-{
-    fprintf(out, "usage: kf-generate [options]\n");
-    for (int i = 0; i < N_OPTIONS; i++)
-        fprintf(out, "  %-15s %-6s %s\n", OPTIONS[i].name, OPTIONS[i].value_name,
-                OPTIONS[i].help);
-}
+static const cli_program PROGRAM = {.name = "kf-generate", .synopsis = "kf-generate [options]",
+                                    .value_width = 6, .options = OPTIONS,
+                                    .n_options = CLI_N_OPTIONS(OPTIONS)};
 
 /* Returns 0 to run, 1 when help was printed, -1 on a bad command line. */
 static int parse_command_line(generate_options *o, int argc, char **argv)
 {
     *o = (generate_options){
-        .model_path = KF_MODEL_DIR "/model.bin",
-        .tokenizer_path = KF_MODEL_DIR "/tokenizer.bin",
         .steps = 256, .temperature = 1.0f, .top_p = 0.9f,
         .seed = (unsigned long long)time(NULL),
     };
-    kf_config_default(&o->kf);
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            print_usage(stdout);
-            return 1;
-        }
-        const option_spec *spec = NULL;
-        for (int k = 0; k < N_OPTIONS && !spec; k++)
-            if (!strcmp(argv[i], OPTIONS[k].name))
-                spec = &OPTIONS[k];
-        if (!spec) {
-            fprintf(stderr, "kf-generate: unknown option %s\n", argv[i]);
-            print_usage(stderr);
-            return -1;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "kf-generate: %s needs a value (%s)\n", spec->name, spec->value_name);
-            return -1;
-        }
-        if (spec->parse(o, argv[++i]) != 0) {
-            fprintf(stderr, "kf-generate: bad value '%s' for %s\n", argv[i], spec->name);
-            return -1;
-        }
-    }
+    cli_common_init(&o->common);
+    const int parsed = cli_parse(&PROGRAM, &o->common, argc, argv);
+    if (parsed != 0)
+        return parsed;
     if (o->prompt && o->prompt_file) {
         fprintf(stderr, "kf-generate: give --prompt or --prompt-file, not both\n");
         return -1;
@@ -362,9 +241,7 @@ static int report(int rc, const eng_error *err)
 static int load_inputs(generation *g, const generate_options *o, eng_error *err)
 {
     int rc;
-    if ((rc = eng_model_open(&g->model, o->model_path, err)) ||
-        (rc = eng_tokenizer_load(&g->tokenizer, o->tokenizer_path,
-                                 g->model.config.vocab_size, err)) ||
+    if ((rc = cli_load_model(&o->common, &g->model, &g->tokenizer, err)) ||
         (rc = eng_sampler_init(&g->sampler, g->model.config.vocab_size, o->temperature,
                                o->top_p, o->seed, err)))
         return rc;
@@ -386,14 +263,14 @@ static int create_library_cache(generation *g, const generate_options *o, int *c
                                 eng_error *err)
 {
     const eng_model_config *c = &g->model.config;
-    kf_config cfg = o->kf;
+    kf_config cfg = o->common.library;
     cfg.n_layers = (uint32_t)c->n_layers;
     cfg.n_heads = (uint32_t)c->n_heads;
     cfg.n_kv_heads = (uint32_t)c->n_kv_heads;
     cfg.head_dim = (uint32_t)c->head_size;
-    cfg.n_threads = (uint32_t)o->threads;
+    cfg.n_threads = (uint32_t)o->common.threads;
     cfg.seed = o->seed;
-    if (!o->tau_steps_given)
+    if (!o->common.tau_steps_given)
         cfg.tau_steps = o->steps > 0 ? (uint32_t)o->steps : 1;
     const long budget = cfg.budget_tokens > 0
                             ? (long)cfg.budget_tokens
@@ -439,7 +316,7 @@ static int prepare(generation *g, const generate_options *o, eng_error *err)
     g->show_progress = isatty(STDERR_FILENO) && g->n_prompt > 512;
     const eng_state_options state_options = {
         .kv_capacity = capacity,
-        .n_threads = o->threads,
+        .n_threads = o->common.threads,
         .hook = o->use_library || g->show_progress ? layer_hook : NULL,
         .hook_user_data = g,
     };

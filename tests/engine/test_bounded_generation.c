@@ -23,6 +23,7 @@
 #include "engine_keyformer.h"
 #include "forward.h"
 #include "model.h"
+#include "test_args.h"
 
 enum { PROMPT = 300, REFERENCE_IDS = 512 };
 
@@ -203,12 +204,8 @@ static void test_budget_bounds_slots_and_memory(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s MODEL_BIN REFERENCE_LOGITS_BIN\n", argv[0]);
+    if (!test_args(argc, argv, "MODEL_BIN REFERENCE_LOGITS_BIN", &model_path, &reference_path))
         return 2;
-    }
-    model_path = argv[1];
-    reference_path = argv[2];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_large_budget_equals_full_cache),
         cmocka_unit_test(test_budget_bounds_slots_and_memory),

@@ -24,8 +24,9 @@
 
 #include "engine_keyformer.h"
 #include "forward.h"
-#include "jsonl.h"
+#include "eval/docs.h"
 #include "model.h"
+#include "test_args.h"
 
 enum { PROMPT = 1024, CONTINUATION = 256 };
 
@@ -47,8 +48,9 @@ static int read_first_document(fixture *fx)
         return -1;
     char *line = NULL;
     size_t capacity = 0;
-    if (getline(&line, &capacity, f) > 0)
-        fx->ids = jsonl_int_array_field(line, "ids", &fx->n_ids);
+    const ssize_t got = getline(&line, &capacity, f);
+    if (got > 0)
+        eval_json_doc_fields(line, (size_t)got, NULL, NULL, NULL, &fx->ids, &fx->n_ids);
     free(line);
     fclose(f);
     return fx->ids && fx->n_ids > PROMPT + CONTINUATION ? 0 : -1;
@@ -293,12 +295,8 @@ static void test_uniform_granularity(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s MODEL_BIN DATA_DIR\n", argv[0]);
+    if (!test_args(argc, argv, "MODEL_BIN DATA_DIR", &model_path, &data_dir))
         return 2;
-    }
-    model_path = argv[1];
-    data_dir = argv[2];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_policies_match_independent_simulation),
         cmocka_unit_test(test_library_window_equals_engine_window),

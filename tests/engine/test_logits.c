@@ -17,6 +17,7 @@
 
 #include "forward.h"
 #include "model.h"
+#include "test_args.h"
 
 static const double TOLERANCE = 1e-4;
 enum { DECODE_STEPS = 12 };
@@ -203,12 +204,8 @@ static void test_full_cache_refuses_extra_tokens(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s MODEL_BIN REFERENCE_LOGITS_BIN\n", argv[0]);
+    if (!test_args(argc, argv, "MODEL_BIN REFERENCE_LOGITS_BIN", &model_path, &reference_path))
         return 2;
-    }
-    model_path = argv[1];
-    reference_path = argv[2];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prefill_and_decode_match_reference),
         cmocka_unit_test(test_blocked_prefill_matches_reference),

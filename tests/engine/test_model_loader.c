@@ -19,6 +19,7 @@
 #include "model.h"
 #include "synthetic_model.h"
 #include "temp_file.h"
+#include "test_args.h"
 
 static const char *bundled_model_path;
 
@@ -202,11 +203,8 @@ static void test_unreadable_paths_fail_cleanly(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s BUNDLED_MODEL_BIN\n", argv[0]);
+    if (!test_args(argc, argv, "BUNDLED_MODEL_BIN", &bundled_model_path))
         return 2;
-    }
-    bundled_model_path = argv[1];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bundled_model_loads),
         cmocka_unit_test(test_untied_classifier_follows_the_rope_tables),

@@ -16,20 +16,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "jsonl.h"
+#include "eval/docs.h"
 #include "temp_file.h"
+#include "test_args.h"
 #include "tokenizer.h"
 
 enum { VOCAB_SIZE = 4096 };
 
 static const char *tokenizer_path;
 static const char *data_dir;
-
-typedef struct reference_document {
-    char *name;
-    int *ids;
-    int n_ids;
-} reference_document;
 
 static int setup_tokenizer(void **state)
 {
@@ -70,35 +65,20 @@ static FILE *open_data_file(const char *name)
     return f;
 }
 
-static reference_document *read_reference_ids(int *count)
+/* The reference ids of every dev document, read as kf-eval reads them. */
+static void read_reference_ids(eval_corpus *reference)
 {
-    FILE *f = open_data_file("sotu-dev.tokens.jsonl");
-    reference_document *docs = NULL;
-    int n = 0;
-    char *line = NULL;
-    size_t line_capacity = 0;
-    while (getline(&line, &line_capacity, f) > 0) {
-        docs = realloc(docs, (size_t)(n + 1) * sizeof *docs);
-        assert_non_null(docs);
-        size_t name_len;
-        docs[n].name = jsonl_string_field(line, "name", &name_len);
-        docs[n].ids = jsonl_int_array_field(line, "ids", &docs[n].n_ids);
-        assert_non_null(docs[n].name);
-        assert_non_null(docs[n].ids);
-        n++;
-    }
-    free(line);
-    fclose(f);
-    *count = n;
-    return docs;
+    char path[4096], message[512];
+    snprintf(path, sizeof path, "%s/sotu-dev.tokens.jsonl", data_dir);
+    if (eval_corpus_read(reference, path, NULL, message, sizeof message))
+        fail_msg("%s", message);
 }
 
-static const reference_document *find_document(const reference_document *docs, int n,
-                                               const char *name)
+static const eval_doc *find_document(const eval_corpus *corpus, const char *name)
 {
-    for (int i = 0; i < n; i++)
-        if (!strcmp(docs[i].name, name))
-            return &docs[i];
+    for (int i = 0; i < corpus->n_docs; i++)
+        if (!strcmp(corpus->docs[i].name, name))
+            return &corpus->docs[i];
     return NULL;
 }
 
@@ -138,21 +118,23 @@ static void test_dev_documents_match_reference_ids(void **state)
     const eng_tokenizer *tok = *state;
     if (!data_available())
         skip();
-    int n_reference;
-    reference_document *reference = read_reference_ids(&n_reference);
+    eval_corpus reference;
+    read_reference_ids(&reference);
     FILE *f = open_data_file("sotu-dev.jsonl");
     char *line = NULL;
     size_t line_capacity = 0;
     int n_docs = 0, n_exact = 0, n_lossless = 0;
     long n_tokens = 0;
     double encode_seconds = 0.0;
-    while (getline(&line, &line_capacity, f) > 0) {
-        size_t text_len, name_len;
-        char *name = jsonl_string_field(line, "name", &name_len);
-        char *text = jsonl_string_field(line, "text", &text_len);
+    ssize_t got;
+    while ((got = getline(&line, &line_capacity, f)) > 0) {
+        size_t text_len;
+        char *name, *text;
+        assert_int_equal(eval_json_doc_fields(line, (size_t)got, &name, &text, &text_len, NULL,
+                                              NULL), 0);
         assert_non_null(name);
         assert_non_null(text);
-        const reference_document *expected = find_document(reference, n_reference, name);
+        const eval_doc *expected = find_document(&reference, name);
         int *ids, n_ids;
         const double start = seconds_now();
         assert_int_equal(eng_tokenizer_encode(tok, text, text_len, true, false, &ids, &n_ids,
@@ -173,9 +155,8 @@ static void test_dev_documents_match_reference_ids(void **state)
     }
     free(line);
     fclose(f);
-    for (int i = 0; i < n_reference; i++)
-        free(reference[i].name), free(reference[i].ids);
-    free(reference);
+    const int n_reference = reference.n_docs;
+    eval_corpus_free(&reference);
     print_message("tokenizer: %d/%d dev documents match exactly, %d decode losslessly "
                   "(%ld tokens, encoded in %.3f s)\n",
                   n_exact, n_docs, n_lossless, n_tokens, encode_seconds);
@@ -282,12 +263,8 @@ static void test_damaged_files_are_rejected(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s TOKENIZER_BIN DATA_DIR\n", argv[0]);
+    if (!test_args(argc, argv, "TOKENIZER_BIN DATA_DIR", &tokenizer_path, &data_dir))
         return 2;
-    }
-    tokenizer_path = argv[1];
-    data_dir = argv[2];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dev_documents_match_reference_ids),
         cmocka_unit_test(test_empty_text_is_only_bos),

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "docs.h"
+#include "test_args.h"
 #include "tokenizer.h"
 
 static const char *tokenizer_path;
@@ -141,12 +142,8 @@ static void test_text_matches_reference_ids(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s TOKENIZER_BIN DATA_DIR\n", argv[0]);
+    if (!test_args(argc, argv, "TOKENIZER_BIN DATA_DIR", &tokenizer_path, &data_dir))
         return 2;
-    }
-    tokenizer_path = argv[1];
-    data_dir = argv[2];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fields),
         cmocka_unit_test(test_corpus_errors),

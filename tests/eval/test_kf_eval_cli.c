@@ -20,6 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "test_args.h"
+
 static const char *kf_eval;
 static const char *data_dir;
 static char tokens_path[4096], text_path[4096];
@@ -309,12 +311,8 @@ static void test_bad_command_lines(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s KF_EVAL DATA_DIR\n", argv[0]);
+    if (!test_args(argc, argv, "KF_EVAL DATA_DIR", &kf_eval, &data_dir))
         return 2;
-    }
-    kf_eval = argv[1];
-    data_dir = argv[2];
     snprintf(tokens_path, sizeof tokens_path, "%s/sotu-dev.tokens.jsonl", data_dir);
     snprintf(text_path, sizeof text_path, "%s/sotu-dev.jsonl", data_dir);
     const struct CMUnitTest tests[] = {
