@@ -150,6 +150,29 @@ static void emit(uint32_t *out, const float *scores, uint32_t n, uint32_t need,
     }
 }
 
+/* The smallest key; *equal gets how many keys equal it. */
+static uint32_t min_key(const float *scores, uint32_t n, uint32_t *equal)
+{
+    uint32x4_t vmin = vdupq_n_u32(UINT32_MAX);
+    uint32_t j = 0;
+    for (; j + VL <= n; j += VL)
+        vmin = vminq_u32(vmin, order_keys(vld1q_f32(scores + j)));
+    uint32_t t = vminvq_u32(vmin);
+    for (uint32_t i = j; i < n; i++) {
+        uint32_t k = order_key1(scores[i]);
+        t = k < t ? k : t;
+    }
+    uint32x4_t vt = vdupq_n_u32(t);
+    uint32_t count = 0;
+    for (j = 0; j + VL <= n; j += VL)
+        count += (uint32_t)__builtin_popcount(
+            lane_bits(vceqq_u32(order_keys(vld1q_f32(scores + j)), vt)));
+    for (; j < n; j++)
+        count += order_key1(scores[j]) == t;
+    *equal = count;
+    return t;
+}
+
 KF_SELECT_TOP_FN(kf_select_top_neon)
 {
     if (need == 0)
@@ -157,6 +180,12 @@ KF_SELECT_TOP_FN(kf_select_top_neon)
     if (need == n) {
         for (uint32_t j = 0; j < n; j++)
             out[j] = j;
+        return;
+    }
+    if (need + 1 == n) { /* one eviction (a decode step): drop the last
+                          * of the smallest keys */
+        uint32_t equal, t = min_key(scores, n, &equal);
+        emit(out, scores, n, need, t, equal - 1);
         return;
     }
     radix_hist r;

@@ -189,12 +189,47 @@ static void iota(uint32_t *out, uint32_t n)
         out[j] = j;
 }
 
+/* The smallest key (unsigned order); *equal gets how many keys equal it.
+ * Lanes past the end hold INT32_MAX, the largest signed key. */
+static uint32_t min_key(const float *scores, uint32_t n, uint32_t *equal)
+{
+    const __m256i top = _mm256_set1_epi32(INT32_MAX);
+    __m256i vmin = top;
+    for (uint32_t j = 0; j < n; j += VL) {
+        __m256i m;
+        __m256i k = load_signed_keys(scores, j, n, &m);
+        vmin = _mm256_min_epi32(vmin, _mm256_blendv_epi8(top, k, m));
+    }
+    int32_t lanes[VL];
+    _mm256_storeu_si256((__m256i *)lanes, vmin);
+    int32_t t = lanes[0];
+    for (int l = 1; l < VL; l++)
+        t = lanes[l] < t ? lanes[l] : t;
+    __m256i vt = _mm256_set1_epi32(t);
+    uint32_t count = 0;
+    for (uint32_t j = 0; j < n; j += VL) {
+        __m256i m;
+        __m256i k = load_signed_keys(scores, j, n, &m);
+        __m256i eq = _mm256_and_si256(m, _mm256_cmpeq_epi32(k, vt));
+        count += (uint32_t)_mm_popcnt_u32(
+            (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(eq)));
+    }
+    *equal = count;
+    return (uint32_t)t ^ 0x80000000u;
+}
+
 KF_SELECT_TOP_FN(kf_select_top_avx2)
 {
     if (need == 0)
         return;
     if (need == n) {
         iota(out, n);
+        return;
+    }
+    if (need + 1 == n) { /* one eviction (a decode step): drop the last
+                          * of the smallest keys */
+        uint32_t equal, t = min_key(scores, n, &equal);
+        emit(out, scores, n, need, t, equal - 1);
         return;
     }
     radix_hist r;

@@ -114,12 +114,38 @@ static void iota(uint32_t *out, uint32_t n)
     }
 }
 
+/* The smallest key; *equal gets how many keys equal it. */
+static uint32_t min_key(const float *scores, uint32_t n, uint32_t *equal)
+{
+    __m512i vmin = _mm512_set1_epi32(-1);
+    for (uint32_t j = 0; j < n; j += VL) {
+        __mmask16 m;
+        __m512i k = load_keys(scores, j, n, &m);
+        vmin = _mm512_mask_min_epu32(vmin, m, vmin, k);
+    }
+    uint32_t t = _mm512_reduce_min_epu32(vmin), count = 0;
+    __m512i vt = _mm512_set1_epi32((int)t);
+    for (uint32_t j = 0; j < n; j += VL) {
+        __mmask16 m;
+        __m512i k = load_keys(scores, j, n, &m);
+        count += (uint32_t)_mm_popcnt_u32(_mm512_mask_cmpeq_epu32_mask(m, k, vt));
+    }
+    *equal = count;
+    return t;
+}
+
 KF_SELECT_TOP_FN(kf_select_top_avx512)
 {
     if (need == 0)
         return;
     if (need == n) {
         iota(out, n);
+        return;
+    }
+    if (need + 1 == n) { /* one eviction (a decode step): drop the last
+                          * of the smallest keys */
+        uint32_t equal, t = min_key(scores, n, &equal);
+        emit(out, scores, n, need, t, equal - 1);
         return;
     }
     radix_hist r;

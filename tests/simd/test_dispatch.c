@@ -90,11 +90,17 @@ static void test_config_field(void **state)
     kf_config cfg;
     kf_config_default(&cfg);
     assert_int_equal(cfg.cpu_mask, KF_CPU_ALL);
-    /* cpu_mask took the first 4 bytes of the old 64 reserved ones */
-    assert_int_equal(offsetof(kf_config, reserved),
+    /* cpu_mask, then evict_interval, took the first 8 bytes of the old
+     * 64 reserved ones: the struct keeps its size */
+    assert_int_equal(offsetof(kf_config, evict_interval),
                      offsetof(kf_config, cpu_mask) + sizeof cfg.cpu_mask);
-    assert_int_equal(sizeof cfg.reserved, 60);
+    assert_int_equal(offsetof(kf_config, reserved),
+                     offsetof(kf_config, evict_interval) + sizeof cfg.evict_interval);
+    assert_int_equal(offsetof(kf_config, reserved) + sizeof cfg.reserved,
+                     offsetof(kf_config, cpu_mask) + 64);
+    assert_int_equal(sizeof cfg.reserved, 56);
     assert_int_equal(sizeof cfg.cpu_mask, 4);
+    assert_int_equal(cfg.evict_interval, 0);
 }
 
 static void test_masks(void **state)
