@@ -158,6 +158,15 @@ int cli_set_granularity(cli_common *c, const char *value)
     return 0;
 }
 
+int cli_set_evict_every(cli_common *c, const char *value)
+{
+    int n;
+    if (cli_parse_int(value, 1, &n))
+        return -1;
+    c->library.evict_interval = (uint32_t)n;
+    return 0;
+}
+
 int cli_set_sinks(cli_common *c, const char *value)
 {
     int n;

@@ -78,6 +78,7 @@ int cli_set_threads(cli_common *c, const char *value);      /* >= 1 */
 int cli_set_rule(cli_common *c, const char *value);         /* dynamic, reference */
 int cli_set_granularity(cli_common *c, const char *value);  /* kv-head, layer, uniform */
 int cli_set_sinks(cli_common *c, const char *value);        /* >= 0 */
+int cli_set_evict_every(cli_common *c, const char *value);  /* >= 1 */
 int cli_set_tau_steps(cli_common *c, const char *value);    /* >= 1 */
 
 /* Opens c->model_path and, when tokenizer is not NULL, loads

@@ -5,7 +5,8 @@
  *               [--capacity SLOTS]
  *               [--policy full|keyformer|h2o|window|sinks] [--budget R|N]
  *               [--recent R] [--rule dynamic|reference] [--granularity kv-head|layer]
- *               [--sinks N] [--tau-init T] [--tau-end T] [--tau-steps N]
+ *               [--sinks N] [--evict-every B] [--tau-init T] [--tau-end T]
+ *               [--tau-steps N]
  *
  * With --policy full (the default) the engine keeps every token and the
  * library is not involved; any other policy runs libkeyformer in the
@@ -144,6 +145,8 @@ static const cli_option OPTIONS[] = {
     {"--granularity", "NAME", "head (default; alias kv-head), layer or uniform",
      set_granularity},
     {"--sinks", "N", "first tokens always kept by --policy sinks (default 4)", cli_set_sinks},
+    {"--evict-every", "B", "evict B tokens at once every B decode steps (default 1)",
+     cli_set_evict_every},
     {"--tau-init", "T", "Keyformer temperature at the prompt (default 1)", set_tau_init},
     {"--tau-end", "T", "Keyformer temperature after --tau-steps (default 2)", set_tau_end},
     {"--tau-steps", "N", "steps from tau-init to tau-end (default: --steps)",
@@ -257,8 +260,8 @@ static int load_inputs(generation *g, const generate_options *o, eng_error *err)
 }
 
 /* Creates the library cache and returns the KV capacity the engine needs:
- * the whole prompt before its selection, and k + 1 slots while a decode
- * step attends before evicting. */
+ * the whole prompt before its selection, and k + B slots (B = the eviction
+ * interval, 1 by default) while a decode step attends before evicting. */
 static int create_library_cache(generation *g, const generate_options *o, int *capacity,
                                 eng_error *err)
 {
@@ -280,7 +283,8 @@ static int create_library_cache(generation *g, const generate_options *o, int *c
                         "a budget of %g of a %d-token prompt keeps no tokens; "
                         "give a slot count such as --budget 64",
                         cfg.budget_ratio, g->n_prompt);
-    const long needed = budget + 1 > g->n_prompt ? budget + 1 : g->n_prompt;
+    const long every = cfg.evict_interval > 1 ? (long)cfg.evict_interval : 1;
+    const long needed = budget + every > g->n_prompt ? budget + every : g->n_prompt;
     *capacity = o->capacity > 0 ? o->capacity : (int)(needed < INT_MAX ? needed : INT_MAX);
     cfg.capacity = (uint32_t)*capacity;
     const int rc = kf_cache_create(&g->glue.cache, &cfg);

@@ -218,6 +218,9 @@ void eval_print_summary(FILE *out, const eval_sweep *sw, const eval_results *res
             rule_name(lib->rule), granularity_name(lib->granularity), lib->n_sinks,
             lib->tau_init, lib->tau_end, lib->tau_steps, seeds_per_group(sw), res->elapsed_s,
             sw->threads);
+    if (lib->evict_interval > 1)
+        fprintf(out, "Batched eviction: %u tokens at once every %u decode steps.\n",
+                lib->evict_interval, lib->evict_interval);
 
     group *groups = calloc((size_t)sw->n_runs, sizeof *groups);
     if (!groups)

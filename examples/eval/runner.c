@@ -252,6 +252,12 @@ static int forward(runner *r, int token, eng_error *err)
     return rc;
 }
 
+/* Slots a decode step may hold above k: the eviction interval B, >= 1. */
+static uint32_t eviction_slack(const kf_config *library)
+{
+    return library->evict_interval > 1 ? library->evict_interval : 1;
+}
+
 static int create_library_cache(runner *r, const eval_run *run, eng_error *err)
 {
     const eng_model_config *c = &r->sw->model->config;
@@ -260,7 +266,8 @@ static int create_library_cache(runner *r, const eval_run *run, eng_error *err)
     cfg.n_heads = (uint32_t)c->n_heads;
     cfg.n_kv_heads = (uint32_t)c->n_kv_heads;
     cfg.head_dim = (uint32_t)c->head_size;
-    cfg.capacity = (uint32_t)r->sw->prompt_tokens + 1; /* the prompt, or k + 1 */
+    /* the prompt, or k + B (B = the eviction interval, 1 by default) */
+    cfg.capacity = (uint32_t)r->sw->prompt_tokens + eviction_slack(&r->sw->library);
     cfg.policy = (kf_policy)run->policy;
     cfg.budget_tokens = 0;
     cfg.budget_ratio = run->budget;
@@ -550,7 +557,8 @@ int eval_sweep_run(const eval_sweep *sw, eval_results *res)
     const int P = sw->prompt_tokens;
     const int extra = sw->gen_tokens > sw->rouge_tokens ? sw->gen_tokens : sw->rouge_tokens;
     runner r = {.sw = sw, .res = res, .prompt_rows = (size_t)P - 1};
-    const eng_state_options options = {.kv_capacity = P + extra + 1, .n_threads = 1};
+    const eng_state_options options = {
+        .kv_capacity = P + extra + (int)eviction_slack(&sw->library), .n_threads = 1};
     eng_error err = {{0}};
     int rc = eng_state_create(&r.state, sw->model, &options, &err);
     if (rc != ENG_OK)

@@ -3,7 +3,9 @@
  *     so the greedy output and its logits equal the full-cache run's;
  * (2) with a budget of 256 slots, 1,500 generated tokens never hold more
  *     than 257 slots per KV head, and the process's memory does not grow
- *     with the number of tokens generated.
+ *     with the number of tokens generated;
+ * (3) evicting every 16 tokens (evict_interval) holds 256 .. 271 slots in
+ *     the library and the engine alike.
  * The prompt is the 512-token sequence of reference-logits.bin (a dev
  * speech, BOS first), so no external data is needed.
  *
@@ -202,6 +204,54 @@ static void test_budget_bounds_slots_and_memory(void **state)
     kf_cache_destroy(&glue.cache);
 }
 
+static int slot_pattern_ok;
+
+/* evict_interval 16, budget 256: after decode step t (0-based) every layer
+ * holds 256 + (t + 1) % 16 slots: 16 tokens arrive, then 16 leave at once */
+static void track_batched(const eng_state *s, int step)
+{
+    for (int l = 0; l < 64; l++) {
+        const int n = eng_state_slot_count(s, l);
+        if (n > 0 && n != 256 + (step + 1) % 16)
+            slot_pattern_ok = 0;
+    }
+}
+
+static void test_batched_eviction(void **state)
+{
+    fixture *fx = *state;
+    enum { BUDGET = 256, EVERY = 16, STEPS = 200 };
+    const eng_model_config *c = &fx->model.config;
+    kf_config cfg;
+    kf_config_default(&cfg);
+    cfg.n_layers = (uint32_t)c->n_layers;
+    cfg.n_heads = (uint32_t)c->n_heads;
+    cfg.n_kv_heads = (uint32_t)c->n_kv_heads;
+    cfg.head_dim = (uint32_t)c->head_size;
+    cfg.capacity = PROMPT;
+    cfg.budget_ratio = 0.0;
+    cfg.budget_tokens = BUDGET;
+    cfg.evict_interval = EVERY;
+    cfg.seed = 7;
+    engine_keyformer glue = {0};
+    assert_int_equal(kf_cache_create(&glue.cache, &cfg), KF_OK);
+    slot_pattern_ok = 1;
+    generate(fx, PROMPT, &glue, STEPS, NULL, track_batched);
+    assert_true(slot_pattern_ok);
+    for (int l = 0; l < c->n_layers; l++)
+        for (int g = 0; g < c->n_kv_heads; g++) {
+            const int32_t *pos;
+            uint32_t n;
+            assert_int_equal(kf_slot_positions(glue.cache, l, g, &pos, &n), KF_OK);
+            assert_int_equal(n, BUDGET + STEPS % EVERY);
+            for (uint32_t j = 1; j < n; j++)
+                assert_true(pos[j] > pos[j - 1]);
+            /* the window: the newest positions are all held */
+            assert_int_equal(pos[n - 1], PROMPT + STEPS - 1);
+        }
+    kf_cache_destroy(&glue.cache);
+}
+
 int main(int argc, char **argv)
 {
     if (!test_args(argc, argv, "MODEL_BIN REFERENCE_LOGITS_BIN", &model_path, &reference_path))
@@ -209,6 +259,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_large_budget_equals_full_cache),
         cmocka_unit_test(test_budget_bounds_slots_and_memory),
+        cmocka_unit_test(test_batched_eviction),
     };
     return cmocka_run_group_tests_name("bounded generation", tests, setup, teardown);
 }
