@@ -135,6 +135,7 @@ typedef struct session {
      * nothing, which is checked) */
     uint8_t observed[MAX_LAYERS];    /* rows wait for a selection */
     uint8_t prompt_done[MAX_LAYERS]; /* a selection happened */
+    int removed_valid; /* UNIFORM: a selection, no observe since */
 } session;
 
 static int scoring(const session *s)
@@ -702,6 +703,7 @@ static void check_observed(session *s, int layer, uint32_t cur, uint32_t rows,
                            int32_t next0)
 {
     s->observed[layer] = 1;
+    s->removed_valid = 0; /* kf_removed_positions: until the next observe */
     lane_copy now;
     copy_layer(s, layer, &now);
     CHECK(now.n == cur + rows);
@@ -933,6 +935,7 @@ static void op_select(session *s, int layer)
     for (uint32_t l = 0; l < n_layers; l++)
         if (all || (int)l == layer)
             s->prompt_done[l] = 1;
+    s->removed_valid = uniform;
 }
 
 /* ---- compact ---- */
@@ -1206,10 +1209,12 @@ static void op_compact(session *s, int layer, int random)
         if (have_v)
             check_compacted(s, &vp, mine);
         if (s->cfg.granularity == KF_GRANULARITY_UNIFORM) {
-            /* compaction keeps the removed positions */
+            /* compaction keeps the removed positions; an observe since the
+             * selection drops them */
             const int32_t *removed;
             uint32_t n_removed;
-            CHECK(kf_removed_positions(c, &removed, &n_removed) == KF_OK);
+            CHECK(kf_removed_positions(c, &removed, &n_removed)
+                  == (s->removed_valid ? KF_OK : KF_ESTATE));
         }
     }
     if (have_k)
@@ -1422,6 +1427,7 @@ static void op_reset(session *s)
     CHECK(now.bytes == s->fresh_bytes);
     memset(s->observed, 0, sizeof s->observed);
     memset(s->prompt_done, 0, sizeof s->prompt_done);
+    s->removed_valid = 0;
 }
 
 /* One generation step (or the prompt) for the whole model: the same rows
