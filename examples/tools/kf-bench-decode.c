@@ -40,10 +40,11 @@
  * (CLOCK_MONOTONIC) of the whole step; each figure is the minimum over the
  * S steps (best-of-S), attention and library separately.
  *
- * prefill: bundled shape, a prompt of N tokens per layer in blocks of 512
- * rows: attention = per head Q K^T sgemm + causal mask + softmax + P V
- * sgemm; library = kf_observe_logits of each block, then kf_select and
- * kf_compact (budget 0.5). Best of R repetitions.
+ * prefill: a prompt of N tokens per layer (bundled shape unless --shape;
+ * --layers L times the first L layers) in blocks of 512 rows: attention =
+ * per head Q K^T sgemm + causal mask + softmax + P V sgemm; library =
+ * kf_observe_logits of each block, then kf_select and kf_compact (budget
+ * 0.5). Best of R repetitions.
  */
 #include <cblas.h>
 #include <immintrin.h>
@@ -573,7 +574,7 @@ static int cmd_decode(int argc, char **argv)
 static int cmd_prefill(int argc, char **argv)
 {
     double prompts[16];
-    int np = 0, threads = 1, reps = 3, json = 0;
+    int np = 0, threads = 1, reps = 3, json = 0, layers = 0;
     const shape *sh = find_shape("bundled");
     double ratio = 0.5;
     for (int i = 2; i < argc; i++) {
@@ -587,11 +588,14 @@ static int cmd_prefill(int argc, char **argv)
             reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--budget") && i + 1 < argc)
             ratio = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--layers") && i + 1 < argc)
+            layers = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--json"))
             json = 1;
         else {
             fprintf(stderr, "usage: kf-bench-decode prefill --prompt N[,N...] "
-                    "[--shape S] [--threads T] [--reps R] [--budget R] [--json]\n");
+                    "[--shape S] [--threads T] [--reps R] [--budget R] "
+                    "[--layers L] [--json]\n");
             return 2;
         }
     }
@@ -599,7 +603,10 @@ static int cmd_prefill(int argc, char **argv)
         return 2;
     if (threads == 1)
         clock_id = CLOCK_THREAD_CPUTIME_ID;
-    const int L = sh->layers, H = sh->heads, Hk = sh->kv_heads, d = sh->dim;
+    /* --layers times the first L layers only: every layer does the same
+     * work, so the library / attention ratio does not depend on L */
+    const int L = layers > 0 && layers < sh->layers ? layers : sh->layers;
+    const int H = sh->heads, Hk = sh->kv_heads, d = sh->dim;
     const int G = H / Hk, B = 512;
     const float scale = 1.0f / sqrtf((float)d);
     for (int pi = 0; pi < np; pi++) {
@@ -684,9 +691,9 @@ static int cmd_prefill(int argc, char **argv)
             printf("{\"mode\":\"prefill\",\"shape\":\"%s\",\"prompt\":%d,"
                    "\"budget\":%g,\"threads\":%d,\"attention_s\":%.6e,"
                    "\"library_s\":%.6e,\"library_vs_attention\":%.4f,"
-                   "\"reps\":%d,\"load1\":%.2f}\n",
+                   "\"reps\":%d,\"layers_timed\":%d,\"load1\":%.2f}\n",
                    sh->name, S, ratio, threads, best_att, best_lib, share,
-                   reps, ld);
+                   reps, L, ld);
         else
             printf("%-10s prompt %6d threads %d: attention %8.2f ms, library "
                    "%8.2f ms (%.1f%% of attention)\n",

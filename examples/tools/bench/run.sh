@@ -22,11 +22,15 @@ for thr in 1 2; do
     "$TOOL" decode --shape llama3-8b --context 16384,32768 --kv-heads 2 --dtype $dt --threads $thr --json
   done
 done > "$OUT/decode.jsonl"
+# kf_config.evict_interval = 16: 4 timed rounds of 16 tokens each
 for thr in 1 2; do
-  "$TOOL" decode --shape llama3-8b --context 4096,32768 --kv-heads 2 --evict-every 16 --threads $thr --json
+  "$TOOL" decode --shape llama3-8b --context 4096 --evict-every 16 --steps 64 --threads $thr --json
+  "$TOOL" decode --shape llama3-8b --context 32768 --kv-heads 2 --evict-every 16 --steps 64 --threads $thr --json
 done > "$OUT/decode-every16.jsonl"
 for thr in 1 2; do
   "$TOOL" prefill --prompt 1024,2048,4096,8192 --threads $thr --reps 3 --json
+  # llama3-8b head size 128: one of 32 layers (the ratio is per layer)
+  "$TOOL" prefill --shape llama3-8b --layers 1 --prompt 1024,2048,4096,8192 --threads $thr --reps 2 --json
 done > "$OUT/prefill.jsonl"
 for thr in 1 2; do
   for ctx in 1024 4096 16384 32768; do

@@ -77,13 +77,13 @@ def main():
     tor = read(os.path.join(d, "torch.jsonl"))
     tp = {(r["prompt"], r["threads"]): r for r in tor if r["mode"] == "prefill"}
     if pre:
-        print("\nPrefill (bundled shape, budget 0.5)\n")
-        print("| prompt | threads | attention ms | library ms | library / attention | PyTorch ms | PyTorch / library | load |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("\nPrefill (budget 0.5; llama3-8b: 1 of 32 layers timed)\n")
+        print("| shape | prompt | threads | attention ms | library ms | library / attention | PyTorch ms | PyTorch / library | load |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in pre:
-            t = tp.get((r["prompt"], r["threads"]))
-            print("| %d | %d | %s | %s | %.1f%% | %s | %s | %.1f |" % (
-                r["prompt"], r["threads"], ms(r["attention_s"]),
+            t = tp.get((r["prompt"], r["threads"])) if r["shape"] == "bundled" else None
+            print("| %s | %d | %d | %s | %s | %.1f%% | %s | %s | %.1f |" % (
+                r["shape"], r["prompt"], r["threads"], ms(r["attention_s"]),
                 ms(r["library_s"]), 100 * r["library_vs_attention"],
                 ms(t["seconds"]) if t else "", "%.0f×" % (t["seconds"] / r["library_s"]) if t else "",
                 r["load1"]))
