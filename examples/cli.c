@@ -158,6 +158,17 @@ int cli_set_granularity(cli_common *c, const char *value)
     return 0;
 }
 
+int cli_set_slot_order(cli_common *c, const char *value)
+{
+    if (!strcmp(value, "position"))
+        c->library.slot_order = KF_ORDER_POSITION;
+    else if (!strcmp(value, "any"))
+        c->library.slot_order = KF_ORDER_ANY;
+    else
+        return -1;
+    return 0;
+}
+
 int cli_set_evict_every(cli_common *c, const char *value)
 {
     int n;

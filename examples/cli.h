@@ -79,6 +79,7 @@ int cli_set_rule(cli_common *c, const char *value);         /* dynamic, referenc
 int cli_set_granularity(cli_common *c, const char *value);  /* kv-head, layer, uniform */
 int cli_set_sinks(cli_common *c, const char *value);        /* >= 0 */
 int cli_set_evict_every(cli_common *c, const char *value);  /* >= 1 */
+int cli_set_slot_order(cli_common *c, const char *value);   /* position, any */
 int cli_set_tau_steps(cli_common *c, const char *value);    /* >= 1 */
 
 /* Opens c->model_path and, when tokenizer is not NULL, loads

@@ -6,6 +6,7 @@
  *           [--policies full,keyformer,h2o,window,sinks] [--budgets 0.1,0.2,...]
  *           [--task continue|recall] [--recent R] [--rule dynamic|reference]
  *           [--granularity kv-head|layer|uniform] [--sinks N] [--evict-every B]
+ *           [--slot-order position|any]
  *           [--tau-init T] [--tau-end T] [--tau-steps N]
  *           [--seeds N] [--seed S] [--max-docs N] [--threads N]
  *           [--mass-share S] [--csv OUT] [--plot OUT.png]
@@ -191,6 +192,8 @@ static const cli_option OPTIONS[] = {
     {"--sinks", "N", "first tokens kept by the sinks policy (4)", cli_set_sinks},
     {"--evict-every", "B", "evict B tokens at once every B decode steps (1)",
      cli_set_evict_every},
+    {"--slot-order", "O", "position or any: refill evicted slots from the end (position)",
+     cli_set_slot_order},
     {"--tau-init", "T", "Keyformer temperature at the prompt (1)", set_tau_init},
     {"--tau-end", "T", "Keyformer temperature after --tau-steps (2)", set_tau_end},
     {"--tau-steps", "N", "steps from tau-init to tau-end (default M)", cli_set_tau_steps},

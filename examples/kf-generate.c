@@ -5,8 +5,8 @@
  *               [--capacity SLOTS]
  *               [--policy full|keyformer|h2o|window|sinks] [--budget R|N]
  *               [--recent R] [--rule dynamic|reference] [--granularity kv-head|layer]
- *               [--sinks N] [--evict-every B] [--tau-init T] [--tau-end T]
- *               [--tau-steps N]
+ *               [--sinks N] [--evict-every B] [--slot-order position|any]
+ *               [--tau-init T] [--tau-end T] [--tau-steps N]
  *
  * With --policy full (the default) the engine keeps every token and the
  * library is not involved; any other policy runs libkeyformer in the
@@ -147,6 +147,8 @@ static const cli_option OPTIONS[] = {
     {"--sinks", "N", "first tokens always kept by --policy sinks (default 4)", cli_set_sinks},
     {"--evict-every", "B", "evict B tokens at once every B decode steps (default 1)",
      cli_set_evict_every},
+    {"--slot-order", "O", "position (default) or any: refill evicted slots from the end",
+     cli_set_slot_order},
     {"--tau-init", "T", "Keyformer temperature at the prompt (default 1)", set_tau_init},
     {"--tau-end", "T", "Keyformer temperature after --tau-steps (default 2)", set_tau_end},
     {"--tau-steps", "N", "steps from tau-init to tau-end (default: --steps)",

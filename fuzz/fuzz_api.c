@@ -138,9 +138,14 @@ typedef struct session {
     int removed_valid; /* UNIFORM: a selection, no observe since */
 } session;
 
+static int kf_policy_scores_fz(kf_policy p)
+{
+    return p == KF_POLICY_KEYFORMER || p == KF_POLICY_H2O;
+}
+
 static int scoring(const session *s)
 {
-    return s->cfg.policy == KF_POLICY_KEYFORMER || s->cfg.policy == KF_POLICY_H2O;
+    return kf_policy_scores_fz(s->cfg.policy);
 }
 
 /* Codes each entry point may return (keyformer.h). */
@@ -258,6 +263,7 @@ static int config_verdict(const kf_config *cfg)
            || (cfg->n_kv_heads && cfg->n_heads % cfg->n_kv_heads)
            || cfg->capacity > (uint32_t)INT32_MAX
            || cfg->evict_interval > cfg->capacity;
+    bad |= (unsigned)cfg->slot_order > KF_ORDER_ANY;
     int tokens = cfg->budget_tokens > 0, ratio = cfg->budget_ratio != 0.0;
     if (cfg->policy != KF_POLICY_FULL) {
         bad |= tokens == ratio || cfg->budget_tokens > cfg->capacity;
@@ -313,6 +319,9 @@ static void gen_config(fz_input *in, kf_config *cfg)
     cfg->seed = fz_u64(in);
     /* batched eviction now and then; above capacity is an error */
     cfg->evict_interval = fz_chance(in, 64) ? fz_range(in, 0, 6) : 0;
+    /* slots refilled from the end now and then; 2 is not an order */
+    cfg->slot_order = fz_chance(in, 64) ? (kf_slot_order)fz_range(in, 1, 2)
+                                        : KF_ORDER_POSITION;
 
     /* then maybe break it */
     int n_breaks = fz_chance(in, 64) ? (int)fz_range(in, 1, 3) : 0;
@@ -781,6 +790,27 @@ static void op_observe(session *s, int layer, uint32_t rows, int random_shape)
     free(p.buf);
 }
 
+/* src[i]: the old slot that slot i of KV head g holds after compaction:
+ * keep[i] (KF_ORDER_POSITION), or, under KF_ORDER_ANY, i itself for a kept
+ * slot below n_keep and the kept slots from n_keep up, ascending, for the
+ * others. */
+static void sources(const session *s, const lane_copy *lc, uint32_t g,
+                    uint32_t *src)
+{
+    const uint32_t *keep = lc->keep[g];
+    uint32_t n_keep = lc->n_keep, below = 0;
+    while (below < n_keep && keep[below] < n_keep)
+        below++;
+    for (uint32_t i = 0, a = 0, next = below; i < n_keep; i++) {
+        if (s->cfg.slot_order != KF_ORDER_ANY)
+            src[i] = keep[i];
+        else if (a < below && keep[a] == i)
+            src[i] = keep[a++];
+        else
+            src[i] = keep[next++];
+    }
+}
+
 /* ---- select ---- */
 
 /* Scores a shared selection ranks: the layer's KV heads summed in order
@@ -802,6 +832,75 @@ static void ranked_scores(const session *s, const lane_copy *lanes, int layer,
                 out[j] += lanes[l].scores[h][j];
 }
 
+/* Each kept slot among `cand` outranks each evicted one: higher score
+ * key, or an equal key and a lower index. */
+static void check_ranked(const float *ranked, const uint8_t *cand,
+                         const uint8_t *kept, uint32_t n)
+{
+    int have_kept = 0, have_evicted = 0;
+    uint32_t kept_key = 0, kept_idx = 0, ev_key = 0, ev_idx = 0;
+    for (uint32_t j = 0; j < n; j++) {
+        if (!cand[j])
+            continue;
+        uint32_t key = rank_key(ranked[j]);
+        if (kept[j]) {
+            if (!have_kept || key < kept_key || (key == kept_key && j > kept_idx)) {
+                kept_key = key;
+                kept_idx = j;
+            }
+            have_kept = 1;
+        } else if (!have_evicted || key > ev_key) {
+            ev_key = key;
+            ev_idx = j;
+            have_evicted = 1;
+        }
+    }
+    if (have_kept && have_evicted)
+        CHECK(kept_key > ev_key || (kept_key == ev_key && kept_idx < ev_idx));
+}
+
+/* A keep list of k slots under KF_ORDER_ANY: the same choices by position
+ * (window: positions from next - w on), key tokens ranked among the
+ * others in slot order. */
+static void check_keep_list_any(const session *s, const lane_copy *lanes,
+                                int layer, uint32_t g, const uint32_t *keep,
+                                uint32_t k, uint32_t w, int was_prompt)
+{
+    uint32_t n = lanes[layer].n, steps;
+    int32_t next;
+    CHECK(kf_layer_progress(s->cache, layer, &steps, &next) == KF_OK);
+    const int32_t *pos = lanes[layer].pos[g];
+    static uint8_t kept[MAX_CAPACITY], cand[MAX_CAPACITY];
+    memset(kept, 0, n);
+    for (uint32_t i = 0; i < k; i++)
+        kept[keep[i]] = 1;
+    int64_t recent = (int64_t)next - w;
+    for (uint32_t j = 0; j < n; j++) {
+        int64_t p = pos[j];
+        switch (s->cfg.policy) {
+        case KF_POLICY_WINDOW:
+            CHECK(kept[j] == (p >= (int64_t)next - k));
+            break;
+        case KF_POLICY_SINKS:
+            CHECK(kept[j] == (p < s->cfg.n_sinks
+                              || p >= (int64_t)next - (k - s->cfg.n_sinks)));
+            break;
+        default:
+            if (p >= recent)
+                CHECK(kept[j]); /* the window */
+            else if (s->cfg.rule == KF_RULE_REFERENCE && !was_prompt)
+                CHECK(kept[j] == (p < recent - (int64_t)(n - k)));
+            cand[j] = p < recent;
+        }
+    }
+    if (!kf_policy_scores_fz(s->cfg.policy)
+        || (s->cfg.rule == KF_RULE_REFERENCE && !was_prompt))
+        return;
+    float ranked[MAX_CAPACITY];
+    ranked_scores(s, lanes, layer, g, ranked);
+    check_ranked(ranked, cand, kept, n);
+}
+
 /* One keep list against the policy. */
 static void check_keep_list(const session *s, const lane_copy *lanes, int layer,
                             uint32_t g, const uint32_t *keep, uint32_t count,
@@ -821,6 +920,10 @@ static void check_keep_list(const session *s, const lane_copy *lanes, int layer,
         return;
     }
     CHECK(count == k);
+    if (s->cfg.slot_order == KF_ORDER_ANY) {
+        check_keep_list_any(s, lanes, layer, g, keep, k, w, was_prompt);
+        return;
+    }
     if (pol == KF_POLICY_WINDOW) {
         for (uint32_t i = 0; i < k; i++)
             CHECK(keep[i] == n - k + i);
@@ -1066,7 +1169,7 @@ static void free_kv(kv_plan *p)
 }
 
 /* The buffer after a correct compaction: row i of head g is old row
- * keep[g][i], everything else as it was. */
+ * src[i] (sources()), everything else as it was. */
 static void check_compacted(const session *s, const kv_plan *p,
                             const lane_copy *lc)
 {
@@ -1075,12 +1178,15 @@ static void check_compacted(const session *s, const kv_plan *p,
     CHECK(want != NULL);
     memcpy(want, p->before, p->bytes);
     size_t row = s->cfg.head_dim * p->elem;
-    for (uint32_t g = 0; g < s->cfg.n_kv_heads; g++)
+    static uint32_t from[MAX_CAPACITY];
+    for (uint32_t g = 0; g < s->cfg.n_kv_heads; g++) {
+        sources(s, lc, g, from);
         for (uint32_t i = 0; i < lc->n_keep; i++) {
             size_t dst = (g * v->head_stride + i * v->token_stride) * p->elem;
-            size_t src = (g * v->head_stride + lc->keep[g][i] * v->token_stride) * p->elem;
+            size_t src = (g * v->head_stride + from[i] * v->token_stride) * p->elem;
             memcpy(want + dst, p->before + src, row);
         }
+    }
     CHECK(memcmp(want, v->data, p->bytes) == 0);
     free(want);
 }
@@ -1194,14 +1300,16 @@ static void op_compact(session *s, int layer, int random)
             uint32_t every = s->cfg.evict_interval;
             if (budget_st == KF_OK && s->cfg.policy != KF_POLICY_FULL)
                 CHECK(now.n <= k || (every > 1 && now.n < k + every));
-            for (uint32_t g = 0; g < s->cfg.n_kv_heads; g++)
+            static uint32_t src[MAX_CAPACITY];
+            for (uint32_t g = 0; g < s->cfg.n_kv_heads; g++) {
+                sources(s, old, g, src);
                 for (uint32_t i = 0; i < now.n; i++) {
-                    uint32_t src = old->keep[g][i];
-                    CHECK(now.pos[g][i] == old->pos[g][src]);
-                    CHECK(memcmp(&now.scores[g][i], &old->scores[g][src], sizeof(float)) == 0);
-                    if (i)
+                    CHECK(now.pos[g][i] == old->pos[g][src[i]]);
+                    CHECK(memcmp(&now.scores[g][i], &old->scores[g][src[i]], sizeof(float)) == 0);
+                    if (i && s->cfg.slot_order != KF_ORDER_ANY)
                         CHECK(now.pos[g][i] > now.pos[g][i - 1]);
                 }
+            }
             s->observed[l] = 0;
         }
         if (have_k)

@@ -131,6 +131,22 @@ typedef enum kf_granularity {
     KF_GRANULARITY_UNIFORM = 2
 } kf_granularity;
 
+/** Order of a (layer, KV head)'s slots after kf_compact(). */
+typedef enum kf_slot_order {
+    /** Ascending original position (default). Evicting one slot moves
+     *  every row after it: about w rows of K and of V per eviction. */
+    KF_ORDER_POSITION = 0,
+    /** Any order: each evicted slot below the kept count takes a kept slot
+     *  from the end, so an eviction moves one row instead of the rows after
+     *  it. The selections are those of KF_ORDER_POSITION (the window is
+     *  found by position) except that equal scores go to the lower slot
+     *  index rather than the lower position. kf_slot_positions() gives each
+     *  slot's position; hosts must compact their K/V with kf_compact() (not
+     *  by position on their own), and RoPE or ALiBi already applied to
+     *  cached keys makes attention indifferent to the order. */
+    KF_ORDER_ANY = 1
+} kf_slot_order;
+
 /** Element type of host K/V buffers. */
 typedef enum kf_dtype {
     KF_DTYPE_F32 = 0, /**< IEEE binary32 (float) */
@@ -193,7 +209,9 @@ typedef struct kf_config {
      *  held, so capacity must be >= k + B. The prompt selection is
      *  unchanged. <= capacity. */
     uint32_t evict_interval;
-    uint8_t reserved[56];   /**< must be zero */
+    /** Slot order after compaction; default KF_ORDER_POSITION. */
+    kf_slot_order slot_order;
+    uint8_t reserved[52];   /**< must be zero */
 } kf_config;
 
 /** Opaque cache: the selection state of one sequence. */

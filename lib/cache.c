@@ -38,7 +38,8 @@ static int check_config(const kf_config *cfg)
             return KF_EINVAL;
     if ((unsigned)cfg->policy > KF_POLICY_FULL
         || (unsigned)cfg->rule > KF_RULE_REFERENCE
-        || (unsigned)cfg->granularity > KF_GRANULARITY_UNIFORM)
+        || (unsigned)cfg->granularity > KF_GRANULARITY_UNIFORM
+        || (unsigned)cfg->slot_order > KF_ORDER_ANY)
         return KF_EINVAL;
     if (!cfg->allocator.alloc != !cfg->allocator.free)
         return KF_EINVAL;

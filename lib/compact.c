@@ -72,6 +72,64 @@ static void compact_lane(kf_cache *c, uint32_t layer, uint32_t g)
     }
 }
 
+/* One row of a view, slot src to slot dst (KF_ORDER_ANY). */
+static void move_row(const kf_cache *c, uint32_t g, const kf_kv_view *v,
+                     uint32_t dst, uint32_t src)
+{
+    if (!v)
+        return;
+    size_t elem = dtype_size(v->dtype);
+    uint8_t *head = (uint8_t *)v->data + g * v->head_stride * elem;
+    size_t stride = v->token_stride * elem;
+    memcpy(head + dst * stride, head + src * stride, c->cfg.head_dim * elem);
+}
+
+/* First index a in [lo, hi) of the ascending keep list with keep[a] >
+ * a + h, i.e. with more than h slots below keep[a] evicted; hi if none. */
+static uint32_t first_after_holes(const uint32_t *keep, uint32_t lo,
+                                  uint32_t hi, uint32_t h)
+{
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (keep[mid] - mid > h)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+/* KF_ORDER_ANY: the h-th evicted slot below n_keep (ascending) takes the
+ * h-th kept slot at or above n_keep: one row moved per eviction, none of
+ * them overlapping (sources are all above the destinations). Holes are
+ * found by binary search, so a step that evicts one slot costs O(log k). */
+static void fill_lane(kf_cache *c, uint32_t layer, uint32_t g,
+                      const kf_kv_view *k, const kf_kv_view *v)
+{
+    const uint32_t *keep = c->keep + kf_lane(c, layer, g);
+    float *s = c->scores + kf_lane(c, layer, g);
+    int32_t *pos = c->positions + kf_lane(c, layer, g);
+    uint32_t n_keep = c->layers[layer].n_keep;
+    /* kept slots below n_keep stay: keep[0 .. below) */
+    uint32_t lo = 0, hi = n_keep;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (keep[mid] >= n_keep)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    uint32_t below = lo, a = 0;
+    for (uint32_t h = 0; below + h < n_keep; h++) {
+        a = first_after_holes(keep, a, below, h);
+        uint32_t hole = a + h, src = keep[below + h];
+        move_row(c, g, k, hole, src);
+        move_row(c, g, v, hole, src);
+        s[hole] = s[src];
+        pos[hole] = pos[src];
+    }
+}
+
 static void compact_layer(kf_cache *c, uint32_t layer, const kf_kv_view *k,
                           const kf_kv_view *v)
 {
@@ -79,10 +137,18 @@ static void compact_layer(kf_cache *c, uint32_t layer, const kf_kv_view *k,
      * no row moves, which batched eviction relies on between evictions */
     int moves = c->layers[layer].n_keep != c->layers[layer].n_slots;
     uint32_t n_kv = moves ? c->cfg.n_kv_heads : 0;
-    size_t bytes = (size_t)c->layers[layer].n_keep * c->cfg.head_dim * n_kv;
+    /* rows moved (about): all kept ones, or one per eviction (ANY) */
+    size_t rows = c->cfg.slot_order == KF_ORDER_ANY
+                      ? c->layers[layer].n_slots - c->layers[layer].n_keep
+                      : c->layers[layer].n_keep;
+    size_t bytes = rows * c->cfg.head_dim * n_kv;
 #pragma omp parallel for num_threads(c->n_threads) schedule(static) \
     if (bytes > 65536 && n_kv > 1 && c->n_threads > 1)
     for (uint32_t g = 0; g < n_kv; g++) {
+        if (c->cfg.slot_order == KF_ORDER_ANY) {
+            fill_lane(c, layer, g, k, v);
+            continue;
+        }
         compact_view(c, layer, g, k);
         compact_view(c, layer, g, v);
         compact_lane(c, layer, g);

@@ -45,7 +45,7 @@ struct kf_cache {
     /* scratch, reused by every call */
     float *head_acc;    /* [n_heads][capacity]: one call's scores per head */
     int32_t *head_status; /* [n_heads]: KF_ROW_* of the last call */
-    float *row_scratch; /* [n_threads][capacity] */
+    float *row_scratch; /* [n_threads][capacity]; KF_ORDER_ANY ranking */
     uint32_t *sel_keys; /* [n_threads][capacity] */
     float *sel_sum;     /* [capacity]: summed scores (layer, uniform) */
     int32_t *removed;   /* [capacity]: UNIFORM positions just removed */

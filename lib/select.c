@@ -2,6 +2,7 @@
  * ratio-budget cache, then builds one ascending keep list per (layer, KV
  * head) according to the policy, rule and granularity. Every check runs
  * before anything is written. */
+#include <math.h>
 #include <string.h>
 
 #ifdef _OPENMP
@@ -29,10 +30,62 @@ static uint32_t keep_by_score(const kf_cache *c, uint32_t *keep,
     return count;
 }
 
+/* KF_ORDER_ANY: slots are in no particular order, but every position from
+ * next_pos - w on is held (a slot leaves only after its window), so the
+ * window and the other position ranges are found by position. Keeps the
+ * slots with a position below `below` or from `from` on, ascending. */
+static uint32_t keep_by_position(uint32_t *keep, const int32_t *pos,
+                                 uint32_t n, int64_t below, int64_t from)
+{
+    uint32_t count = 0;
+    for (uint32_t j = 0; j < n; j++) {
+        keep[count] = j;
+        count += pos[j] < below || pos[j] >= from;
+    }
+    return count;
+}
+
+/* keep_fixed under KF_ORDER_ANY: the same ranges by position. */
+static uint32_t keep_fixed_any(const kf_cache *c, uint32_t *keep,
+                               const int32_t *pos, uint32_t n,
+                               int32_t next_pos)
+{
+    int64_t k = c->budget, w = c->window, next = next_pos;
+    switch (c->cfg.policy) {
+    case KF_POLICY_WINDOW:
+        return keep_by_position(keep, pos, n, INT64_MIN, next - k);
+    case KF_POLICY_SINKS:
+        return keep_by_position(keep, pos, n, c->cfg.n_sinks,
+                                next - (k - c->cfg.n_sinks));
+    default: /* REFERENCE: the n - k positions that just left the window go */
+        return keep_by_position(keep, pos, n, next - w - (int64_t)(n - k),
+                                next - w);
+    }
+}
+
+/* Keep list from scores under KF_ORDER_ANY: the window's slots rank as
+ * +inf (scores are finite), so the top k of all slots are the window and
+ * the k - w best of the others, ascending; ties go to the lower slot
+ * index. Returns k. */
+static uint32_t keep_by_score_any(const kf_cache *c, uint32_t *keep,
+                                  const float *scores, const int32_t *pos,
+                                  uint32_t n, int32_t next_pos, int tid)
+{
+    size_t at_thread = (size_t)tid * c->cfg.capacity;
+    float *ranked = c->row_scratch + at_thread;
+    /* next_pos >= 0 and window <= capacity < 2^31: no overflow */
+    int32_t recent = next_pos - (int32_t)c->window;
+    for (uint32_t j = 0; j < n; j++)
+        ranked[j] = pos[j] >= recent ? INFINITY : scores[j];
+    c->dsp.select_top(keep, ranked, n, c->budget, c->sel_keys + at_thread);
+    return c->budget;
+}
+
 /* Keep lists that do not depend on scores; returns the count, or 0 when
- * the policy scores (the caller then ranks). */
+ * the policy scores (the caller then ranks). pos and next_pos: the
+ * positions of the slots and of the next row (KF_ORDER_ANY). */
 static uint32_t keep_fixed(const kf_cache *c, uint32_t *keep, uint32_t n,
-                           int in_prompt)
+                           int in_prompt, const int32_t *pos, int32_t next_pos)
 {
     uint32_t k = c->budget, w = c->window, count = 0;
     /* batched eviction: decode steps keep everything below k + B slots */
@@ -42,6 +95,10 @@ static uint32_t keep_fixed(const kf_cache *c, uint32_t *keep, uint32_t n,
         keep_range(keep, &count, 0, n);
         return count;
     }
+    int by_score = kf_policy_scores(c->cfg.policy)
+                   && !(c->cfg.rule == KF_RULE_REFERENCE && !in_prompt);
+    if (c->cfg.slot_order == KF_ORDER_ANY)
+        return by_score ? 0 : keep_fixed_any(c, keep, pos, n, next_pos);
     switch (c->cfg.policy) {
     case KF_POLICY_WINDOW:
         keep_range(keep, &count, n - k, n);
@@ -60,13 +117,24 @@ static uint32_t keep_fixed(const kf_cache *c, uint32_t *keep, uint32_t n,
     }
 }
 
-static uint32_t *keys_of_thread(kf_cache *c)
+static int thread_id(void)
 {
-    int tid = 0;
 #ifdef _OPENMP
-    tid = omp_get_thread_num();
+    return omp_get_thread_num();
+#else
+    return 0;
 #endif
-    return c->sel_keys + (size_t)tid * c->cfg.capacity;
+}
+
+/* One ranked keep list (k slots) from a lane's scores, on thread tid. */
+static void rank(kf_cache *c, uint32_t *keep, const float *scores,
+                 const int32_t *pos, uint32_t n, int32_t next_pos, int tid)
+{
+    if (c->cfg.slot_order == KF_ORDER_ANY)
+        keep_by_score_any(c, keep, scores, pos, n, next_pos, tid);
+    else
+        keep_by_score(c, keep, scores, n, c->budget, c->window,
+                      c->sel_keys + (size_t)tid * c->cfg.capacity);
 }
 
 /* Sum of the score vectors of layers [l0, l1) and all their KV heads, in a
@@ -98,22 +166,34 @@ static void mark_selected(kf_cache *c, uint32_t layer, uint32_t count)
 static void select_layers(kf_cache *c, uint32_t l0, uint32_t l1, int shared)
 {
     uint32_t n = c->layers[l0].n_slots, n_kv = c->cfg.n_kv_heads;
+    int32_t next_pos = c->layers[l0].next_pos;
     uint32_t *first = c->keep + kf_lane(c, l0, 0);
-    uint32_t count = keep_fixed(c, first, n, c->layers[l0].in_prompt);
+    /* KF_ORDER_ANY: the lanes of a shared selection hold the same order */
+    const int32_t *pos0 = c->positions + kf_lane(c, l0, 0);
+    uint32_t count = keep_fixed(c, first, n, c->layers[l0].in_prompt, pos0,
+                                next_pos);
 
     if (!count && !shared) {
 #pragma omp parallel for num_threads(c->n_threads) schedule(static) \
     if (n > 4096 && n_kv > 1 && c->n_threads > 1)
         for (uint32_t g = 0; g < n_kv; g++)
-            keep_by_score(c, c->keep + kf_lane(c, l0, g),
-                          c->scores + kf_lane(c, l0, g), n, c->budget,
-                          c->window, keys_of_thread(c));
+            rank(c, c->keep + kf_lane(c, l0, g), c->scores + kf_lane(c, l0, g),
+                 c->positions + kf_lane(c, l0, g), n, next_pos, thread_id());
         mark_selected(c, l0, c->budget);
         return;
     }
-    if (!count)
-        count = keep_by_score(c, first, summed_scores(c, l0, l1, n), n,
-                              c->budget, c->window, c->sel_keys);
+    if (count && !shared && c->cfg.slot_order == KF_ORDER_ANY) {
+        /* fixed ranges by position: each KV head has its own order */
+        for (uint32_t g = 1; g < n_kv; g++)
+            keep_fixed(c, c->keep + kf_lane(c, l0, g), n, c->layers[l0].in_prompt,
+                       c->positions + kf_lane(c, l0, g), next_pos);
+        mark_selected(c, l0, count);
+        return;
+    }
+    if (!count) {
+        rank(c, first, summed_scores(c, l0, l1, n), pos0, n, next_pos, 0);
+        count = c->budget;
+    }
     for (uint32_t l = l0; l < l1; l++) {
         for (uint32_t g = 0; g < n_kv; g++) {
             uint32_t *dst = c->keep + kf_lane(c, l, g);

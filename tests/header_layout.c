@@ -19,6 +19,7 @@ const size_t *kf_test_c_layout(size_t *n)
         FIELD(kf_config, seed),
         FIELD(kf_config, allocator),
         FIELD(kf_config, evict_interval),
+        FIELD(kf_config, slot_order),
         FIELD(kf_config, reserved),
         sizeof(kf_allocator),
         sizeof(kf_logits_view),

@@ -154,10 +154,11 @@ static void host_append(host_buf *b, uint32_t slot, test_rng *r)
 
 /* ---- library state of a layer ---- */
 
-/* Kept lists, positions and scores of one layer, copied before compaction. */
+/* Kept lists, positions and scores of one layer, copied before compaction;
+ * src[i]: the slot that slot i holds afterwards. */
 typedef struct lane_copy {
     uint32_t n, n_keep;
-    uint32_t *keep;
+    uint32_t *keep, *src;
     int32_t *pos;
     float *scores;
 } lane_copy;
@@ -188,6 +189,25 @@ static void capture_lane(const kf_cache *c, int layer, int g, lane_copy *lc)
         if (i)
             assert_true(lc->keep[i] > lc->keep[i - 1]);
     }
+    /* KF_ORDER_POSITION: slot i takes keep[i]. KF_ORDER_ANY: kept slots
+     * below n_keep stay; the others below n_keep take, in ascending order,
+     * the kept slots from n_keep up, ascending. */
+    kf_config cfg;
+    assert_int_equal(kf_cache_config(c, &cfg), KF_OK);
+    lc->src = malloc(lc->n_keep * sizeof *lc->src);
+    assert_non_null(lc->src);
+    uint32_t below = 0, next = 0;
+    while (below < lc->n_keep && lc->keep[below] < lc->n_keep)
+        below++;
+    next = below;
+    for (uint32_t i = 0, a = 0; i < lc->n_keep; i++) {
+        if (cfg.slot_order != KF_ORDER_ANY)
+            lc->src[i] = lc->keep[i];
+        else if (a < below && lc->keep[a] == i)
+            lc->src[i] = lc->keep[a++];
+        else
+            lc->src[i] = lc->keep[next++];
+    }
 }
 
 /* After compaction the lane holds exactly the kept slots, in order, with
@@ -203,8 +223,8 @@ static void check_lane_moved(const kf_cache *c, int layer, int g,
     assert_int_equal(kf_slot_positions(c, layer, g, &pos, &n), KF_OK);
     assert_int_equal(kf_slot_scores(c, layer, g, &scores, &n), KF_OK);
     for (uint32_t i = 0; i < n; i++) {
-        assert_int_equal(pos[i], lc->pos[lc->keep[i]]);
-        if (memcmp(&scores[i], &lc->scores[lc->keep[i]], sizeof(float)))
+        assert_int_equal(pos[i], lc->pos[lc->src[i]]);
+        if (memcmp(&scores[i], &lc->scores[lc->src[i]], sizeof(float)))
             fail_msg("layer %d head %d: score of slot %u did not move with "
                      "it", layer, g, i);
     }
@@ -216,6 +236,7 @@ static void check_lane_moved(const kf_cache *c, int layer, int g,
 static void free_lane(lane_copy *lc)
 {
     free(lc->keep);
+    free(lc->src);
     free(lc->pos);
     free(lc->scores);
 }
@@ -225,7 +246,7 @@ static void free_lane(lane_copy *lc)
 enum { PASS_K = 1, PASS_V = 2 };
 
 /* Expected buffer: the copy taken before, with row i of head g replaced by
- * row keep[i] of head g of that copy. Everything else, padding, rows past
+ * row src[i] of head g of that copy. Everything else, padding, rows past
  * the new count and guards included, stays. */
 static void check_buffer(const host_buf *b, const uint8_t *before,
                          const lane_copy *lanes, int moved)
@@ -238,7 +259,7 @@ static void check_buffer(const host_buf *b, const uint8_t *before,
         for (uint32_t g = 0; g < b->n_kv_heads; g++)
             for (uint32_t i = 0; i < lanes[g].n_keep; i++)
                 memcpy(expect + row_offset(b, g, i),
-                       before + row_offset(b, g, lanes[g].keep[i]),
+                       before + row_offset(b, g, lanes[g].src[i]),
                        row_bytes(b));
     assert_guards(b);
     if (memcmp(expect, b->mem, total)) {
@@ -311,6 +332,8 @@ typedef struct scenario {
     kv_layout layout;
     unsigned pass;          /* PASS_K | PASS_V */
     uint64_t seed;
+    kf_slot_order order;
+    uint32_t evict_interval;
 } scenario;
 
 /* A GQA model (4 heads on 2 KV heads), per-KV-head selection, f32
@@ -344,6 +367,8 @@ static kf_config scenario_config(const scenario *s)
     cfg.granularity = s->granularity;
     cfg.n_threads = s->threads ? s->threads : 1;
     cfg.seed = s->seed;
+    cfg.slot_order = s->order;
+    cfg.evict_interval = s->evict_interval;
     if (s->budget_tokens) {
         cfg.budget_tokens = s->budget_tokens;
         cfg.budget_ratio = 0.0;
@@ -699,6 +724,50 @@ static void test_policies_and_granularities(void **state)
     run_scenario(&s);
 }
 
+/* KF_ORDER_ANY: every evicted slot below the kept count is refilled from
+ * the end, every dtype and layout, every policy, per-step and batched
+ * eviction, several threads. */
+static void test_any_order(void **state)
+{
+    (void)state;
+    const kf_policy policies[] = { KF_POLICY_KEYFORMER, KF_POLICY_H2O,
+                                   KF_POLICY_WINDOW, KF_POLICY_SINKS };
+    for (int d = 0; d < 3; d++)
+        for (int major = 0; major < 2; major++) {
+            scenario s = base_scenario();
+            s.order = KF_ORDER_ANY;
+            s.layout.dtype = all_dtypes[d];
+            s.layout.token_major = major;
+            s.layout.pad_row = major ? 0 : 2;
+            s.decode_steps = 6;
+            s.seed = 130 + (uint64_t)(d * 2 + major);
+            run_scenario(&s);
+        }
+    for (int p = 0; p < 4; p++)
+        for (int rule = 0; rule < 2; rule++) {
+            scenario s = base_scenario();
+            s.order = KF_ORDER_ANY;
+            s.policy = policies[p];
+            s.rule = (kf_rule)rule;
+            s.granularity = (kf_granularity)((p + rule) % 3);
+            s.evict_interval = p % 2 ? 3 : 0;
+            s.decode_steps = 7;
+            s.seed = 140 + (uint64_t)(p * 2 + rule);
+            run_scenario(&s);
+        }
+    scenario s = base_scenario();
+    s.order = KF_ORDER_ANY;
+    s.layers = 1;
+    s.heads = 8;
+    s.kv_heads = 4;
+    s.head_dim = 128;
+    s.capacity = 520;
+    s.prompt = 512;
+    s.threads = 4;
+    s.decode_steps = 3;
+    run_scenario(&s);
+}
+
 /* Sizes large enough for the library to split heads over threads. */
 static void test_threaded_compaction(void **state)
 {
@@ -734,6 +803,7 @@ int main(void)
         cmocka_unit_test(test_identity_keep),
         cmocka_unit_test(test_policies_and_granularities),
         cmocka_unit_test(test_threaded_compaction),
+        cmocka_unit_test(test_any_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

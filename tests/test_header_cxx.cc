@@ -21,6 +21,7 @@ int main()
         FIELD(kf_config, seed),
         FIELD(kf_config, allocator),
         FIELD(kf_config, evict_interval),
+        FIELD(kf_config, slot_order),
         FIELD(kf_config, reserved),
         sizeof(kf_allocator),
         sizeof(kf_logits_view),

@@ -206,7 +206,52 @@ static void test_tau_schedule(void **state)
     kf_cache_destroy(&c);
 }
 
-/* Library vs the reference model over a prompt and decode steps. */
+/* Slot j's (position, score), for sorting a KF_ORDER_ANY lane. */
+typedef struct slot_pair {
+    int32_t pos;
+    float score;
+} slot_pair;
+
+static int by_position(const void *a, const void *b)
+{
+    int32_t x = ((const slot_pair *)a)->pos, y = ((const slot_pair *)b)->pos;
+    return (x > y) - (x < y);
+}
+
+/* KF_ORDER_ANY: the host's logits follow the library's slots; the model
+ * holds its slots by position. Reorders the old slots' columns of x
+ * (heads x rows x n_slots) into position order, per KV head's lane. */
+static void to_position_order(const kf_cache *c, const kf_config *cfg,
+                              uint32_t layer, float *x, uint32_t rows,
+                              uint32_t n_slots)
+{
+    uint32_t n_old = n_slots - rows, group = cfg->n_heads / cfg->n_kv_heads;
+    slot_pair *order = malloc((n_old + 1) * sizeof *order);
+    float *row = malloc((n_slots + 1) * sizeof *row);
+    for (uint32_t g = 0; g < cfg->n_kv_heads; g++) {
+        const int32_t *pos;
+        uint32_t n;
+        kf_slot_positions(c, (int)layer, (int)g, &pos, &n);
+        assert_int_equal(n, n_slots);
+        for (uint32_t j = 0; j < n_old; j++) /* the score field carries j */
+            order[j] = (slot_pair){ pos[j], (float)j };
+        qsort(order, n_old, sizeof *order, by_position);
+        for (uint32_t h = g * group; h < (g + 1) * group; h++)
+            for (uint32_t i = 0; i < rows; i++) {
+                float *xr = x + ((size_t)h * rows + i) * n_slots;
+                memcpy(row, xr, n_slots * sizeof *row);
+                for (uint32_t r = 0; r < n_old; r++)
+                    xr[r] = row[(uint32_t)order[r].score];
+            }
+    }
+    free(order);
+    free(row);
+}
+
+/* Library vs the reference model over a prompt and decode steps. Under
+ * KF_ORDER_ANY the lanes are compared as sets: sorted by position, they
+ * must hold the model's slots (random logits have no ties, so the index
+ * tie-break never decides). */
 static void compare_run(kf_config cfg, uint32_t prompt, uint32_t steps,
                         uint32_t decode_rows, uint64_t seed)
 {
@@ -230,6 +275,8 @@ static void compare_run(kf_config cfg, uint32_t prompt, uint32_t steps,
                                  (size_t)rows * (n + rows),
                                  t == 0 ? KF_LOGITS_CAUSAL : 0u };
             assert_int_equal(kf_observe_logits(c, (int)l, &v), KF_OK);
+            if (cfg.slot_order == KF_ORDER_ANY)
+                to_position_order(c, &cfg, l, x, rows, n + rows);
             ref_observe(&m, l, x, rows, t == 0);
             if (!uniform) {
                 assert_int_equal(kf_select(c, (int)l), KF_OK);
@@ -251,11 +298,17 @@ static void compare_run(kf_config cfg, uint32_t prompt, uint32_t steps,
                 kf_slot_positions(c, (int)l, (int)g, &pos, &n);
                 kf_slot_scores(c, (int)l, (int)g, &sc, &n);
                 assert_int_equal(n, want->n);
+                slot_pair *got = malloc((n + 1) * sizeof *got);
+                for (uint32_t j = 0; j < n; j++)
+                    got[j] = (slot_pair){ pos[j], sc[j] };
+                if (cfg.slot_order == KF_ORDER_ANY)
+                    qsort(got, n, sizeof *got, by_position);
                 for (uint32_t j = 0; j < n; j++) {
-                    assert_int_equal(pos[j], want->pos[j]);
-                    assert_float_equal(sc[j], want->score[j],
+                    assert_int_equal(got[j].pos, want->pos[j]);
+                    assert_float_equal(got[j].score, want->score[j],
                                        2e-5 * (1.0 + want->score[j]));
                 }
+                free(got);
             }
     }
     free(x);
@@ -367,6 +420,41 @@ static void test_evict_interval(void **state)
     kf_cache_destroy(&c);
 }
 
+/* KF_ORDER_ANY keeps the slots KF_ORDER_POSITION keeps (as sets), for
+ * every policy, rule and granularity, with one eviction per step, several
+ * rows per step, and batched eviction. */
+static void test_any_order(void **state)
+{
+    (void)state;
+    const kf_policy pol[] = { KF_POLICY_KEYFORMER, KF_POLICY_H2O,
+                              KF_POLICY_WINDOW, KF_POLICY_SINKS, KF_POLICY_FULL };
+    for (int p = 0; p < 5; p++)
+        for (int rule = 0; rule < 2; rule++)
+            for (int gr = 0; gr < 3; gr++) {
+                kf_config cfg = gqa_config(pol[p], (kf_rule)rule,
+                                           (kf_granularity)gr);
+                if (pol[p] == KF_POLICY_FULL)
+                    cfg.budget_ratio = 0.0;
+                cfg.slot_order = KF_ORDER_ANY;
+                compare_run(cfg, 30, 12, 1, 500 + p * 10 + rule * 3 + gr);
+                if (pol[p] == KF_POLICY_FULL)
+                    continue;
+                cfg.evict_interval = 3;
+                compare_run(cfg, 30, 13, 1, 600 + p * 10 + rule * 3 + gr);
+            }
+    kf_config cfg = gqa_config(KF_POLICY_KEYFORMER, KF_RULE_DYNAMIC,
+                               KF_GRANULARITY_KV_HEAD);
+    cfg.slot_order = KF_ORDER_ANY;
+    compare_run(cfg, 20, 6, 3, 701);
+    cfg.recent_ratio = 0.0;
+    compare_run(cfg, 20, 10, 1, 702);
+    cfg.recent_ratio = 1.0;
+    compare_run(cfg, 20, 10, 1, 703);
+    cfg.slot_order = (kf_slot_order)2;
+    kf_cache *c;
+    assert_int_equal(kf_cache_create(&c, &cfg), KF_EINVAL);
+}
+
 /* UNIFORM: every layer and head holds the same positions, and the removed
  * list is exactly the positions that left. */
 static void test_uniform_removed(void **state)
@@ -424,6 +512,7 @@ int main(void)
         cmocka_unit_test(test_against_model),
         cmocka_unit_test(test_against_model_variants),
         cmocka_unit_test(test_evict_interval),
+        cmocka_unit_test(test_any_order),
         cmocka_unit_test(test_uniform_removed),
     };
     return cmocka_run_group_tests_name("policies", tests, NULL, NULL);

@@ -71,6 +71,13 @@ run tau-constant-1 --policies full,keyformer --tau-end 1 $ab
 run tau-1-to-4 --policies full,keyformer --tau-end 4 $ab
 # shellcheck disable=SC2086
 run tau-constant-2 --policies full,keyformer --tau-init 2 --tau-end 2 $ab
+# Batched eviction (kf_config.evict_interval = 16) at the same budgets, and
+# at budgets 8 slots smaller, which hold on average about as many slots
+# (k - 8 + 7.5) as eviction every token at the nominal budget.
+# shellcheck disable=SC2086
+run evict-16 --policies full,keyformer,h2o --evict-every 16 $ab
+run evict-16-equal-memory --policies full,keyformer,h2o --evict-every 16 \
+    --budgets 0.0918,0.1915,0.2920,0.4922 --rouge-tokens 0 --seeds 3 --mass-share 0
 
 table() { python3 "$here/ablation_table.py" --budgets 0.1,0.2,0.3,0.5 "$@"; }
 cp "$out/headline.csv" "$out/recent-0.3.csv"

@@ -30,7 +30,8 @@
  * `--evict-every B` sets kf_config.evict_interval = B: the cache grows to
  * k + B slots and evicts B at once every B tokens; select and compact are
  * still called (and timed) every token (figures are per token).
- * `--rule reference` uses KF_RULE_REFERENCE. `--kv-heads N` allocates and times N of the
+ * `--rule reference` uses KF_RULE_REFERENCE; `--order any` KF_ORDER_ANY
+ * (evicted slots refilled from the end instead of shifting the rows). `--kv-heads N` allocates and times N of the
  * shape's KV heads (with their query heads) and scales like --layers.
  *
  * Only `--layers` layers are allocated and timed (default: all for the
@@ -215,6 +216,7 @@ typedef struct dopts {
     int kv_timed; /* KV heads allocated and timed (of sh->kv_heads) */
     int every;    /* select + compact once per `every` tokens */
     int reference; /* KF_RULE_REFERENCE */
+    int any_order; /* KF_ORDER_ANY */
 } dopts;
 
 typedef struct dresult {
@@ -267,6 +269,7 @@ static void decode_setup(const dopts *o, int ctx, double ratio, void **src,
         cfg.head_dim = (uint32_t)d;
         cfg.capacity = st->n0 + (uint32_t)st->B;
         cfg.evict_interval = (uint32_t)st->B;
+        cfg.slot_order = o->any_order ? KF_ORDER_ANY : KF_ORDER_POSITION;
         cfg.rule = o->reference ? KF_RULE_REFERENCE : KF_RULE_DYNAMIC;
         cfg.budget_tokens = st->n0;
         cfg.budget_ratio = 0;
@@ -410,7 +413,7 @@ static int cmd_decode(int argc, char **argv)
 {
     double ctxs[16], budgets[16] = {0.3, 0.5, 0.7};
     int nctx = 0, nb = 3;
-    dopts o = {find_shape("bundled"), 0, 1, 0, 16, 0, 0, 0, 1, 0};
+    dopts o = {find_shape("bundled"), 0, 1, 0, 16, 0, 0, 0, 1, 0, 0};
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--context") && i + 1 < argc)
             nctx = parse_list(argv[++i], ctxs, 16);
@@ -436,6 +439,8 @@ static int cmd_decode(int argc, char **argv)
             o.every = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rule") && i + 1 < argc)
             o.reference = !strcmp(argv[++i], "reference");
+        else if (!strcmp(argv[i], "--order") && i + 1 < argc)
+            o.any_order = !strcmp(argv[++i], "any");
         else {
             fprintf(stderr, "usage: kf-bench-decode decode --context N[,N...] "
                     "[--budgets R,...] [--shape bundled|llama3-8b] "
@@ -529,7 +534,7 @@ static int cmd_decode(int argc, char **argv)
                        "\"budget\":%g,\"dtype\":\"%s\",\"threads\":%d,"
                        "\"k\":%u,\"layers\":%d,\"layers_timed\":%d,"
                        "\"kv_heads\":%d,\"kv_heads_timed\":%d,"
-                       "\"evict_every\":%d,\"rule\":\"%s\","
+                       "\"evict_every\":%d,\"rule\":\"%s\",\"order\":\"%s\","
                        "\"attention_s\":%.6e,\"library_s\":%.6e,"
                        "\"observe_s\":%.6e,\"select_s\":%.6e,"
                        "\"compact_s\":%.6e,\"step_s\":%.6e,"
@@ -539,7 +544,8 @@ static int cmd_decode(int argc, char **argv)
                        sh->name, ctx, b < 0 ? 1.0 : ratio,
                        o.f16 ? "f16" : "f32", o.threads, r.k, sh->layers,
                        o.layers, sh->kv_heads, Hk, o.every,
-                       o.reference ? "reference" : "dynamic", r.att, r.lib, r.obs, r.sel, r.cmp, step,
+                       o.reference ? "reference" : "dynamic",
+                       o.any_order ? "any" : "position", r.att, r.lib, r.obs, r.sel, r.cmp, step,
                        speedup, share, r.setup, o.steps,
                        o.f16 ? "avx2-f16c" : o.blas ? "openblas-sgemm" : "avx2",
                        o.threads == 1 ? "thread-cpu" : "wall", ld);

@@ -5,7 +5,8 @@
  *     than 257 slots per KV head, and the process's memory does not grow
  *     with the number of tokens generated;
  * (3) evicting every 16 tokens (evict_interval) holds 256 .. 271 slots in
- *     the library and the engine alike.
+ *     the library and the engine alike;
+ * (4) KF_ORDER_ANY gives the logits of KF_ORDER_POSITION to rounding.
  * The prompt is the 512-token sequence of reference-logits.bin (a dev
  * speech, BOS first), so no external data is needed.
  *
@@ -252,6 +253,76 @@ static void test_batched_eviction(void **state)
     kf_cache_destroy(&glue.cache);
 }
 
+/* Teacher-forced steps over ids[PROMPT ..], every step's logits kept. */
+static void forced(fixture *fx, engine_keyformer *glue, int steps, float *all_logits)
+{
+    const int vocab = fx->model.config.vocab_size;
+    const eng_state_options options = {
+        .kv_capacity = PROMPT, .n_threads = 1,
+        .hook = engine_keyformer_hook, .hook_user_data = glue};
+    eng_state *s;
+    eng_error err = {{0}};
+    assert_int_equal(eng_state_create(&s, &fx->model, &options, &err), ENG_OK);
+    if (eng_forward(s, fx->ids, PROMPT, all_logits, 1, &err) != ENG_OK)
+        fail_msg("prompt: %s", err.message);
+    for (int t = 1; t <= steps; t++)
+        if (eng_forward(s, &fx->ids[PROMPT + t - 1], 1, all_logits + (size_t)t * vocab, 1,
+                        &err) != ENG_OK)
+            fail_msg("step %d: %s", t, err.message);
+    assert_null(glue->failed_call);
+    eng_state_destroy(&s);
+}
+
+/* KF_ORDER_ANY refills evicted slots from the end instead of shifting:
+ * the engine's attention sees the same tokens in another order, so its
+ * logits agree with KF_ORDER_POSITION's to rounding, and every lane
+ * holds the same positions. */
+static void test_any_order_matches_position(void **state)
+{
+    fixture *fx = *state;
+    enum { BUDGET = 128, STEPS = 150 };
+    const eng_model_config *c = &fx->model.config;
+    const size_t n = (size_t)(STEPS + 1) * c->vocab_size;
+    float *ordered = malloc(n * sizeof(float)), *any = malloc(n * sizeof(float));
+    assert_non_null(ordered);
+    assert_non_null(any);
+    engine_keyformer a = {.cache = keyformer_cache(fx, BUDGET, PROMPT)};
+    forced(fx, &a, STEPS, ordered);
+    kf_config cfg;
+    assert_int_equal(kf_cache_config(a.cache, &cfg), KF_OK);
+    cfg.slot_order = KF_ORDER_ANY;
+    engine_keyformer b = {0};
+    assert_int_equal(kf_cache_create(&b.cache, &cfg), KF_OK);
+    forced(fx, &b, STEPS, any);
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = ordered[i] - any[i];
+        worst = d > worst ? d : -d > worst ? -d : worst;
+    }
+    print_message("KF_ORDER_ANY vs POSITION: largest logit difference %.3g "
+                  "over %d steps\n", worst, STEPS + 1);
+    assert_true(worst < 1e-3);
+    for (int l = 0; l < c->n_layers; l++)
+        for (int g = 0; g < c->n_kv_heads; g++) {
+            const int32_t *pa, *pb;
+            uint32_t na, nb;
+            assert_int_equal(kf_slot_positions(a.cache, l, g, &pa, &na), KF_OK);
+            assert_int_equal(kf_slot_positions(b.cache, l, g, &pb, &nb), KF_OK);
+            assert_int_equal(na, nb);
+            /* the same set: every position of a appears in b */
+            for (uint32_t i = 0; i < na; i++) {
+                uint32_t j = 0;
+                while (j < nb && pb[j] != pa[i])
+                    j++;
+                assert_true(j < nb);
+            }
+        }
+    kf_cache_destroy(&a.cache);
+    kf_cache_destroy(&b.cache);
+    free(ordered);
+    free(any);
+}
+
 int main(int argc, char **argv)
 {
     if (!test_args(argc, argv, "MODEL_BIN REFERENCE_LOGITS_BIN", &model_path, &reference_path))
@@ -260,6 +331,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_large_budget_equals_full_cache),
         cmocka_unit_test(test_budget_bounds_slots_and_memory),
         cmocka_unit_test(test_batched_eviction),
+        cmocka_unit_test(test_any_order_matches_position),
     };
     return cmocka_run_group_tests_name("bounded generation", tests, setup, teardown);
 }

@@ -90,17 +90,20 @@ static void test_config_field(void **state)
     kf_config cfg;
     kf_config_default(&cfg);
     assert_int_equal(cfg.cpu_mask, KF_CPU_ALL);
-    /* cpu_mask, then evict_interval, took the first 8 bytes of the old
-     * 64 reserved ones: the struct keeps its size */
+    /* cpu_mask, evict_interval and slot_order took the first 12 bytes of
+     * the old 64 reserved ones: the struct keeps its size */
     assert_int_equal(offsetof(kf_config, evict_interval),
                      offsetof(kf_config, cpu_mask) + sizeof cfg.cpu_mask);
-    assert_int_equal(offsetof(kf_config, reserved),
+    assert_int_equal(offsetof(kf_config, slot_order),
                      offsetof(kf_config, evict_interval) + sizeof cfg.evict_interval);
+    assert_int_equal(offsetof(kf_config, reserved),
+                     offsetof(kf_config, slot_order) + sizeof cfg.slot_order);
     assert_int_equal(offsetof(kf_config, reserved) + sizeof cfg.reserved,
                      offsetof(kf_config, cpu_mask) + 64);
-    assert_int_equal(sizeof cfg.reserved, 56);
+    assert_int_equal(sizeof cfg.reserved, 52);
     assert_int_equal(sizeof cfg.cpu_mask, 4);
     assert_int_equal(cfg.evict_interval, 0);
+    assert_int_equal(cfg.slot_order, KF_ORDER_POSITION);
 }
 
 static void test_masks(void **state)
