@@ -5,6 +5,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "keyformer.h"
 #include "dsp.h"
 
@@ -64,6 +68,17 @@ struct kf_cache {
 static inline size_t kf_lane(const kf_cache *c, uint32_t layer, uint32_t g)
 {
     return ((size_t)layer * c->cfg.n_kv_heads + g) * c->cfg.capacity;
+}
+
+/* The calling thread's number in an OpenMP team (0 outside one): the
+ * index of its per-thread scratch. */
+static inline int kf_thread_id(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
 }
 
 /* Layer index checks shared by the entry points. */

@@ -5,10 +5,6 @@
  * has been checked, so a failed call changes nothing. */
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "internal.h"
 
 static int check_view(const kf_cache *c, const kf_layer *l,
@@ -69,15 +65,6 @@ static int score_head(kf_cache *c, uint32_t layer, uint32_t h,
     return KF_ROW_OK;
 }
 
-static int thread_id(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 /* Grouped (one row per call): a KV head's query heads, in order, add into
  * one accumulator, head_acc[g]. Per head: the accumulators of the general
  * path start at 0 and commit sums them in head order; with one row each
@@ -95,7 +82,7 @@ int kf_score_heads(kf_cache *c, uint32_t layer, kf_head_score_fn score,
 #pragma omp parallel for num_threads(c->n_threads) schedule(static) \
     if (parallel && c->n_threads > 1)
     for (uint32_t u = 0; u < units; u++) {
-        int tid = thread_id();
+        int tid = kf_thread_id();
         float *acc = c->head_acc + (size_t)u * cap;
         memset(acc, 0, n_slots * sizeof *acc);
         if (!grouped) {

@@ -5,10 +5,6 @@
 #include <math.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "internal.h"
 
 /* keep[0..] = [lo, hi) appended at *count */
@@ -117,15 +113,6 @@ static uint32_t keep_fixed(const kf_cache *c, uint32_t *keep, uint32_t n,
     }
 }
 
-static int thread_id(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 /* One ranked keep list (k slots) from a lane's scores, on thread tid. */
 static void rank(kf_cache *c, uint32_t *keep, const float *scores,
                  const int32_t *pos, uint32_t n, int32_t next_pos, int tid)
@@ -178,7 +165,7 @@ static void select_layers(kf_cache *c, uint32_t l0, uint32_t l1, int shared)
     if (n > 4096 && n_kv > 1 && c->n_threads > 1)
         for (uint32_t g = 0; g < n_kv; g++)
             rank(c, c->keep + kf_lane(c, l0, g), c->scores + kf_lane(c, l0, g),
-                 c->positions + kf_lane(c, l0, g), n, next_pos, thread_id());
+                 c->positions + kf_lane(c, l0, g), n, next_pos, kf_thread_id());
         mark_selected(c, l0, c->budget);
         return;
     }

@@ -328,9 +328,12 @@ static kf_config gqa_config(kf_policy p, kf_rule rule, kf_granularity gr)
     return cfg;
 }
 
-static void test_against_model(void **state)
+/* Every policy, rule and granularity against the model: a 30-token
+ * prompt, then `steps` one-row steps, with the given slot order and
+ * eviction interval; seeds from seed0. */
+static void model_sweep(kf_slot_order order, uint32_t every, uint32_t steps,
+                        uint64_t seed0)
 {
-    (void)state;
     const kf_policy pol[] = { KF_POLICY_KEYFORMER, KF_POLICY_H2O,
                               KF_POLICY_WINDOW, KF_POLICY_SINKS, KF_POLICY_FULL };
     for (int p = 0; p < 5; p++)
@@ -340,8 +343,17 @@ static void test_against_model(void **state)
                                            (kf_granularity)gr);
                 if (pol[p] == KF_POLICY_FULL)
                     cfg.budget_ratio = 0.0;
-                compare_run(cfg, 30, 12, 1, 100 + p * 10 + rule * 3 + gr);
+                cfg.slot_order = order;
+                cfg.evict_interval = every;
+                compare_run(cfg, 30, steps, 1,
+                            seed0 + (uint64_t)(p * 10 + rule * 3 + gr));
             }
+}
+
+static void test_against_model(void **state)
+{
+    (void)state;
+    model_sweep(KF_ORDER_POSITION, 0, 12, 100);
 }
 
 /* Several rows per generation step (each its own tau step), an absolute
@@ -374,16 +386,7 @@ static void test_against_model_variants(void **state)
 static void test_evict_interval(void **state)
 {
     (void)state;
-    const kf_policy pol[] = { KF_POLICY_KEYFORMER, KF_POLICY_H2O,
-                              KF_POLICY_WINDOW, KF_POLICY_SINKS };
-    for (int p = 0; p < 4; p++)
-        for (int rule = 0; rule < 2; rule++)
-            for (int gr = 0; gr < 3; gr++) {
-                kf_config cfg = gqa_config(pol[p], (kf_rule)rule,
-                                           (kf_granularity)gr);
-                cfg.evict_interval = 4;
-                compare_run(cfg, 30, 13, 1, 300 + p * 10 + rule * 3 + gr);
-            }
+    model_sweep(KF_ORDER_POSITION, 4, 13, 300);
 
     kf_config cfg = gqa_config(KF_POLICY_KEYFORMER, KF_RULE_DYNAMIC,
                                KF_GRANULARITY_KV_HEAD);
@@ -426,22 +429,8 @@ static void test_evict_interval(void **state)
 static void test_any_order(void **state)
 {
     (void)state;
-    const kf_policy pol[] = { KF_POLICY_KEYFORMER, KF_POLICY_H2O,
-                              KF_POLICY_WINDOW, KF_POLICY_SINKS, KF_POLICY_FULL };
-    for (int p = 0; p < 5; p++)
-        for (int rule = 0; rule < 2; rule++)
-            for (int gr = 0; gr < 3; gr++) {
-                kf_config cfg = gqa_config(pol[p], (kf_rule)rule,
-                                           (kf_granularity)gr);
-                if (pol[p] == KF_POLICY_FULL)
-                    cfg.budget_ratio = 0.0;
-                cfg.slot_order = KF_ORDER_ANY;
-                compare_run(cfg, 30, 12, 1, 500 + p * 10 + rule * 3 + gr);
-                if (pol[p] == KF_POLICY_FULL)
-                    continue;
-                cfg.evict_interval = 3;
-                compare_run(cfg, 30, 13, 1, 600 + p * 10 + rule * 3 + gr);
-            }
+    model_sweep(KF_ORDER_ANY, 0, 12, 500);
+    model_sweep(KF_ORDER_ANY, 3, 13, 600);
     kf_config cfg = gqa_config(KF_POLICY_KEYFORMER, KF_RULE_DYNAMIC,
                                KF_GRANULARITY_KV_HEAD);
     cfg.slot_order = KF_ORDER_ANY;

@@ -86,8 +86,9 @@ static int argmax(const float *x, int n)
     return best;
 }
 
-static kf_cache *keyformer_cache(const fixture *fx, uint32_t budget,
-                                 uint32_t capacity)
+/* Keyformer defaults for the bundled model, an absolute budget, seed 7. */
+static kf_config keyformer_config(const fixture *fx, uint32_t budget,
+                                  uint32_t capacity)
 {
     const eng_model_config *c = &fx->model.config;
     kf_config cfg;
@@ -100,6 +101,13 @@ static kf_cache *keyformer_cache(const fixture *fx, uint32_t budget,
     cfg.budget_ratio = 0.0;
     cfg.budget_tokens = budget;
     cfg.seed = 7;
+    return cfg;
+}
+
+static kf_cache *keyformer_cache(const fixture *fx, uint32_t budget,
+                                 uint32_t capacity)
+{
+    kf_config cfg = keyformer_config(fx, budget, capacity);
     kf_cache *cache = NULL;
     assert_int_equal(kf_cache_create(&cache, &cfg), KF_OK);
     return cache;
@@ -223,17 +231,8 @@ static void test_batched_eviction(void **state)
     fixture *fx = *state;
     enum { BUDGET = 256, EVERY = 16, STEPS = 200 };
     const eng_model_config *c = &fx->model.config;
-    kf_config cfg;
-    kf_config_default(&cfg);
-    cfg.n_layers = (uint32_t)c->n_layers;
-    cfg.n_heads = (uint32_t)c->n_heads;
-    cfg.n_kv_heads = (uint32_t)c->n_kv_heads;
-    cfg.head_dim = (uint32_t)c->head_size;
-    cfg.capacity = PROMPT;
-    cfg.budget_ratio = 0.0;
-    cfg.budget_tokens = BUDGET;
+    kf_config cfg = keyformer_config(fx, BUDGET, PROMPT);
     cfg.evict_interval = EVERY;
-    cfg.seed = 7;
     engine_keyformer glue = {0};
     assert_int_equal(kf_cache_create(&glue.cache, &cfg), KF_OK);
     slot_pattern_ok = 1;
@@ -288,8 +287,7 @@ static void test_any_order_matches_position(void **state)
     assert_non_null(any);
     engine_keyformer a = {.cache = keyformer_cache(fx, BUDGET, PROMPT)};
     forced(fx, &a, STEPS, ordered);
-    kf_config cfg;
-    assert_int_equal(kf_cache_config(a.cache, &cfg), KF_OK);
+    kf_config cfg = keyformer_config(fx, BUDGET, PROMPT);
     cfg.slot_order = KF_ORDER_ANY;
     engine_keyformer b = {0};
     assert_int_equal(kf_cache_create(&b.cache, &cfg), KF_OK);

@@ -27,6 +27,13 @@ for thr in 1 2; do
   "$TOOL" decode --shape llama3-8b --context 4096 --evict-every 16 --steps 64 --threads $thr --json
   "$TOOL" decode --shape llama3-8b --context 32768 --kv-heads 2 --evict-every 16 --steps 64 --threads $thr --json
 done > "$OUT/decode-every16.jsonl"
+# KF_ORDER_ANY: one row moved per eviction; alone and with evict_interval 16
+for thr in 1 2; do
+  "$TOOL" decode --shape bundled --context 1024,4096 --order any --threads $thr --json
+  "$TOOL" decode --shape llama3-8b --context 1024,4096 --order any --threads $thr --json
+  "$TOOL" decode --shape llama3-8b --context 16384,32768 --kv-heads 2 --order any --threads $thr --json
+  "$TOOL" decode --shape llama3-8b --context 4096 --order any --evict-every 16 --steps 64 --threads $thr --json
+done > "$OUT/decode-any.jsonl"
 for thr in 1 2; do
   "$TOOL" prefill --prompt 1024,2048,4096,8192 --threads $thr --reps 3 --json
   # llama3-8b head size 128: one of 32 layers (the ratio is per layer)

@@ -73,6 +73,27 @@ def main():
                 ms(r["step_s"]), r["speedup_vs_full"],
                 100 * r["overhead_share"], ms(r["observe_s"]),
                 ms(r["select_s"]), ms(r["compact_s"])))
+    anyo = read(os.path.join(d, "decode-any.jsonl"))
+    if anyo:
+        print("\nKF_ORDER_ANY (f32): step ms (speedup vs full, library share); "
+              "library at 0.5 = observe / select / compact ms\n")
+        print("| shape | threads | evict every | context | 0.7 | 0.5 | 0.3 | library at 0.5 |")
+        print("|---|---:|---:|---:|---:|---:|---:|---|")
+        rows = {}
+        for r in anyo:
+            rows.setdefault((r["shape"], r["threads"], r["evict_every"], r["context"]), {})[r["budget"]] = r
+        for (shape, thr, ev, ctx), c in rows.items():
+            cells = []
+            for b in (0.7, 0.5, 0.3):
+                r = c.get(b)
+                cells.append("%s (%.2f×, %.0f%%)" % (
+                    ms(r["step_s"]), r["speedup_vs_full"],
+                    100 * r["overhead_share"]) if r else "")
+            h = c.get(0.5)
+            libc = "%s / %s / %s" % (ms(h["observe_s"]), ms(h["select_s"]),
+                                     ms(h["compact_s"])) if h else ""
+            print("| %s | %d | %d | %dK | %s | %s |" % (
+                shape, thr, ev, ctx // 1024, " | ".join(cells), libc))
     pre = read(os.path.join(d, "prefill.jsonl"))
     tor = read(os.path.join(d, "torch.jsonl"))
     tp = {(r["prompt"], r["threads"]): r for r in tor if r["mode"] == "prefill"}
