@@ -78,6 +78,11 @@ run tau-constant-2 --policies full,keyformer --tau-init 2 --tau-end 2 $ab
 run evict-16 --policies full,keyformer,h2o --evict-every 16 $ab
 run evict-16-equal-memory --policies full,keyformer,h2o --evict-every 16 \
     --budgets 0.0918,0.1915,0.2920,0.4922 --rouge-tokens 0 --seeds 3 --mass-share 0
+# Slot order: KF_ORDER_ANY must reproduce the position order's figures.
+run order-position --policies full,keyformer,h2o,window,sinks --budgets 0.1,0.5 \
+    --rouge-tokens 0 --mass-share 0
+run order-any --policies full,keyformer,h2o,window,sinks --budgets 0.1,0.5 \
+    --rouge-tokens 0 --mass-share 0 --slot-order any
 
 table() { python3 "$here/ablation_table.py" --budgets 0.1,0.2,0.3,0.5 "$@"; }
 cp "$out/headline.csv" "$out/recent-0.3.csv"
