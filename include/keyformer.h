@@ -13,8 +13,9 @@
  *
  * ## Words
  * - slot: one cached token of one (layer, KV head). Slots are kept in
- *   ascending original position; slot i of a layer is row i of the host's
- *   K/V buffers for that layer and head.
+ *   ascending original position (or in no particular order with
+ *   KF_ORDER_ANY); slot i of a layer is row i of the host's K/V buffers for
+ *   that layer and head.
  * - budget k: slots kept per (layer, KV head) after each selection; window
  *   w = floor(recent_ratio * k) most recent slots are always kept.
  * - phase: a layer is in the prompt phase until its first kf_select(); every
@@ -366,7 +367,9 @@ KF_API int kf_observe_qk(kf_cache *cache, int layer, const kf_query_view *q,
 KF_API int kf_select(kf_cache *cache, int layer);
 
 /** Apply the last selection of `layer`: move the kept rows of the host's K
- *  and V buffers to the front of each head, in place, in ascending order,
+ *  and V buffers to the front of each head, in place, in ascending order
+ *  (KF_ORDER_ANY: kept rows below the new count stay, and each evicted one
+ *  there takes a kept row from above it, in ascending order of both),
  *  bit-exact; the library's own scores and positions move with them.
  *  k_view and v_view may each be NULL (library state only, for hosts that
  *  drop positions themselves); with both NULL, layer may be KF_ALL_LAYERS.
@@ -391,8 +394,9 @@ KF_API int kf_kept_slots(const kf_cache *cache, int layer, int kv_head,
 KF_API int kf_slot_count(const kf_cache *cache, int layer, int kv_head,
                          uint32_t *n);
 
-/** Original positions of the slots of (layer, kv_head), ascending; *n gets
- *  the slot count. @return KF_OK, KF_EINVAL, KF_ERANGE. */
+/** Original positions of the slots of (layer, kv_head), ascending (in slot
+ *  order with KF_ORDER_ANY); *n gets the slot count.
+ *  @return KF_OK, KF_EINVAL, KF_ERANGE. */
 KF_API int kf_slot_positions(const kf_cache *cache, int layer, int kv_head,
                              const int32_t **positions, uint32_t *n);
 
