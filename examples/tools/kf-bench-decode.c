@@ -1,6 +1,8 @@
 /* kf-bench-decode: end-to-end cost of libkeyformer next to the attention it
  * shrinks, on synthetic attention-bound shapes.
  *
+ * (also `kf-bench decode ...` and `kf-bench prefill ...`, the same code)
+ *
  *   kf-bench-decode decode --context N[,N...] [--budgets R[,R...]]
  *                   [--shape bundled|llama3-8b] [--dtype f32|f16]
  *                   [--threads T] [--layers L] [--steps S] [--json]
@@ -712,7 +714,10 @@ static int cmd_prefill(int argc, char **argv)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* Also reached as `kf-bench decode|prefill ...` (kf-bench.c). */
+int kf_bench_decode_main(int argc, char **argv);
+
+int kf_bench_decode_main(int argc, char **argv)
 {
     openblas_set_num_threads(1);
     if (argc >= 2 && !strcmp(argv[1], "decode"))
@@ -722,3 +727,10 @@ int main(int argc, char **argv)
     fprintf(stderr, "usage: kf-bench-decode decode|prefill ... (--help)\n");
     return 2;
 }
+
+#ifndef KF_BENCH_DECODE_NO_MAIN
+int main(int argc, char **argv)
+{
+    return kf_bench_decode_main(argc, argv);
+}
+#endif

@@ -314,8 +314,13 @@ static int want(const char *filter, const char *name)
     return !filter || !strcmp(filter, name);
 }
 
+/* kf-bench-decode.c, linked in: the end-to-end decode and prefill runs */
+int kf_bench_decode_main(int argc, char **argv);
+
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && (!strcmp(argv[1], "decode") || !strcmp(argv[1], "prefill")))
+        return kf_bench_decode_main(argc, argv);
     options o = { 0, 0, NULL, NULL };
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json"))
@@ -328,7 +333,9 @@ int main(int argc, char **argv)
             o.isa = argv[++i];
         else {
             fprintf(stderr, "usage: kf-bench [--json] [--quick] [--kernel "
-                            "score|score_h2o|select|compact] [--isa NAME]\n");
+                            "score|score_h2o|select|compact] [--isa NAME]\n"
+                            "       kf-bench decode|prefill ... (see "
+                            "kf-bench-decode.c)\n");
             return !strcmp(argv[i], "--help") ? 0 : 2;
         }
     }
