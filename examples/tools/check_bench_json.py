@@ -48,7 +48,8 @@ def check_decode(rows, contexts, budgets):
 def main():
     bench = sys.argv[1]
     for extra in ([], ["--order", "any"], ["--evict-every", "4", "--steps", "8"],
-                  ["--dtype", "f16", "--threads", "2"]):
+                  ["--dtype", "f16", "--threads", "2"], ["--policy", "h2o"],
+                  ["--policy", "window"], ["--policy", "sinks"]):
         rows = run([bench, "decode", "--shape", "bundled", "--context", "256,512",
                     "--budgets", "0.3,0.5", "--steps", "4", "--json"] + extra)
         check_decode(rows, [256, 512], [0.3, 0.5])

@@ -15,7 +15,8 @@
  * head over the held slots (timed as attention_s), then kf_observe_logits on
  * the logits the attention computed, kf_select and kf_compact on the real
  * K/V buffers (timed as library_s). A budget R holds k = floor(R * context)
- * slots (absolute budget, KF_POLICY_KEYFORMER, dynamic rule, per KV head), so
+ * slots (absolute budget, KF_POLICY_KEYFORMER unless --policy, dynamic rule,
+ * per KV head), so
  * every step attends over k + 1 slots and evicts one. The full cache attends
  * over context + step slots and calls no library. To keep the setup short,
  * the library's cache is prefilled by observing a k-row prompt (not a
@@ -33,7 +34,9 @@
  * k + B slots and evicts B at once every B tokens; select and compact are
  * still called (and timed) every token (figures are per token).
  * `--rule reference` uses KF_RULE_REFERENCE; `--order any` KF_ORDER_ANY
- * (evicted slots refilled from the end instead of shifting the rows). `--kv-heads N` allocates and times N of the
+ * (evicted slots refilled from the end instead of shifting the rows);
+ * `--policy keyformer|h2o|window|sinks` the reduced caches' policy
+ * (default keyformer). `--kv-heads N` allocates and times N of the
  * shape's KV heads (with their query heads) and scales like --layers.
  *
  * Only `--layers` layers are allocated and timed (default: all for the
@@ -219,6 +222,7 @@ typedef struct dopts {
     int every;    /* select + compact once per `every` tokens */
     int reference; /* KF_RULE_REFERENCE */
     int any_order; /* KF_ORDER_ANY */
+    int policy;    /* kf_policy of the reduced caches */
 } dopts;
 
 typedef struct dresult {
@@ -273,6 +277,7 @@ static void decode_setup(const dopts *o, int ctx, double ratio, void **src,
         cfg.evict_interval = (uint32_t)st->B;
         cfg.slot_order = o->any_order ? KF_ORDER_ANY : KF_ORDER_POSITION;
         cfg.rule = o->reference ? KF_RULE_REFERENCE : KF_RULE_DYNAMIC;
+        cfg.policy = (kf_policy)o->policy;
         cfg.budget_tokens = st->n0;
         cfg.budget_ratio = 0;
         cfg.n_threads = (uint32_t)o->threads;
@@ -411,11 +416,23 @@ __attribute__((target("f16c"))) static uint16_t f32_to_f16(float f)
     return (uint16_t)_cvtss_sh(f, 0);
 }
 
+static const char *const policy_names[] = {"keyformer", "h2o", "window", "sinks"};
+
+/* kf_policy of a name, or -1 */
+static int policy_of(const char *name)
+{
+    for (int p = 0; p < 4; p++)
+        if (!strcmp(name, policy_names[p]))
+            return p;
+    return -1;
+}
+
 static int cmd_decode(int argc, char **argv)
 {
     double ctxs[16], budgets[16] = {0.3, 0.5, 0.7};
     int nctx = 0, nb = 3;
-    dopts o = {find_shape("bundled"), 0, 1, 0, 16, 0, 0, 0, 1, 0, 0};
+    dopts o = {find_shape("bundled"), 0, 1, 0, 16, 0, 0, 0, 1, 0, 0,
+               KF_POLICY_KEYFORMER};
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--context") && i + 1 < argc)
             nctx = parse_list(argv[++i], ctxs, 16);
@@ -443,6 +460,13 @@ static int cmd_decode(int argc, char **argv)
             o.reference = !strcmp(argv[++i], "reference");
         else if (!strcmp(argv[i], "--order") && i + 1 < argc)
             o.any_order = !strcmp(argv[++i], "any");
+        else if (!strcmp(argv[i], "--policy") && i + 1 < argc) {
+            o.policy = policy_of(argv[++i]);
+            if (o.policy < 0) {
+                fprintf(stderr, "kf-bench-decode: --policy keyformer|h2o|window|sinks\n");
+                return 2;
+            }
+        }
         else {
             fprintf(stderr, "usage: kf-bench-decode decode --context N[,N...] "
                     "[--budgets R,...] [--shape bundled|llama3-8b] "
@@ -537,6 +561,7 @@ static int cmd_decode(int argc, char **argv)
                        "\"k\":%u,\"layers\":%d,\"layers_timed\":%d,"
                        "\"kv_heads\":%d,\"kv_heads_timed\":%d,"
                        "\"evict_every\":%d,\"rule\":\"%s\",\"order\":\"%s\","
+                       "\"policy\":\"%s\","
                        "\"attention_s\":%.6e,\"library_s\":%.6e,"
                        "\"observe_s\":%.6e,\"select_s\":%.6e,"
                        "\"compact_s\":%.6e,\"step_s\":%.6e,"
@@ -547,7 +572,9 @@ static int cmd_decode(int argc, char **argv)
                        o.f16 ? "f16" : "f32", o.threads, r.k, sh->layers,
                        o.layers, sh->kv_heads, Hk, o.every,
                        o.reference ? "reference" : "dynamic",
-                       o.any_order ? "any" : "position", r.att, r.lib, r.obs, r.sel, r.cmp, step,
+                       o.any_order ? "any" : "position",
+                       b < 0 ? "full" : policy_names[o.policy], r.att, r.lib, r.obs,
+                       r.sel, r.cmp, step,
                        speedup, share, r.setup, o.steps,
                        o.f16 ? "avx2-f16c" : o.blas ? "openblas-sgemm" : "avx2",
                        o.threads == 1 ? "thread-cpu" : "wall", ld);

@@ -19,3 +19,13 @@ do for [s in "llama3-8b bundled"] {
        f16 u 1:4 w lp dt 2 lc 3 t "0.5 f16", \
        f16 u 1:5 w lp dt 2 lc 4 t "0.3 f16"
 }
+
+# every policy at budget 0.5 (llama3-8b, f32, 1 thread)
+set output sprintf("%s/perf-decode-policies.png", out)
+set title "Decode step vs context per policy, llama3-8b shape, f32, 1 thread, budget 0.5"
+pol = sprintf("%s/decode-policies.dat", dir)
+plot pol u 1:2 w lp lw 2 lc 1 t "full cache", \
+     pol u 1:3 w lp lw 2 lc 3 t "keyformer", \
+     pol u 1:4 w lp lw 2 lc 4 t "h2o", \
+     pol u 1:5 w lp lw 2 lc 2 t "window", \
+     pol u 1:6 w lp dt 2 lw 2 lc 7 t "sinks"

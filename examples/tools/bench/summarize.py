@@ -94,6 +94,32 @@ def main():
                                      ms(h["compact_s"])) if h else ""
             print("| %s | %d | %d | %dK | %s | %s |" % (
                 shape, thr, ev, ctx // 1024, " | ".join(cells), libc))
+    pol = read(os.path.join(d, "decode-policies.jsonl"))
+    if pol:
+        print("\nEvery policy at budget 0.5 (llama3-8b, f32, 1 thread): step ms "
+              "(speedup vs full, library share)\n")
+        names = ["keyformer", "h2o", "window", "sinks"]
+        print("| context | full | " + " | ".join(names) + " |")
+        print("|---:|---:|" + "---:|" * len(names))
+        by = {}
+        for r in pol:
+            by.setdefault(r["context"], {})[r["policy"]] = r
+        for ctx in sorted(by):
+            c = by[ctx]
+            cells = [ms(c["full"]["step_s"]) if "full" in c else ""]
+            for n in names:
+                r = c.get(n)
+                cells.append("%s (%.2f×, %.0f%%)" % (
+                    ms(r["step_s"]), r["speedup_vs_full"],
+                    100 * r["overhead_share"]) if r else "")
+            print("| %dK | %s |" % (ctx // 1024, " | ".join(cells)))
+        if dat:
+            with open(os.path.join(dat, "decode-policies.dat"), "w") as f:
+                for ctx in sorted(by):
+                    c = by[ctx]
+                    f.write("%d %s\n" % (ctx, " ".join(
+                        "%.6g" % (1e3 * c[n]["step_s"]) if n in c else "nan"
+                        for n in ["full"] + names)))
     pre = read(os.path.join(d, "prefill.jsonl"))
     tor = read(os.path.join(d, "torch.jsonl"))
     tp = {(r["prompt"], r["threads"]): r for r in tor if r["mode"] == "prefill"}
