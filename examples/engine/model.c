@@ -57,6 +57,11 @@ int eng_model_config_from_header(eng_model_config *config, const int header[7],
         (rc = check_range("|vocab_size|", vocab, MAX_VOCAB, err)) ||
         (rc = check_range("seq_len", seq_len, MAX_SEQ_LEN, err)))
         return rc;
+    /* ids 0, 1 and 2 are unk, BOS and EOS in this format: the engine feeds
+     * BOS (1) before any prompt */
+    if (vocab < 3)
+        return eng_fail(err, ENG_EFORMAT,
+                        "header field |vocab_size| = %d is below 3 (unk, BOS, EOS)", vocab);
     if (dim % n_heads != 0)
         return eng_fail(err, ENG_EFORMAT, "dim %d is not a multiple of n_heads %d",
                         dim, n_heads);

@@ -178,9 +178,10 @@ int eng_tokenizer_load(eng_tokenizer *tok, const char *path, int vocab_size,
     memset(tok, 0, sizeof *tok);
     if (!path)
         return eng_fail(err, ENG_EINVAL, "no tokenizer path given");
-    if (vocab_size < 1 || vocab_size > MAX_VOCAB)
-        return eng_fail(err, ENG_EINVAL, "vocabulary size %d is outside 1..%d",
-                        vocab_size, MAX_VOCAB);
+    /* ids 0..2 are unk, BOS and EOS: encode emits BOS and EOS by id */
+    if (vocab_size < ENG_TOKEN_EOS + 1 || vocab_size > MAX_VOCAB)
+        return eng_fail(err, ENG_EINVAL, "vocabulary size %d is outside %d..%d",
+                        vocab_size, ENG_TOKEN_EOS + 1, MAX_VOCAB);
     FILE *f = fopen(path, "rb");
     if (!f)
         return eng_fail(err, ENG_EIO, "%s: cannot open: %s", path, strerror(errno));

@@ -129,6 +129,7 @@ static void test_corrupt_headers_are_rejected(void **state)
         {3, 16, "odd"},                              /* head size 1 */
         {4, 0, "n_kv_heads"}, {4, 3, "multiple"},    /* 4 % 3 != 0 */
         {5, 0, "vocab"}, {5, INT32_MIN, "vocab"}, {5, 1 << 30, "vocab"},
+        {5, 2, "below 3"}, {5, -1, "below 3"},      /* no room for BOS/EOS */
         {6, 0, "seq_len"}, {6, -1, "seq_len"},
         /* Valid values that only disagree with the file's length. */
         {2, 3, "truncated"}, {5, 21, "truncated"}, {6, 7, "trailing"},

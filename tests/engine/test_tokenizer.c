@@ -259,6 +259,8 @@ static void test_damaged_files_are_rejected(void **state)
     assert_int_equal(eng_tokenizer_load(&tok, "/nonexistent/tokenizer.bin", VOCAB_SIZE, &err),
                      ENG_EIO);
     assert_int_equal(eng_tokenizer_load(&tok, tokenizer_path, 0, &err), ENG_EINVAL);
+    /* ids 0..2 are unk, BOS, EOS: a smaller vocabulary cannot encode */
+    assert_int_equal(eng_tokenizer_load(&tok, tokenizer_path, 2, &err), ENG_EINVAL);
 }
 
 int main(int argc, char **argv)
