@@ -34,10 +34,13 @@ for thr in 1 2; do
   "$TOOL" decode --shape llama3-8b --context 16384,32768 --kv-heads 2 --order any --threads $thr --json
   "$TOOL" decode --shape llama3-8b --context 4096 --order any --evict-every 16 --steps 64 --threads $thr --json
 done > "$OUT/decode-any.jsonl"
-# every policy at budget 0.5 (llama3-8b, f32, 1 thread): the score function's cost
-for pol in keyformer h2o window sinks; do
-  "$TOOL" decode --shape llama3-8b --context 1024,4096 --budgets 0.5 --policy $pol --json
-  "$TOOL" decode --shape llama3-8b --context 16384,32768 --kv-heads 2 --budgets 0.5 --policy $pol --json
+# every policy at budget 0.5 (llama3-8b, f32, 1 thread), both slot orders:
+# the score function's cost, and where each policy evicts
+for order in position any; do
+  for pol in keyformer h2o window sinks; do
+    "$TOOL" decode --shape llama3-8b --context 1024,4096 --budgets 0.5 --policy $pol --order $order --json
+    "$TOOL" decode --shape llama3-8b --context 16384,32768 --kv-heads 2 --budgets 0.5 --policy $pol --order $order --json
+  done
 done > "$OUT/decode-policies.jsonl"
 for thr in 1 2; do
   "$TOOL" prefill --prompt 1024,2048,4096,8192 --threads $thr --reps 3 --json

@@ -96,30 +96,30 @@ def main():
                 shape, thr, ev, ctx // 1024, " | ".join(cells), libc))
     pol = read(os.path.join(d, "decode-policies.jsonl"))
     if pol:
-        print("\nEvery policy at budget 0.5 (llama3-8b, f32, 1 thread): step ms "
-              "(speedup vs full, library share)\n")
+        print("\nEvery policy at budget 0.5 (llama3-8b, f32, 1 thread): speedup "
+              "of the step vs the full cache of the same run (library share)\n")
         names = ["keyformer", "h2o", "window", "sinks"]
-        print("| context | full | " + " | ".join(names) + " |")
-        print("|---:|---:|" + "---:|" * len(names))
+        print("| context | slot order | " + " | ".join(names) + " |")
+        print("|---:|---|" + "---:|" * len(names))
         by = {}
         for r in pol:
-            by.setdefault(r["context"], {})[r["policy"]] = r
-        for ctx in sorted(by):
-            c = by[ctx]
-            cells = [ms(c["full"]["step_s"]) if "full" in c else ""]
+            by.setdefault((r["context"], r.get("order", "position")), {})[r["policy"]] = r
+        for (ctx, order) in sorted(by, key=lambda x: (x[1] != "position", x[0])):
+            c = by[(ctx, order)]
+            cells = []
             for n in names:
                 r = c.get(n)
-                cells.append("%s (%.2f×, %.0f%%)" % (
-                    ms(r["step_s"]), r["speedup_vs_full"],
-                    100 * r["overhead_share"]) if r else "")
-            print("| %dK | %s |" % (ctx // 1024, " | ".join(cells)))
+                cells.append("%.2f× (%.0f%%)" % (
+                    r["speedup_vs_full"], 100 * r["overhead_share"]) if r else "")
+            print("| %dK | %s | %s |" % (ctx // 1024, order, " | ".join(cells)))
         if dat:
-            with open(os.path.join(dat, "decode-policies.dat"), "w") as f:
-                for ctx in sorted(by):
-                    c = by[ctx]
-                    f.write("%d %s\n" % (ctx, " ".join(
-                        "%.6g" % (1e3 * c[n]["step_s"]) if n in c else "nan"
-                        for n in ["full"] + names)))
+            for order in ("position", "any"):
+                with open(os.path.join(dat, "decode-policies-%s.dat" % order), "w") as f:
+                    for ctx in sorted(k[0] for k in by if k[1] == order):
+                        c = by[(ctx, order)]
+                        f.write("%d %s\n" % (ctx, " ".join(
+                            "%.4f" % c[n]["speedup_vs_full"] if n in c else "nan"
+                            for n in names)))
     pre = read(os.path.join(d, "prefill.jsonl"))
     tor = read(os.path.join(d, "torch.jsonl"))
     tp = {(r["prompt"], r["threads"]): r for r in tor if r["mode"] == "prefill"}
