@@ -412,12 +412,13 @@ static void do_create(session *s)
     int status = kf_cache_create(&c, &cfg);
     trace("create layers=%u heads=%u kv=%u dim=%u cap=%u policy=%d rule=%d "
           "gran=%d tokens=%u ratio=%g recent=%g sinks=%u tau=%g->%g/%u "
-          "threads=%u hook=%d fail_at=%u -> %d (verdict %d)\n",
+          "threads=%u every=%u order=%d hook=%d fail_at=%u -> %d (verdict %d)\n",
           cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.capacity,
           (int)cfg.policy, (int)cfg.rule, (int)cfg.granularity, cfg.budget_tokens,
           cfg.budget_ratio, cfg.recent_ratio, cfg.n_sinks, (double)cfg.tau_init,
-          (double)cfg.tau_end, cfg.tau_steps, cfg.n_threads,
-          cfg.allocator.alloc != NULL, s->alloc.fail_at, status, verdict);
+          (double)cfg.tau_end, cfg.tau_steps, cfg.n_threads, cfg.evict_interval,
+          (int)cfg.slot_order, cfg.allocator.alloc != NULL, s->alloc.fail_at,
+          status, verdict);
     check_code(status, CODES_CREATE);
     if (status) {
         CHECK(c == NULL);
