@@ -84,14 +84,15 @@ static void move_row(const kf_cache *c, uint32_t g, const kf_kv_view *v,
     memcpy(head + dst * stride, head + src * stride, c->cfg.head_dim * elem);
 }
 
-/* First index a in [lo, hi) of the ascending keep list with keep[a] >
- * a + h, i.e. with more than h slots below keep[a] evicted; hi if none. */
-static uint32_t first_after_holes(const uint32_t *keep, uint32_t lo,
-                                  uint32_t hi, uint32_t h)
+/* First index a in [lo, hi) of the ascending keep list with
+ * keep[a] - slope * a >= bound (slope 0 or 1: both sides grow with a, as
+ * keep[a] - a counts the evicted slots below keep[a]); hi if none. */
+static uint32_t first_at_least(const uint32_t *keep, uint32_t lo, uint32_t hi,
+                               uint32_t slope, uint32_t bound)
 {
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        if (keep[mid] - mid > h)
+        if (keep[mid] - slope * mid >= bound)
             hi = mid;
         else
             lo = mid + 1;
@@ -111,17 +112,10 @@ static void fill_lane(kf_cache *c, uint32_t layer, uint32_t g,
     int32_t *pos = c->positions + kf_lane(c, layer, g);
     uint32_t n_keep = c->layers[layer].n_keep;
     /* kept slots below n_keep stay: keep[0 .. below) */
-    uint32_t lo = 0, hi = n_keep;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (keep[mid] >= n_keep)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    uint32_t below = lo, a = 0;
+    uint32_t below = first_at_least(keep, 0, n_keep, 0, n_keep), a = 0;
     for (uint32_t h = 0; below + h < n_keep; h++) {
-        a = first_after_holes(keep, a, below, h);
+        /* the h-th hole: after the first kept slot with h + 1 below it */
+        a = first_at_least(keep, a, below, 1, h + 1);
         uint32_t hole = a + h, src = keep[below + h];
         move_row(c, g, k, hole, src);
         move_row(c, g, v, hole, src);

@@ -1,8 +1,9 @@
 /* kf_observe_logits: append a call's rows as new slots and accumulate their
  * scores. Work is split over query heads (several rows) or KV heads (one
  * row), each writing only its own accumulator; the group sums then run in a
- * fixed head order, so the result is the same for any thread count. Nothing is committed before every row
- * has been checked, so a failed call changes nothing. */
+ * fixed head order, so the result is the same for any thread count.
+ * Nothing is committed before every row has been checked, so a failed call
+ * changes nothing. */
 #include <string.h>
 
 #include "internal.h"

@@ -14,16 +14,15 @@ static void keep_range(uint32_t *keep, uint32_t *count, uint32_t lo, uint32_t hi
         keep[(*count)++] = j;
 }
 
-/* Keep list from scores: top (k - w) of the older slots, then the window.
- * Returns the count (k). */
-static uint32_t keep_by_score(const kf_cache *c, uint32_t *keep,
-                              const float *scores, uint32_t n, uint32_t k,
-                              uint32_t w, uint32_t *keys)
+/* Keep list from scores: top (k - w) of the older slots, then the window
+ * (k slots). */
+static void keep_by_score(const kf_cache *c, uint32_t *keep,
+                          const float *scores, uint32_t n, uint32_t k,
+                          uint32_t w, uint32_t *keys)
 {
     c->dsp.select_top(keep, scores, n - w, k - w, keys);
     uint32_t count = k - w;
     keep_range(keep, &count, n - w, n);
-    return count;
 }
 
 /* KF_ORDER_ANY: slots are in no particular order, but every position from
@@ -62,8 +61,8 @@ static uint32_t keep_fixed_any(const kf_cache *c, uint32_t *keep,
 /* Keep list from scores under KF_ORDER_ANY: the window's slots rank as
  * +inf (scores are finite), so the top k of all slots are the window and
  * the k - w best of the others, ascending; ties go to the lower slot
- * index. Returns k. */
-static uint32_t keep_by_score_any(const kf_cache *c, uint32_t *keep,
+ * index. */
+static void keep_by_score_any(const kf_cache *c, uint32_t *keep,
                                   const float *scores, const int32_t *pos,
                                   uint32_t n, int32_t next_pos, int tid)
 {
@@ -74,7 +73,16 @@ static uint32_t keep_by_score_any(const kf_cache *c, uint32_t *keep,
     for (uint32_t j = 0; j < n; j++)
         ranked[j] = pos[j] >= recent ? INFINITY : scores[j];
     c->dsp.select_top(keep, ranked, n, c->budget, c->sel_keys + at_thread);
-    return c->budget;
+}
+
+/* How many slots a selection over n keeps: all of them up to the budget
+ * (plus the batch slack B - 1 of a generation step), k beyond. */
+static uint32_t kept_count(const kf_cache *c, uint32_t n, int in_prompt)
+{
+    uint32_t k = c->budget;
+    uint32_t slack = in_prompt || c->cfg.evict_interval <= 1
+                         ? 0 : c->cfg.evict_interval - 1;
+    return n <= k || n - k <= slack ? n : k;
 }
 
 /* Keep lists that do not depend on scores; returns the count, or 0 when
@@ -84,10 +92,7 @@ static uint32_t keep_fixed(const kf_cache *c, uint32_t *keep, uint32_t n,
                            int in_prompt, const int32_t *pos, int32_t next_pos)
 {
     uint32_t k = c->budget, w = c->window, count = 0;
-    /* batched eviction: decode steps keep everything below k + B slots */
-    uint32_t slack = in_prompt || c->cfg.evict_interval <= 1
-                         ? 0 : c->cfg.evict_interval - 1;
-    if (n <= k || n - k <= slack) {
+    if (kept_count(c, n, in_prompt) == n) {
         keep_range(keep, &count, 0, n);
         return count;
     }
@@ -124,6 +129,15 @@ static void rank(kf_cache *c, uint32_t *keep, const float *scores,
                       c->sel_keys + (size_t)tid * c->cfg.capacity);
 }
 
+/* One keep list of layer l: the policy's fixed slots, or ranked scores.
+ * pos: the positions of the slots the list indexes. */
+static void keep_list(kf_cache *c, const kf_layer *l, uint32_t *keep,
+                      const float *scores, const int32_t *pos, int tid)
+{
+    if (!keep_fixed(c, keep, l->n_slots, l->in_prompt, pos, l->next_pos))
+        rank(c, keep, scores, pos, l->n_slots, l->next_pos, tid);
+}
+
 /* Sum of the score vectors of layers [l0, l1) and all their KV heads, in a
  * fixed order, into sel_sum. */
 static const float *summed_scores(kf_cache *c, uint32_t l0, uint32_t l1,
@@ -148,46 +162,37 @@ static void mark_selected(kf_cache *c, uint32_t layer, uint32_t count)
 }
 
 /* Builds the keep lists of layers [l0, l1) (one layer unless `shared`):
- * shared lists (LAYER, UNIFORM) rank the summed scores once and copy the
- * result to every head; otherwise each KV head ranks its own scores. */
+ * shared lists (LAYER, UNIFORM) are built once, from the summed scores,
+ * and copied to every head (their lanes hold one slot order); otherwise
+ * each KV head builds its own, from its own scores and positions. */
 static void select_layers(kf_cache *c, uint32_t l0, uint32_t l1, int shared)
 {
-    uint32_t n = c->layers[l0].n_slots, n_kv = c->cfg.n_kv_heads;
-    int32_t next_pos = c->layers[l0].next_pos;
-    uint32_t *first = c->keep + kf_lane(c, l0, 0);
-    /* KF_ORDER_ANY: the lanes of a shared selection hold the same order */
-    const int32_t *pos0 = c->positions + kf_lane(c, l0, 0);
-    uint32_t count = keep_fixed(c, first, n, c->layers[l0].in_prompt, pos0,
-                                next_pos);
+    const kf_layer *l = &c->layers[l0];
+    uint32_t n = l->n_slots, n_kv = c->cfg.n_kv_heads;
+    uint32_t count = kept_count(c, n, l->in_prompt);
 
-    if (!count && !shared) {
+    if (!shared) {
 #pragma omp parallel for num_threads(c->n_threads) schedule(static) \
     if (n > 4096 && n_kv > 1 && c->n_threads > 1)
-        for (uint32_t g = 0; g < n_kv; g++)
-            rank(c, c->keep + kf_lane(c, l0, g), c->scores + kf_lane(c, l0, g),
-                 c->positions + kf_lane(c, l0, g), n, next_pos, kf_thread_id());
-        mark_selected(c, l0, c->budget);
-        return;
-    }
-    if (count && !shared && c->cfg.slot_order == KF_ORDER_ANY) {
-        /* fixed ranges by position: each KV head has its own order */
-        for (uint32_t g = 1; g < n_kv; g++)
-            keep_fixed(c, c->keep + kf_lane(c, l0, g), n, c->layers[l0].in_prompt,
-                       c->positions + kf_lane(c, l0, g), next_pos);
+        for (uint32_t g = 0; g < n_kv; g++) {
+            size_t lane = kf_lane(c, l0, g);
+            keep_list(c, l, c->keep + lane, c->scores + lane,
+                      c->positions + lane, kf_thread_id());
+        }
         mark_selected(c, l0, count);
         return;
     }
-    if (!count) {
-        rank(c, first, summed_scores(c, l0, l1, n), pos0, n, next_pos, 0);
-        count = c->budget;
-    }
-    for (uint32_t l = l0; l < l1; l++) {
+    uint32_t *first = c->keep + kf_lane(c, l0, 0);
+    const int32_t *pos0 = c->positions + kf_lane(c, l0, 0);
+    if (!keep_fixed(c, first, n, l->in_prompt, pos0, l->next_pos))
+        rank(c, first, summed_scores(c, l0, l1, n), pos0, n, l->next_pos, 0);
+    for (uint32_t m = l0; m < l1; m++) {
         for (uint32_t g = 0; g < n_kv; g++) {
-            uint32_t *dst = c->keep + kf_lane(c, l, g);
+            uint32_t *dst = c->keep + kf_lane(c, m, g);
             if (dst != first)
                 memcpy(dst, first, count * sizeof *dst);
         }
-        mark_selected(c, l, count);
+        mark_selected(c, m, count);
     }
 }
 
