@@ -29,17 +29,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "fuzz_producer.h"
 #include "keyformer.h"
 #include "testutil.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond)                                                           \
-    do {                                                                      \
-        if (!(cond))                                                          \
-            check_failed(#cond, __LINE__);                                    \
-    } while (0)
 
 /* FUZZ_API_TRACE=1 prints every call and its status: the reproducer of a
  * failure is the input file plus this trace. */

@@ -17,16 +17,12 @@
 #include <string.h>
 
 #include "dsp.h"
+#include "fuzz_check.h"
 #include "fuzz_producer.h"
 #include "keyformer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond)                                                           \
-    do {                                                                      \
-        if (!(cond))                                                          \
-            check_failed(#cond, __LINE__);                                    \
-    } while (0)
 
 static const char *current_variant = "c";
 

@@ -14,19 +14,17 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz_check.h"
 #include "model.h"
 #include "tokenizer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond)                                                           \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            fprintf(stderr, "fuzz_loaders: line %d: check failed: %s\n",      \
-                    __LINE__, #cond);                                         \
-            abort();                                                          \
-        }                                                                     \
-    } while (0)
+static void check_failed(const char *what, int line)
+{
+    fprintf(stderr, "fuzz_loaders: line %d: check failed: %s\n", line, what);
+    abort();
+}
 
 static int file_fd = -1;
 static char file_path[4096];
