@@ -213,6 +213,20 @@ static void attend_f32(const float *q, int G, int d, const float *K,
                 V, d, 0.0f, out, d);
 }
 
+/* kf_config_default() for a model shape and a slot capacity. */
+static kf_config shape_config(int layers, int heads, int kv_heads, int dim,
+                              uint32_t capacity)
+{
+    kf_config cfg;
+    kf_config_default(&cfg);
+    cfg.n_layers = (uint32_t)layers;
+    cfg.n_heads = (uint32_t)heads;
+    cfg.n_kv_heads = (uint32_t)kv_heads;
+    cfg.head_dim = (uint32_t)dim;
+    cfg.capacity = capacity;
+    return cfg;
+}
+
 /* ---- decode ---- */
 
 typedef struct dopts {
@@ -267,13 +281,7 @@ static void decode_setup(const dopts *o, int ctx, double ratio, void **src,
         memcpy(st->kv[l], src[l], 2 * (size_t)Hk * cap * d * esz);
     }
     if (ratio > 0) {
-        kf_config cfg;
-        kf_config_default(&cfg);
-        cfg.n_layers = (uint32_t)L;
-        cfg.n_heads = (uint32_t)H;
-        cfg.n_kv_heads = (uint32_t)Hk;
-        cfg.head_dim = (uint32_t)d;
-        cfg.capacity = st->n0 + (uint32_t)st->B;
+        kf_config cfg = shape_config(L, H, Hk, d, st->n0 + (uint32_t)st->B);
         cfg.evict_interval = (uint32_t)st->B;
         cfg.slot_order = o->any_order ? KF_ORDER_ANY : KF_ORDER_POSITION;
         cfg.rule = o->reference ? KF_RULE_REFERENCE : KF_RULE_DYNAMIC;
@@ -658,13 +666,7 @@ static int cmd_prefill(int argc, char **argv)
             K[i] = rndf();
             V[i] = rndf();
         }
-        kf_config cfg;
-        kf_config_default(&cfg);
-        cfg.n_layers = (uint32_t)L;
-        cfg.n_heads = (uint32_t)H;
-        cfg.n_kv_heads = (uint32_t)Hk;
-        cfg.head_dim = (uint32_t)d;
-        cfg.capacity = (uint32_t)S;
+        kf_config cfg = shape_config(L, H, Hk, d, (uint32_t)S);
         cfg.budget_ratio = ratio;
         cfg.n_threads = (uint32_t)threads;
         kf_cache *cache = NULL;
