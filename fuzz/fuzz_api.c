@@ -134,14 +134,9 @@ typedef struct session {
     int removed_valid; /* UNIFORM: a selection, no observe since */
 } session;
 
-static int kf_policy_scores_fz(kf_policy p)
-{
-    return p == KF_POLICY_KEYFORMER || p == KF_POLICY_H2O;
-}
-
 static int scoring(const session *s)
 {
-    return kf_policy_scores_fz(s->cfg.policy);
+    return s->cfg.policy == KF_POLICY_KEYFORMER || s->cfg.policy == KF_POLICY_H2O;
 }
 
 /* Codes each entry point may return (keyformer.h). */
@@ -787,25 +782,12 @@ static void op_observe(session *s, int layer, uint32_t rows, int random_shape)
     free(p.buf);
 }
 
-/* src[i]: the old slot that slot i of KV head g holds after compaction:
- * keep[i] (KF_ORDER_POSITION), or, under KF_ORDER_ANY, i itself for a kept
- * slot below n_keep and the kept slots from n_keep up, ascending, for the
- * others. */
+/* src[i]: the old slot that slot i of KV head g holds after compaction
+ * (test_compact_sources). */
 static void sources(const session *s, const lane_copy *lc, uint32_t g,
                     uint32_t *src)
 {
-    const uint32_t *keep = lc->keep[g];
-    uint32_t n_keep = lc->n_keep, below = 0;
-    while (below < n_keep && keep[below] < n_keep)
-        below++;
-    for (uint32_t i = 0, a = 0, next = below; i < n_keep; i++) {
-        if (s->cfg.slot_order != KF_ORDER_ANY)
-            src[i] = keep[i];
-        else if (a < below && keep[a] == i)
-            src[i] = keep[a++];
-        else
-            src[i] = keep[next++];
-    }
+    test_compact_sources(lc->keep[g], lc->n_keep, s->cfg.slot_order, src);
 }
 
 /* ---- select ---- */
@@ -890,7 +872,7 @@ static void check_keep_list_any(const session *s, const lane_copy *lanes,
             cand[j] = p < recent;
         }
     }
-    if (!kf_policy_scores_fz(s->cfg.policy)
+    if (!scoring(s)
         || (s->cfg.rule == KF_RULE_REFERENCE && !was_prompt))
         return;
     float ranked[MAX_CAPACITY];

@@ -189,25 +189,11 @@ static void capture_lane(const kf_cache *c, int layer, int g, lane_copy *lc)
         if (i)
             assert_true(lc->keep[i] > lc->keep[i - 1]);
     }
-    /* KF_ORDER_POSITION: slot i takes keep[i]. KF_ORDER_ANY: kept slots
-     * below n_keep stay; the others below n_keep take, in ascending order,
-     * the kept slots from n_keep up, ascending. */
     kf_config cfg;
     assert_int_equal(kf_cache_config(c, &cfg), KF_OK);
     lc->src = malloc(lc->n_keep * sizeof *lc->src);
     assert_non_null(lc->src);
-    uint32_t below = 0, next = 0;
-    while (below < lc->n_keep && lc->keep[below] < lc->n_keep)
-        below++;
-    next = below;
-    for (uint32_t i = 0, a = 0; i < lc->n_keep; i++) {
-        if (cfg.slot_order != KF_ORDER_ANY)
-            lc->src[i] = lc->keep[i];
-        else if (a < below && lc->keep[a] == i)
-            lc->src[i] = lc->keep[a++];
-        else
-            lc->src[i] = lc->keep[next++];
-    }
+    test_compact_sources(lc->keep, lc->n_keep, cfg.slot_order, lc->src);
 }
 
 /* After compaction the lane holds exactly the kept slots, in order, with

@@ -114,3 +114,19 @@ int test_observe(kf_cache *c, int layer, float *buf, uint32_t rows,
                          causal ? KF_LOGITS_CAUSAL : 0u };
     return kf_observe_logits(c, layer, &v);
 }
+
+void test_compact_sources(const uint32_t *keep, uint32_t n_keep,
+                          kf_slot_order order, uint32_t *src)
+{
+    uint32_t below = 0;
+    while (below < n_keep && keep[below] < n_keep)
+        below++;
+    for (uint32_t i = 0, a = 0, next = below; i < n_keep; i++) {
+        if (order != KF_ORDER_ANY)
+            src[i] = keep[i];
+        else if (a < below && keep[a] == i)
+            src[i] = keep[a++];
+        else
+            src[i] = keep[next++];
+    }
+}

@@ -30,6 +30,14 @@ uint64_t test_cache_digest(const kf_cache *c);
 void test_fill_logits(float *x, uint32_t heads, uint32_t rows, uint32_t slots,
                       int causal, test_rng *r);
 
+/* The model of kf_compact's moves: src[i] is the old slot that slot i
+ * holds afterwards, for a keep list of n_keep ascending slots. In position
+ * order src = keep; under KF_ORDER_ANY kept slots below n_keep stay and
+ * the others below n_keep take, in ascending order, the kept slots from
+ * n_keep up, ascending. */
+void test_compact_sources(const uint32_t *keep, uint32_t n_keep,
+                          kf_slot_order order, uint32_t *src);
+
 /* Observes `rows` new rows (dense logits as above) on `layer`; returns the
  * status. The caller passes a buffer of heads*rows*slots floats. */
 int test_observe(kf_cache *c, int layer, float *buf, uint32_t rows,
