@@ -40,38 +40,45 @@ INLINE void hash32(uint32x4_t x[U])
     EACH(k) x[k] = veorq_u32(x[k], vshrq_n_u32(x[k], 15));
 }
 
-/* kf_ln_f32 (positive normal inputs), in place. The C code splits x into
- * e + log2(m), m in [1, 2), then halves m and adds 1 to e when m >
- * KF_LN_SQRT2 (0x3fb504f3). Adding LN_CARRY to the bits carries into the
- * exponent field exactly when the mantissa field is above 0x3504f3, so the
- * same e and m come out of integer ops (halving m is exact). */
-#define LN_CARRY 0x004afb0cu /* 0x800000 - 0x3504f4 */
-#define LN_MBASE 0x3f3504f4u /* 0x3f800000 - LN_CARRY */
+/* A 16-entry float table in four q registers, for vqtbl4q_u8. */
+static uint8x16x4_t table16(const float *table)
+{
+    const uint8_t *bytes = (const uint8_t *)table;
+    uint8x16x4_t t = { { vld1q_u8(bytes), vld1q_u8(bytes + 16),
+                         vld1q_u8(bytes + 32), vld1q_u8(bytes + 48) } };
+    return t;
+}
 
+/* table[b] per lane: byte 4b + i of the table for byte i of the lane */
+INLINE float32x4_t lookup16(uint8x16x4_t table, uint8x16_t byte_index)
+{
+    return vreinterpretq_f32_u8(vqtbl4q_u8(table, byte_index));
+}
+
+/* kf_ln_f32 (positive normal inputs), in place */
 INLINE void ln_ps(float32x4_t x[U])
 {
-    float32x4_t e[U], f[U], p[U], f2[U];
+    const uint8x16x4_t centre = table16(kf_ln_centre);
+    const uint8x16x4_t inv_centre = table16(kf_ln_inv_centre);
+    const uint8x16x4_t ln_centre = table16(kf_ln_ln_centre);
+    float32x4_t e[U], r[U], q[U], lnc[U];
     EACH(k) {
-        uint32x4_t ix = vaddq_u32(vreinterpretq_u32_f32(x[k]), vdupq_n_u32(LN_CARRY));
+        uint32x4_t ix = vaddq_u32(vreinterpretq_u32_f32(x[k]), vdupq_n_u32(KF_LN_CARRY));
         e[k] = vcvtq_f32_s32(vsubq_s32(vreinterpretq_s32_u32(vshrq_n_u32(ix, 23)),
                                        vdupq_n_s32(127)));
-        float32x4_t m = vreinterpretq_f32_u32(vaddq_u32(
-            vandq_u32(ix, vdupq_n_u32(0x007fffffu)), vdupq_n_u32(LN_MBASE)));
-        f[k] = vsubq_f32(m, splat(1.0f));
+        uint32x4_t field = vandq_u32(ix, vdupq_n_u32(0x007fffffu));
+        float32x4_t m = vreinterpretq_f32_u32(vaddq_u32(field, vdupq_n_u32(KF_LN_MBASE)));
+        uint8x16_t bi = vreinterpretq_u8_u32(
+            vmlaq_n_u32(vdupq_n_u32(0x03020100u),
+                        vshrq_n_u32(field, KF_LN_BUCKET_SHIFT), 0x04040404u));
+        r[k] = vmulq_f32(vsubq_f32(m, lookup16(centre, bi)), lookup16(inv_centre, bi));
+        lnc[k] = lookup16(ln_centre, bi);
     }
-    EACH(k) p[k] = vaddq_f32(vmulq_f32(splat(KF_LN_P6), f[k]), splat(KF_LN_P5));
-    EACH(k) p[k] = vaddq_f32(vmulq_f32(p[k], f[k]), splat(KF_LN_P4));
-    EACH(k) p[k] = vaddq_f32(vmulq_f32(p[k], f[k]), splat(KF_LN_P3));
-    EACH(k) p[k] = vaddq_f32(vmulq_f32(p[k], f[k]), splat(KF_LN_P2));
-    EACH(k) p[k] = vaddq_f32(vmulq_f32(p[k], f[k]), splat(KF_LN_P1));
-    EACH(k) p[k] = vaddq_f32(vmulq_f32(p[k], f[k]), splat(KF_LN_P0));
-    EACH(k) f2[k] = vmulq_f32(f[k], f[k]);
+    EACH(k) q[k] = vaddq_f32(vmulq_f32(splat(KF_LN_Q2), r[k]), splat(KF_LN_Q1));
+    EACH(k) q[k] = vaddq_f32(vmulq_f32(q[k], r[k]), splat(-0.5f));
     EACH(k) {
-        float32x4_t lnm = vaddq_f32(
-            f[k], vaddq_f32(vmulq_f32(splat(-0.5f), f2[k]),
-                            vmulq_f32(vmulq_f32(f2[k], f[k]), p[k])));
-        x[k] = vaddq_f32(vmulq_f32(e[k], splat(KF_LN2_HI)),
-                         vaddq_f32(vmulq_f32(e[k], splat(KF_LN2_LO)), lnm));
+        float32x4_t p = vaddq_f32(r[k], vmulq_f32(vmulq_f32(r[k], r[k]), q[k]));
+        x[k] = vaddq_f32(vmulq_f32(e[k], splat(KF_LN2)), vaddq_f32(lnc[k], p));
     }
 }
 

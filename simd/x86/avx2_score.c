@@ -63,39 +63,38 @@ INLINE void hash32(__m256i *x, int u)
     EACH(k) x[k] = _mm256_xor_si256(x[k], _mm256_srli_epi32(x[k], 15));
 }
 
-/* kf_ln_f32 (positive normal inputs), in place. The C code splits x into
- * e + log2(m), m in [1, 2), then halves m and adds 1 to e when m >
- * KF_LN_SQRT2 (0x3fb504f3). Adding LN_CARRY to the bits carries into the
- * exponent field exactly when the mantissa field is above 0x3504f3, so the
- * same e and m come out of integer ops (halving m is exact). */
-#define LN_CARRY 0x004afb0cu /* 0x800000 - 0x3504f4 */
-#define LN_MBASE 0x3f3504f4u /* 0x3f800000 - LN_CARRY */
+/* 16-entry table lookup: vpermps reads the low 3 bits of each index, one
+ * permute per half of the table, and bit 3 (moved to the sign bit)
+ * chooses the half. */
+INLINE __m256 lookup16(const float *table, __m256i b, __m256 upper)
+{
+    return _mm256_blendv_ps(
+        _mm256_permutevar8x32_ps(_mm256_loadu_ps(table), b),
+        _mm256_permutevar8x32_ps(_mm256_loadu_ps(table + 8), b), upper);
+}
 
+/* kf_ln_f32 (positive normal inputs), in place */
 INLINE void ln_ps(__m256 *x, int u)
 {
-    __m256 e[U], f[U], p[U], f2[U];
+    __m256 e[U], r[U], q[U], lnc[U];
     EACH(k) {
-        __m256i ix = _mm256_add_epi32(_mm256_castps_si256(x[k]), isplat(LN_CARRY));
+        __m256i ix = _mm256_add_epi32(_mm256_castps_si256(x[k]), isplat(KF_LN_CARRY));
         e[k] = _mm256_cvtepi32_ps(
             _mm256_sub_epi32(_mm256_srli_epi32(ix, 23), isplat(127)));
-        __m256 m = _mm256_castsi256_ps(_mm256_add_epi32(
-            _mm256_and_si256(ix, isplat(0x007fffffu)), isplat(LN_MBASE)));
-        f[k] = _mm256_sub_ps(m, splat(1.0f));
+        __m256i field = _mm256_and_si256(ix, isplat(0x007fffffu));
+        __m256 m = _mm256_castsi256_ps(_mm256_add_epi32(field, isplat(KF_LN_MBASE)));
+        __m256i b = _mm256_srli_epi32(field, KF_LN_BUCKET_SHIFT);
+        __m256 upper = _mm256_castsi256_ps(_mm256_slli_epi32(b, 28));
+        r[k] = _mm256_mul_ps(_mm256_sub_ps(m, lookup16(kf_ln_centre, b, upper)),
+                             lookup16(kf_ln_inv_centre, b, upper));
+        lnc[k] = lookup16(kf_ln_ln_centre, b, upper);
     }
-    EACH(k) p[k] = _mm256_add_ps(_mm256_mul_ps(splat(KF_LN_P6), f[k]), splat(KF_LN_P5));
-    EACH(k) p[k] = _mm256_add_ps(_mm256_mul_ps(p[k], f[k]), splat(KF_LN_P4));
-    EACH(k) p[k] = _mm256_add_ps(_mm256_mul_ps(p[k], f[k]), splat(KF_LN_P3));
-    EACH(k) p[k] = _mm256_add_ps(_mm256_mul_ps(p[k], f[k]), splat(KF_LN_P2));
-    EACH(k) p[k] = _mm256_add_ps(_mm256_mul_ps(p[k], f[k]), splat(KF_LN_P1));
-    EACH(k) p[k] = _mm256_add_ps(_mm256_mul_ps(p[k], f[k]), splat(KF_LN_P0));
-    EACH(k) f2[k] = _mm256_mul_ps(f[k], f[k]);
+    EACH(k) q[k] = _mm256_add_ps(_mm256_mul_ps(splat(KF_LN_Q2), r[k]), splat(KF_LN_Q1));
+    EACH(k) q[k] = _mm256_add_ps(_mm256_mul_ps(q[k], r[k]), splat(-0.5f));
     EACH(k) {
-        __m256 lnm = _mm256_add_ps(
-            f[k], _mm256_add_ps(_mm256_mul_ps(splat(-0.5f), f2[k]),
-                                _mm256_mul_ps(_mm256_mul_ps(f2[k], f[k]), p[k])));
-        x[k] = _mm256_add_ps(
-            _mm256_mul_ps(e[k], splat(KF_LN2_HI)),
-            _mm256_add_ps(_mm256_mul_ps(e[k], splat(KF_LN2_LO)), lnm));
+        __m256 p = _mm256_add_ps(r[k], _mm256_mul_ps(_mm256_mul_ps(r[k], r[k]), q[k]));
+        x[k] = _mm256_add_ps(_mm256_mul_ps(e[k], splat(KF_LN2)),
+                             _mm256_add_ps(lnc[k], p));
     }
 }
 
@@ -226,48 +225,41 @@ static void normalise_into(float *acc, const float *src, float *scratch,
     }
 }
 
+/* One block of U vectors from j: t = x + noise into scratch, with the
+ * NaN checks and the running maximum; lanes outside the first `left`
+ * (counted from j) are skipped. */
+INLINE void noised_block(float *scratch, const float *x, const int32_t *pos,
+                         uint32_t j, uint32_t left, __m256i key_lo,
+                         __m256i key_hi, __m256 *vmax, __m256 *bad)
+{
+    __m256i m[U], p[U];
+    __m256 g[U];
+    uint32_t lane_left[U];
+    for (int k = 0; k < U; k++) {
+        lane_left[k] = left > (uint32_t)k * VL ? left - (uint32_t)k * VL : 0;
+        m[k] = tail_mask(lane_left[k]);
+        p[k] = lane_left[k] >= VL
+                   ? _mm256_loadu_si256((const __m256i *)(pos + j + k * VL))
+                   : _mm256_maskload_epi32(pos + j + k * VL, m[k]);
+    }
+    gumbel_ps(g, p, U, key_lo, key_hi);
+    for (int k = 0; k < U; k++) {
+        __m256 xj = loadu_mask(x + j + k * VL, m[k], lane_left[k]);
+        *bad = _mm256_or_ps(*bad, bad_lanes(xj));
+        __m256 t = _mm256_add_ps(xj, g[k]);
+        storeu_mask(scratch + j + k * VL, m[k], lane_left[k], t);
+        /* masked-off lanes count as -inf */
+        t = _mm256_blendv_ps(splat(-INFINITY), t, _mm256_castsi256_ps(m[k]));
+        *vmax = _mm256_max_ps(t, *vmax);
+    }
+}
+
 KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx2)
 {
     __m256i key_lo = isplat(key.lo), key_hi = isplat(key.hi);
-    /* the noise alone first (the heavy part, nothing else live), then
-     * t = x + noise with the NaN checks and the maximum */
-    uint32_t j = 0;
-    for (; j + U * VL <= n; j += U * VL) {
-        __m256i p[U];
-        __m256 g[U];
-        for (int k = 0; k < U; k++)
-            p[k] = _mm256_loadu_si256((const __m256i *)(pos + j + k * VL));
-        gumbel_ps(g, p, U, key_lo, key_hi);
-        for (int k = 0; k < U; k++)
-            _mm256_storeu_ps(scratch + j + k * VL, g[k]);
-    }
-    if (j < n) { /* one more block, masked */
-        __m256i m[U], p[U];
-        __m256 g[U];
-        for (int k = 0; k < U; k++) {
-            uint32_t left = n - j > (uint32_t)k * VL ? n - j - (uint32_t)k * VL : 0;
-            m[k] = tail_mask(left);
-            p[k] = left >= VL ? _mm256_loadu_si256((const __m256i *)(pos + j + k * VL))
-                              : _mm256_maskload_epi32(pos + j + k * VL, m[k]);
-        }
-        gumbel_ps(g, p, U, key_lo, key_hi);
-        for (int k = 0; k < U; k++) {
-            uint32_t left = n - j > (uint32_t)k * VL ? n - j - (uint32_t)k * VL : 0;
-            storeu_mask(scratch + j + k * VL, m[k], left, g[k]);
-        }
-    }
     __m256 vmax = splat(-INFINITY), bad = _mm256_setzero_ps();
-    for (j = 0; j < n; j += VL) {
-        uint32_t left = n - j;
-        __m256i m = tail_mask(left);
-        __m256 xj = loadu_mask(x + j, m, left);
-        bad = _mm256_or_ps(bad, bad_lanes(xj));
-        __m256 t = _mm256_add_ps(xj, loadu_mask(scratch + j, m, left));
-        storeu_mask(scratch + j, m, left, t);
-        /* masked-off lanes count as -inf */
-        t = _mm256_blendv_ps(splat(-INFINITY), t, _mm256_castsi256_ps(m));
-        vmax = _mm256_max_ps(t, vmax);
-    }
+    for (uint32_t j = 0; j < n; j += U * VL)
+        noised_block(scratch, x, pos, j, n - j, key_lo, key_hi, &vmax, &bad);
     if (_mm256_movemask_ps(bad))
         return KF_ROW_NAN;
     float max = max8(vmax);

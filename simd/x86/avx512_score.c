@@ -39,41 +39,38 @@ INLINE void hash32(__m512i *x, int u)
     EACH(k) x[k] = _mm512_xor_si512(x[k], _mm512_srli_epi32(x[k], 15));
 }
 
-/* kf_ln_f32 (positive normal inputs), in place. The C code splits x into
- * e + log2(m), m in [1, 2), then halves m and adds 1 to e when m >
- * KF_LN_SQRT2 (0x3fb504f3). Adding LN_CARRY to the bits carries into the
- * exponent field exactly when the mantissa field is above 0x3504f3, so the
- * same e and m come out of integer ops (halving m is exact). */
-#define LN_CARRY 0x004afb0c  /* 0x800000 - 0x3504f4 */
-#define LN_MBASE 0x3f3504f4  /* 0x3f800000 - LN_CARRY */
-
-INLINE void ln_ps(__m512 *x, int u)
+/* -kf_ln_f32(x * 2^-scale_log2) for positive normal x, in place. The
+ * 16-entry tables fit one zmm each, and vpermps reads only the low 4 bits
+ * of each index, so the bucket number needs no masking. The C code returns
+ * e * ln2 + (ln c + p) and then negates; rounding is symmetric, so
+ * e * -ln2 + (-ln c - p) gives the same bits. Scaling by a power of two
+ * only moves e. */
+INLINE void neg_ln_ps(__m512 *x, int u, int scale_log2)
 {
-    __m512 e[U], f[U], p[U], f2[U];
+    const __m512 centre = _mm512_loadu_ps(kf_ln_centre);
+    const __m512 inv_centre = _mm512_loadu_ps(kf_ln_inv_centre);
+    const __m512 neg_ln_centre = _mm512_sub_ps(_mm512_setzero_ps(),
+                                               _mm512_loadu_ps(kf_ln_ln_centre));
+    __m512 e[U], r[U], q[U], nlnc[U];
     EACH(k) {
         __m512i ix = _mm512_add_epi32(_mm512_castps_si512(x[k]),
-                                      _mm512_set1_epi32(LN_CARRY));
-        e[k] = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(ix, 23),
-                                                   _mm512_set1_epi32(127)));
-        __m512 m = _mm512_castsi512_ps(_mm512_add_epi32(
-            _mm512_and_si512(ix, _mm512_set1_epi32(0x007fffff)),
-            _mm512_set1_epi32(LN_MBASE)));
-        f[k] = _mm512_sub_ps(m, splat(1.0f));
+                                      _mm512_set1_epi32(KF_LN_CARRY));
+        e[k] = _mm512_cvtepi32_ps(_mm512_sub_epi32(
+            _mm512_srli_epi32(ix, 23), _mm512_set1_epi32(127 + scale_log2)));
+        __m512i field = _mm512_and_si512(ix, _mm512_set1_epi32(0x007fffff));
+        __m512 m = _mm512_castsi512_ps(
+            _mm512_add_epi32(field, _mm512_set1_epi32(KF_LN_MBASE)));
+        __m512i b = _mm512_srli_epi32(field, KF_LN_BUCKET_SHIFT);
+        r[k] = _mm512_mul_ps(_mm512_sub_ps(m, _mm512_permutexvar_ps(b, centre)),
+                             _mm512_permutexvar_ps(b, inv_centre));
+        nlnc[k] = _mm512_permutexvar_ps(b, neg_ln_centre);
     }
-    EACH(k) p[k] = _mm512_add_ps(_mm512_mul_ps(splat(KF_LN_P6), f[k]), splat(KF_LN_P5));
-    EACH(k) p[k] = _mm512_add_ps(_mm512_mul_ps(p[k], f[k]), splat(KF_LN_P4));
-    EACH(k) p[k] = _mm512_add_ps(_mm512_mul_ps(p[k], f[k]), splat(KF_LN_P3));
-    EACH(k) p[k] = _mm512_add_ps(_mm512_mul_ps(p[k], f[k]), splat(KF_LN_P2));
-    EACH(k) p[k] = _mm512_add_ps(_mm512_mul_ps(p[k], f[k]), splat(KF_LN_P1));
-    EACH(k) p[k] = _mm512_add_ps(_mm512_mul_ps(p[k], f[k]), splat(KF_LN_P0));
-    EACH(k) f2[k] = _mm512_mul_ps(f[k], f[k]);
+    EACH(k) q[k] = _mm512_add_ps(_mm512_mul_ps(splat(KF_LN_Q2), r[k]), splat(KF_LN_Q1));
+    EACH(k) q[k] = _mm512_add_ps(_mm512_mul_ps(q[k], r[k]), splat(-0.5f));
     EACH(k) {
-        __m512 lnm = _mm512_add_ps(
-            f[k], _mm512_add_ps(_mm512_mul_ps(splat(-0.5f), f2[k]),
-                                _mm512_mul_ps(_mm512_mul_ps(f2[k], f[k]), p[k])));
-        x[k] = _mm512_add_ps(
-            _mm512_mul_ps(e[k], splat(KF_LN2_HI)),
-            _mm512_add_ps(_mm512_mul_ps(e[k], splat(KF_LN2_LO)), lnm));
+        __m512 p = _mm512_add_ps(r[k], _mm512_mul_ps(_mm512_mul_ps(r[k], r[k]), q[k]));
+        x[k] = _mm512_add_ps(_mm512_mul_ps(e[k], splat(-KF_LN2)),
+                             _mm512_sub_ps(nlnc[k], p));
     }
 }
 
@@ -110,24 +107,20 @@ INLINE void exp_ps(__m512 *x, int u)
     }
 }
 
-/* kf_gumbel_f32 of u vectors of key positions */
+/* kf_gumbel_f32 of u vectors of key positions: u = v * 2^-24 with
+ * v = (bits >> 8) | 1 exact in fp32, so -ln u is -ln v scaled by 2^-24 */
 INLINE void gumbel_ps(__m512 *g, const __m512i *pos, int u, __m512i key_lo,
                       __m512i key_hi)
 {
     __m512i h[U];
-    __m512 sign = _mm512_castsi512_ps(_mm512_set1_epi32((int)0x80000000u));
     EACH(k) h[k] = _mm512_xor_si512(pos[k], key_lo);
     hash32(h, u);
     EACH(k) h[k] = _mm512_add_epi32(h[k], key_hi);
     hash32(h, u);
-    EACH(k) {
-        __m512i m = _mm512_or_si512(_mm512_srli_epi32(h[k], 8), _mm512_set1_epi32(1));
-        g[k] = _mm512_mul_ps(_mm512_cvtepi32_ps(m), splat(0x1p-24f));
-    }
-    ln_ps(g, u);
-    EACH(k) g[k] = _mm512_xor_ps(g[k], sign);
-    ln_ps(g, u);
-    EACH(k) g[k] = _mm512_xor_ps(g[k], sign);
+    EACH(k) g[k] = _mm512_cvtepi32_ps(
+        _mm512_or_si512(_mm512_srli_epi32(h[k], 8), _mm512_set1_epi32(1)));
+    neg_ln_ps(g, u, 24);
+    neg_ln_ps(g, u, 0);
 }
 
 /* lanes[l] += lanes[l + w] for w = 8, 4, 2, 1: the C fold */
@@ -208,43 +201,41 @@ static void normalise_into(float *acc, const float *src, float *scratch,
     }
 }
 
+/* One block of U vectors from j: t = x + noise into scratch, with the
+ * NaN checks and the running maximum; lanes outside m[k] are skipped. */
+INLINE void noised_block(float *scratch, const float *x, const int32_t *pos,
+                         uint32_t j, const __mmask16 *m, __m512i key_lo,
+                         __m512i key_hi, __m512 *vmax, __mmask16 *bad)
+{
+    __m512i p[U];
+    __m512 g[U];
+    for (int k = 0; k < U; k++)
+        p[k] = _mm512_maskz_loadu_epi32(m[k], pos + j + k * VL);
+    gumbel_ps(g, p, U, key_lo, key_hi);
+    for (int k = 0; k < U; k++) {
+        __m512 xj = _mm512_maskz_loadu_ps(m[k], x + j + k * VL);
+        *bad |= bad_lanes(m[k], xj);
+        __m512 t = _mm512_add_ps(xj, g[k]);
+        _mm512_mask_storeu_ps(scratch + j + k * VL, m[k], t);
+        *vmax = _mm512_mask_max_ps(*vmax, m[k], t, *vmax);
+    }
+}
+
 KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx512)
 {
     __m512i key_lo = _mm512_set1_epi32((int)key.lo);
     __m512i key_hi = _mm512_set1_epi32((int)key.hi);
-    /* the noise alone first (the heavy part, nothing else live), then
-     * t = x + noise with the NaN checks and the maximum */
-    uint32_t j = 0;
-    for (; j + U * VL <= n; j += U * VL) {
-        __m512i p[U];
-        __m512 g[U];
-        for (int k = 0; k < U; k++)
-            p[k] = _mm512_loadu_si512(pos + j + k * VL);
-        gumbel_ps(g, p, U, key_lo, key_hi);
-        for (int k = 0; k < U; k++)
-            _mm512_storeu_ps(scratch + j + k * VL, g[k]);
-    }
-    if (j < n) {
-        __mmask16 m[U];
-        __m512i p[U];
-        __m512 g[U];
-        for (int k = 0; k < U; k++) {
-            m[k] = block_mask(n - j, k);
-            p[k] = _mm512_maskz_loadu_epi32(m[k], pos + j + k * VL);
-        }
-        gumbel_ps(g, p, U, key_lo, key_hi);
-        for (int k = 0; k < U; k++)
-            _mm512_mask_storeu_ps(scratch + j + k * VL, m[k], g[k]);
-    }
     __m512 vmax = splat(-INFINITY);
-    __mmask16 bad = 0;
-    for (uint32_t j = 0; j < n; j += VL) {
-        __mmask16 m = tail_mask(n - j);
-        __m512 xj = _mm512_maskz_loadu_ps(m, x + j);
-        bad |= bad_lanes(m, xj);
-        __m512 t = _mm512_add_ps(xj, _mm512_maskz_loadu_ps(m, scratch + j));
-        _mm512_mask_storeu_ps(scratch + j, m, t);
-        vmax = _mm512_mask_max_ps(vmax, m, t, vmax);
+    __mmask16 bad = 0, full[U], m[U];
+    for (int k = 0; k < U; k++)
+        full[k] = 0xffff;
+    uint32_t j = 0;
+    for (; j + U * VL <= n; j += U * VL)
+        noised_block(scratch, x, pos, j, full, key_lo, key_hi, &vmax, &bad);
+    if (j < n) {
+        for (int k = 0; k < U; k++)
+            m[k] = block_mask(n - j, k);
+        noised_block(scratch, x, pos, j, m, key_lo, key_hi, &vmax, &bad);
     }
     if (bad)
         return KF_ROW_NAN;
