@@ -782,6 +782,93 @@ static void op_observe(session *s, int layer, uint32_t rows, int random_shape)
     free(p.buf);
 }
 
+/* ---- observe a KV head at a time: kf_observe_begin / kv_head / end ---- */
+
+/* A round over a valid view of the layer: begin (sometimes with a wrong
+ * row count), the KV heads in an input-chosen order, sometimes one skipped
+ * or handed twice, sometimes a call the open round must refuse, then end.
+ * A complete round promises what kf_observe_logits promises; anything else
+ * leaves the cache as it was before begin. */
+static void op_observe_round(session *s, int layer)
+{
+    fz_input *in = &s->in;
+    kf_cache *c = s->cache;
+    uint32_t n_kv = s->cfg.n_kv_heads, group = s->cfg.n_heads / n_kv;
+    uint32_t cur = slots_of(s, layer);
+    logits_plan p;
+    if (!plan_logits(s, cur, 0, 0, &p))
+        return;
+    lane_copy before_lane;
+    uint32_t steps0 = 0;
+    int32_t next0 = 0;
+    copy_layer(s, layer, &before_lane);
+    CHECK(kf_layer_progress(c, layer, &steps0, &next0) == KF_OK);
+    snapshot before = snap(c);
+
+    uint32_t begin_rows = fz_chance(in, 24) ? p.v.n_rows + 1 : p.v.n_rows;
+    int status = kf_observe_begin(c, layer, begin_rows);
+    trace("round begin layer=%d cur=%u rows=%u -> %d\n", layer, cur,
+          begin_rows, status);
+    check_code(status, CODES_OBSERVE);
+    int begin_ok = p.verdict == 1 && !before_lane.selected
+                   && cur + begin_rows <= s->cfg.capacity;
+    CHECK((status == KF_OK) == begin_ok);
+    if (status) {
+        check_unchanged(c, before);
+        free(p.buf);
+        return;
+    }
+    check_unchanged(c, before); /* nothing visible until the end */
+    if (fz_chance(in, 24)) /* the round holds the other calls */
+        CHECK(kf_select(c, layer) == KF_ESTATE
+              && kf_observe_logits(c, layer, &p.v) == KF_ESTATE
+              && kf_observe_begin(c, layer, 1) == KF_ESTATE);
+
+    uint32_t order[MAX_KV_HEADS];
+    for (uint32_t g = 0; g < n_kv; g++)
+        order[g] = g;
+    for (uint32_t g = n_kv; g > 1; g--) {
+        uint32_t j = fz_range(in, 0, g - 1), t = order[g - 1];
+        order[g - 1] = order[j];
+        order[j] = t;
+    }
+    int skip = fz_chance(in, 16) ? (int)fz_range(in, 0, n_kv - 1) : -1;
+    int failed = 0;
+    for (uint32_t k = 0; k < n_kv; k++) {
+        uint32_t g = order[k];
+        if ((int)g == skip)
+            continue;
+        kf_logits_view v = p.v;
+        if (v.data)
+            v.data += (size_t)g * group * v.head_stride;
+        int rc = kf_observe_kv_head(c, layer, (int)g, &v);
+        trace("round kv_head %u -> %d\n", g, rc);
+        check_code(rc, CODES_OBSERVE);
+        if (begin_rows != p.v.n_rows) {
+            CHECK(rc == KF_EMISMATCH);
+        } else if (rc) {
+            /* only the logits themselves can be refused here */
+            CHECK(scoring(s) && p.filled && (p.n_nan || p.n_empty));
+            CHECK(rc == KF_ENAN || rc == KF_EEMPTYROW);
+        } else if (fz_chance(in, 16)) {
+            CHECK(kf_observe_kv_head(c, layer, (int)g, &v) == KF_ESTATE);
+        }
+        failed |= rc != KF_OK;
+    }
+    status = kf_observe_end(c, layer);
+    trace("round end -> %d\n", status);
+    if (failed || skip >= 0) {
+        CHECK(status == KF_ESTATE);
+        check_unchanged(c, before);
+    } else {
+        CHECK(status == KF_OK);
+        CHECK(!(scoring(s) && p.filled && (p.n_nan || p.n_empty)));
+        check_observed(s, layer, cur, p.v.n_rows, &before_lane, steps0, next0);
+    }
+    CHECK(kf_observe_end(c, layer) == KF_ESTATE); /* closed either way */
+    free(p.buf);
+}
+
 /* src[i]: the old slot that slot i of KV head g holds after compaction
  * (test_compact_sources). */
 static void sources(const session *s, const lane_copy *lc, uint32_t g,
@@ -1561,7 +1648,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         fz_input *in = &s.in;
         uint32_t nl = s.cfg.n_layers;
-        switch (fz_range(in, 0, 17)) {
+        switch (fz_range(in, 0, 18)) {
         case 0:
         case 1: op_observe(&s, pick_layer(in, nl, 0), 0, 1); break;
         case 2:
@@ -1577,6 +1664,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 12: op_null_cache(in); break;
         case 14: op_observe_qk(&s, pick_layer(in, nl, 0), 0, 1); break;
         case 15: op_observe_qk(&s, (int)fz_range(in, 0, nl - 1), 0, 0); break;
+        case 16: op_observe_round(&s, (int)fz_range(in, 0, nl - 1)); break;
         default: op_step(&s); break;
         }
     }

@@ -38,7 +38,9 @@
  *
  * ## Threads
  * A kf_cache is used by one thread at a time (the library may run OpenMP
- * threads inside a call). Different caches are independent and may be used
+ * threads inside a call), with one exception: the kf_observe_kv_head()
+ * calls of one round, for different KV heads, may run concurrently (from
+ * the host's own threads). Different caches are independent and may be used
  * concurrently from different threads. The const query functions may run
  * concurrently with each other, not with a mutating call on the same cache.
  * Results depend only on the seed and the inputs, never on the thread count
@@ -310,12 +312,70 @@ KF_API int kf_cache_reset(kf_cache *cache);
  *  policy, unknown flags, n_rows 0); KF_ERANGE (layer out of range, slots
  *  would exceed capacity, or positions 2^31); KF_EMISMATCH (n_slots is not
  *  the layer's slot count + n_rows); KF_ELAYOUT (row_stride or head_stride
- *  too small); KF_EOVERFLOW; KF_ESTATE (a selection awaits kf_compact);
- *  KF_ENAN (a visible logit is NaN or +inf); KF_EEMPTYROW (a row of some
- *  head has no visible finite logit). NaN is rejected, never treated as
- *  -inf: it signals a host bug. */
+ *  too small); KF_EOVERFLOW; KF_ESTATE (a selection awaits kf_compact, or
+ *  a kf_observe_begin round is open); KF_ENAN (a visible logit is NaN or
+ *  +inf); KF_EEMPTYROW (a row of some head has no visible finite logit).
+ *  NaN is rejected, never treated as -inf: it signals a host bug. A failed
+ *  call leaves the cache unchanged. */
 KF_API int kf_observe_logits(kf_cache *cache, int layer,
                              const kf_logits_view *view);
+
+/** Start a round that hands over the logits of `layer` one KV head at a
+ *  time, for hosts that compute attention head by head (often on their own
+ *  threads) and would rather not keep every head's logits until the layer
+ *  is done: the library scores a KV head's rows while they are still in
+ *  the CPU cache, before the host's softmax overwrites them.
+ *
+ *      kf_observe_begin(cache, l, n_rows);
+ *      for each KV head g (any order, on any thread):
+ *          kf_observe_kv_head(cache, l, g, &group_view);
+ *      kf_observe_end(cache, l);   // the rows become slots here
+ *
+ *  The round gives the same slots, positions and scores, bit for bit, as
+ *  one kf_observe_logits() call with the same rows. Until kf_observe_end()
+ *  the layer's slots do not change, and every other call that changes the
+ *  cache (observe, select, compact of any layer) returns KF_ESTATE; queries
+ *  work, and kf_cache_reset() drops the round.
+ *  @param cache   the sequence's cache.
+ *  @param layer   0 .. n_layers - 1.
+ *  @param n_rows  new tokens in this round, >= 1.
+ *  @return KF_OK; KF_EINVAL (NULL, n_rows 0); KF_ERANGE (layer out of
+ *  range, slots would exceed capacity, or positions 2^31); KF_ESTATE (a
+ *  round is already open, or a selection of `layer` awaits kf_compact).
+ *  A failed call changes nothing. Not thread-safe. */
+KF_API int kf_observe_begin(kf_cache *cache, int layer, uint32_t n_rows);
+
+/** The logits of KV head `kv_head` in the open round of `layer`: the
+ *  view holds that head's G = n_heads / n_kv_heads query heads, view head
+ *  m being query head kv_head * G + m, with exactly the layout, flags and
+ *  meaning of kf_logits_view (n_rows = the round's, n_slots = the layer's
+ *  slot count + n_rows). Scores it on the calling thread (no OpenMP).
+ *  Calls for different KV heads of the round may run concurrently; each KV
+ *  head is handed over once.
+ *  @param cache    the sequence's cache, with a round open.
+ *  @param layer    the round's layer.
+ *  @param kv_head  0 .. n_kv_heads - 1.
+ *  @param view     that KV head's logits; borrowed for the call.
+ *  @return KF_OK; KF_EINVAL (NULL cache/view, NULL data for a scoring
+ *  policy, unknown flags, n_rows 0); KF_ERANGE (layer or kv_head out of
+ *  range); KF_ESTATE (no round open for `layer`, or this KV head already
+ *  handed over); KF_EMISMATCH (n_rows differs from the round's, or n_slots
+ *  from the slot count + n_rows); KF_ELAYOUT; KF_EOVERFLOW; KF_ENAN;
+ *  KF_EEMPTYROW (as kf_observe_logits). A failed call changes nothing: the
+ *  KV head can be handed over again. */
+KF_API int kf_observe_kv_head(kf_cache *cache, int layer, int kv_head,
+                              const kf_logits_view *view);
+
+/** Close the round of `layer`: when every KV head was handed over, the
+ *  round's rows become the layer's last slots, as after kf_observe_logits.
+ *  Otherwise nothing is committed and the layer stays as it was before
+ *  kf_observe_begin. Either way the round is closed.
+ *  @param cache  the sequence's cache.
+ *  @param layer  the round's layer.
+ *  @return KF_OK; KF_EINVAL (NULL); KF_ERANGE (layer); KF_ESTATE (no round
+ *  open for `layer`, or some KV head missing: the round was dropped). Not
+ *  thread-safe: call it after the KV heads' calls have returned. */
+KF_API int kf_observe_end(kf_cache *cache, int layer);
 
 /** kf_observe_logits() for hosts whose attention never materialises the
  *  logits (fused or flash attention): the library computes them itself as

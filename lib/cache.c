@@ -141,6 +141,11 @@ int kf_cache_create(kf_cache **out, const kf_config *cfg)
                               cap * sizeof(float));
     size_t o_qk_keys = take(&l, qk_rows ? (size_t)n_threads * KF_QK_TILE : 0,
                             (size_t)cfg->head_dim * sizeof(float));
+    /* kf_observe_kv_head: a done flag and (scoring policies) a row of
+     * scratch per KV head, so calls from different threads share nothing */
+    size_t o_done = take(&l, cfg->n_kv_heads, 1);
+    size_t o_kv_scratch = take(&l, kf_policy_scores(cfg->policy) ? cfg->n_kv_heads : 0,
+                               cap * sizeof(float));
     if (l.overflow || lanes / cfg->n_layers != cfg->n_kv_heads)
         return KF_EOVERFLOW;
 
@@ -173,6 +178,8 @@ int kf_cache_create(kf_cache **out, const kf_config *cfg)
     c->qk_rows = qk_rows;
     c->qk_logits = (float *)(block + o_qk_logits);
     c->qk_keys = (float *)(block + o_qk_keys);
+    c->round_done = block + o_done;
+    c->kv_scratch = (float *)(block + o_kv_scratch);
     c->bytes = l.at;
     c->block = block;
     kf_cache_init_dsp(c);
@@ -201,6 +208,8 @@ int kf_cache_reset(kf_cache *c)
     }
     c->removed_valid = 0;
     c->n_removed = 0;
+    c->round_layer = -1;
+    memset(c->round_done, 0, c->cfg.n_kv_heads);
     c->budget_prompt_len = 0;
     c->budget_fixed = c->cfg.policy == KF_POLICY_FULL || c->cfg.budget_tokens > 0;
     c->budget = c->cfg.policy == KF_POLICY_FULL ? c->cfg.capacity

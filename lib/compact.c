@@ -159,6 +159,8 @@ int kf_compact(kf_cache *c, int layer, const kf_kv_view *k_view,
     if (layer == KF_ALL_LAYERS) {
         if (k_view || v_view)
             return KF_EINVAL;
+        if (kf_round_open(c))
+            return KF_ESTATE;
         for (uint32_t l = 0; l < c->cfg.n_layers; l++)
             if (c->layers[l].state != KF_LAYER_SELECTED)
                 return KF_ESTATE;
@@ -169,7 +171,7 @@ int kf_compact(kf_cache *c, int layer, const kf_kv_view *k_view,
     if (!kf_layer_ok(c, layer))
         return KF_ERANGE;
     const kf_layer *l = &c->layers[layer];
-    if (l->state != KF_LAYER_SELECTED)
+    if (l->state != KF_LAYER_SELECTED || kf_round_open(c))
         return KF_ESTATE;
     int status = check_kv_view(c, l, k_view);
     if (!status)

@@ -59,6 +59,11 @@ struct kf_cache {
     uint32_t qk_rows;   /* logits rows per block: min(KF_QK_ROWS, capacity) */
     float *qk_logits;   /* [n_threads][qk_rows][capacity] */
     float *qk_keys;     /* [n_threads][KF_QK_TILE][head_dim]: fp32 keys */
+    /* a round of kf_observe_kv_head calls (observe_round.c) */
+    int32_t round_layer; /* -1: no round open */
+    uint32_t round_rows;
+    uint8_t *round_done; /* [n_kv_heads]: that KV head's call succeeded */
+    float *kv_scratch;   /* [n_kv_heads][capacity]; scoring policies only */
 
     size_t bytes;
     void *block;
@@ -124,10 +129,36 @@ static inline uint32_t kf_window_of(double recent_ratio, uint32_t k)
 int kf_score_row(const kf_cache *c, uint32_t layer, uint32_t h, uint32_t i,
                  const float *x, uint32_t visible, float *acc, float *scratch);
 
-/* Adds the scores of every row of query head h to acc, using the
- * per-thread scratch of thread tid. Returns KF_ROW_*. */
+/* Adds the scores of every row of query head h to acc; tid numbers the
+ * calling thread's per-thread buffers, scratch holds capacity floats.
+ * Returns KF_ROW_*. */
 typedef int (*kf_head_score_fn)(kf_cache *c, uint32_t layer, uint32_t h,
-                                const void *ctx, int tid, float *acc);
+                                const void *ctx, int tid, float *acc,
+                                float *scratch);
+
+/* KF_ESTATE while a round of kf_observe_kv_head calls is open: every call
+ * that changes the cache, other than the round's own, waits for its end. */
+static inline int kf_round_open(const kf_cache *c)
+{
+    return c->round_layer >= 0;
+}
+
+/* Checks a logits view of n_heads query heads against the layer (the
+ * checks of kf_observe_logits, in order). */
+int kf_check_logits_view(const kf_cache *c, const kf_layer *l,
+                         const kf_logits_view *v, uint32_t n_heads);
+
+/* Every row of query head h of the call: view head `vh` of v (h itself for
+ * a whole-layer view) into acc. Returns KF_ROW_*. */
+int kf_score_view_head(kf_cache *c, uint32_t layer, uint32_t h,
+                       const kf_logits_view *v, uint32_t vh, float *acc,
+                       float *scratch);
+
+/* KF_ENAN or KF_EEMPTYROW for a failed kernel status (KF_ROW_*). */
+static inline int kf_row_error(int row_status)
+{
+    return row_status == KF_ROW_NAN ? KF_ENAN : KF_EEMPTYROW;
+}
 
 /* Runs score for every query head, over OpenMP threads when parallel. Not
  * grouped: head h into head_acc[h]; grouped (calls of one row): the query

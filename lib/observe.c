@@ -8,8 +8,8 @@
 
 #include "internal.h"
 
-static int check_view(const kf_cache *c, const kf_layer *l,
-                      const kf_logits_view *v)
+int kf_check_logits_view(const kf_cache *c, const kf_layer *l,
+                         const kf_logits_view *v, uint32_t n_heads)
 {
     if (v->flags & ~KF_LOGITS_CAUSAL)
         return KF_EINVAL;
@@ -26,7 +26,7 @@ static int check_view(const kf_cache *c, const kf_layer *l,
         return KF_OK;
     size_t bytes;
     return kf_check_rows(v->data, sizeof(float), v->n_slots, v->row_stride,
-                         v->n_rows, v->head_stride, c->cfg.n_heads, &bytes);
+                         v->n_rows, v->head_stride, n_heads, &bytes);
 }
 
 /* One row's scores into acc: the policy's kernel with the row's noise key
@@ -47,23 +47,28 @@ int kf_score_row(const kf_cache *c, uint32_t layer, uint32_t h, uint32_t i,
     return c->dsp.score_softmax(acc, x, visible, scratch);
 }
 
-/* kf_head_score_fn for host logits: every row of head h added to acc. */
-static int score_head(kf_cache *c, uint32_t layer, uint32_t h,
-                      const void *ctx, int tid, float *acc)
+int kf_score_view_head(kf_cache *c, uint32_t layer, uint32_t h,
+                       const kf_logits_view *v, uint32_t vh, float *acc,
+                       float *scratch)
 {
-    const kf_logits_view *v = ctx;
-    float *scratch = c->row_scratch + (size_t)tid * c->cfg.capacity;
     uint32_t n_old = v->n_slots - v->n_rows;
     int causal = v->flags & KF_LOGITS_CAUSAL;
-
     for (uint32_t i = 0; i < v->n_rows; i++) {
-        const float *x = v->data + h * v->head_stride + i * v->row_stride;
+        const float *x = v->data + vh * v->head_stride + i * v->row_stride;
         uint32_t visible = causal ? n_old + i + 1 : v->n_slots;
         int status = kf_score_row(c, layer, h, i, x, visible, acc, scratch);
         if (status)
             return status;
     }
     return KF_ROW_OK;
+}
+
+/* kf_head_score_fn for host logits: every row of head h added to acc. */
+static int score_head(kf_cache *c, uint32_t layer, uint32_t h,
+                      const void *ctx, int tid, float *acc, float *scratch)
+{
+    (void)tid;
+    return kf_score_view_head(c, layer, h, ctx, h, acc, scratch);
 }
 
 /* Grouped (one row per call): a KV head's query heads, in order, add into
@@ -85,15 +90,17 @@ int kf_score_heads(kf_cache *c, uint32_t layer, kf_head_score_fn score,
     for (uint32_t u = 0; u < units; u++) {
         int tid = kf_thread_id();
         float *acc = c->head_acc + (size_t)u * cap;
+        float *scratch = c->row_scratch + (size_t)tid * cap;
         memset(acc, 0, n_slots * sizeof *acc);
         if (!grouped) {
-            c->head_status[u] = score(c, layer, u, ctx, tid, acc);
+            c->head_status[u] = score(c, layer, u, ctx, tid, acc, scratch);
             continue;
         }
         int failed = 0; /* the call fails: skip the group's later heads */
         for (uint32_t h = u * group; h < (u + 1) * group; h++) {
             c->head_status[h] = failed ? KF_ROW_OK
-                                       : score(c, layer, h, ctx, tid, acc);
+                                       : score(c, layer, h, ctx, tid, acc,
+                                               scratch);
             failed |= c->head_status[h];
         }
     }
@@ -101,7 +108,7 @@ int kf_score_heads(kf_cache *c, uint32_t layer, kf_head_score_fn score,
      * thread count and either path */
     for (uint32_t h = 0; h < n_heads; h++)
         if (c->head_status[h])
-            return c->head_status[h] == KF_ROW_NAN ? KF_ENAN : KF_EEMPTYROW;
+            return kf_row_error(c->head_status[h]);
     return KF_OK;
 }
 
@@ -150,9 +157,9 @@ int kf_observe_logits(kf_cache *c, int layer, const kf_logits_view *v)
     if (!kf_layer_ok(c, layer))
         return KF_ERANGE;
     kf_layer *l = &c->layers[layer];
-    if (l->state == KF_LAYER_SELECTED)
+    if (l->state == KF_LAYER_SELECTED || kf_round_open(c))
         return KF_ESTATE;
-    int status = check_view(c, l, v);
+    int status = kf_check_logits_view(c, l, v, c->cfg.n_heads);
     if (status)
         return status;
 

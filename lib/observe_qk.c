@@ -138,7 +138,7 @@ static const float *key_rows(const kf_kv_view *k, uint32_t g, uint32_t j0,
 /* kf_head_score_fn: every row of query head h, a block of rows at a time.
  * A causal row i sees slots 0 .. n_old + i; only those are computed. */
 static int score_head_qk(kf_cache *c, uint32_t layer, uint32_t h,
-                         const void *ctx, int tid, float *acc)
+                         const void *ctx, int tid, float *acc, float *scratch)
 {
     const qk_call *call = ctx;
     const kf_query_view *q = call->q;
@@ -146,7 +146,6 @@ static int score_head_qk(kf_cache *c, uint32_t layer, uint32_t h,
     uint32_t g = h / c->group, n_rows = q->n_rows, n_slots = call->n_slots;
     float *block = c->qk_logits + (size_t)tid * c->qk_rows * cap;
     float *tile = c->qk_keys + (size_t)tid * KF_QK_TILE * dim;
-    float *scratch = c->row_scratch + (size_t)tid * cap;
 
     for (uint32_t r0 = 0; r0 < n_rows; r0 += c->qk_rows) {
         uint32_t nr = n_rows - r0 < c->qk_rows ? n_rows - r0 : c->qk_rows;
@@ -233,7 +232,7 @@ int kf_observe_qk(kf_cache *c, int layer, const kf_query_view *q,
     if (!kf_layer_ok(c, layer))
         return KF_ERANGE;
     kf_layer *l = &c->layers[layer];
-    if (l->state == KF_LAYER_SELECTED)
+    if (l->state == KF_LAYER_SELECTED || kf_round_open(c))
         return KF_ESTATE;
     int status = check_call(c, l, q, k);
     if (status)

@@ -242,7 +242,7 @@ int kf_select(kf_cache *c, int layer)
     int uniform = c->cfg.granularity == KF_GRANULARITY_UNIFORM;
     if (layer != KF_ALL_LAYERS && !kf_layer_ok(c, layer))
         return KF_ERANGE;
-    if (uniform && layer != KF_ALL_LAYERS)
+    if ((uniform && layer != KF_ALL_LAYERS) || kf_round_open(c))
         return KF_ESTATE;
     uint32_t l0 = layer == KF_ALL_LAYERS ? 0 : (uint32_t)layer;
     uint32_t l1 = layer == KF_ALL_LAYERS ? c->cfg.n_layers : l0 + 1;

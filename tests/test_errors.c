@@ -1167,6 +1167,127 @@ static void test_observe_while_selection_waits(void **state)
     kf_cache_destroy(&c);
 }
 
+/* ---- kf_observe_begin, kf_observe_kv_head, kf_observe_end ---- */
+
+/* KV head g's part of a whole-layer call: its query heads, same strides. */
+static kf_logits_view kv_head_view(const logits *lg, uint32_t g, uint32_t group)
+{
+    kf_logits_view v = lg->view;
+    v.data = lg->data + (size_t)g * group * lg->view.head_stride;
+    return v;
+}
+
+static void test_round_begin(void **state)
+{
+    (void)state;
+    test_rng r;
+    test_rng_seed(&r, 41);
+    kf_config cfg = base_config();
+    EXPECT_STATUS(KF_EINVAL, kf_observe_begin(NULL, 0, 1));
+    kf_cache *c = generating_cache(&cfg, &r);
+    EXPECT_FAIL(c, KF_EINVAL, kf_observe_begin(c, 0, 0));
+    EXPECT_FAIL(c, KF_ERANGE, kf_observe_begin(c, -1, 1));
+    EXPECT_FAIL(c, KF_ERANGE, kf_observe_begin(c, 2, 1));
+    EXPECT_FAIL(c, KF_ERANGE, kf_observe_begin(c, 0, 32));
+    EXPECT_OK(kf_select(c, 1));
+    EXPECT_FAIL(c, KF_ESTATE, kf_observe_begin(c, 1, 1));
+    EXPECT_OK(kf_compact(c, 1, NULL, NULL));
+    /* an open round holds every other call that changes the cache; a
+     * round left incomplete commits nothing */
+    snapshot before = take_snapshot(c);
+    EXPECT_OK(kf_observe_begin(c, 1, 1));
+    check_snapshot(c, &before, "kf_observe_begin", __FILE__, __LINE__);
+    logits lg = make_logits(c, 1, 1, 0, &r);
+    EXPECT_FAIL(c, KF_ESTATE, kf_observe_begin(c, 1, 1));
+    EXPECT_FAIL(c, KF_ESTATE, kf_observe_begin(c, 0, 1));
+    EXPECT_FAIL(c, KF_ESTATE, kf_observe_logits(c, 1, &lg.view));
+    EXPECT_FAIL(c, KF_ESTATE, kf_select(c, 0));
+    EXPECT_FAIL(c, KF_ESTATE, kf_compact(c, KF_ALL_LAYERS, NULL, NULL));
+    kf_logits_view g0 = kv_head_view(&lg, 0, 2);
+    EXPECT_OK(kf_observe_kv_head(c, 1, 0, &g0));
+    EXPECT_STATUS(KF_ESTATE, kf_observe_end(c, 1)); /* KV head 1 missing */
+    check_snapshot(c, &before, "kf_observe_end", __FILE__, __LINE__);
+    EXPECT_FAIL(c, KF_ESTATE, kf_observe_end(c, 1)); /* closed */
+    EXPECT_OK(kf_observe_logits(c, 1, &lg.view));
+    /* kf_cache_reset drops a round */
+    EXPECT_OK(kf_select(c, 1));
+    EXPECT_OK(kf_compact(c, 1, NULL, NULL));
+    EXPECT_OK(kf_observe_begin(c, 0, 1));
+    EXPECT_OK(kf_cache_reset(c));
+    observe_rows(c, 0, 4, &r);
+    free(lg.data);
+    kf_cache_destroy(&c);
+}
+
+static void test_round_kv_head(void **state)
+{
+    (void)state;
+    test_rng r, r_twin;
+    test_rng_seed(&r, 43);
+    test_rng_seed(&r_twin, 43);
+    kf_config cfg = base_config();
+    kf_cache *c = generating_cache(&cfg, &r);
+    kf_cache *twin = generating_cache(&cfg, &r_twin); /* the same logits */
+    assert_true(test_cache_digest(c) == test_cache_digest(twin));
+    for (int l = 0; l < 2; l++) {
+        EXPECT_OK(kf_select(c, l));
+        EXPECT_OK(kf_compact(c, l, NULL, NULL));
+        EXPECT_OK(kf_select(twin, l));
+        EXPECT_OK(kf_compact(twin, l, NULL, NULL));
+    }
+    logits lg = make_logits(c, 0, 2, 1, &r);
+    kf_logits_view g0 = kv_head_view(&lg, 0, 2), g1 = kv_head_view(&lg, 1, 2);
+
+    EXPECT_FAIL(c, KF_ESTATE, kf_observe_kv_head(c, 0, 0, &g0)); /* no round */
+    EXPECT_OK(kf_observe_begin(c, 0, 2));
+    EXPECT_STATUS(KF_EINVAL, kf_observe_kv_head(NULL, 0, 0, &g0));
+    EXPECT_FAIL(c, KF_EINVAL, kf_observe_kv_head(c, 0, 0, NULL));
+    EXPECT_FAIL(c, KF_ERANGE, kf_observe_kv_head(c, 0, -1, &g0));
+    EXPECT_FAIL(c, KF_ERANGE, kf_observe_kv_head(c, 0, 2, &g0));
+    EXPECT_FAIL(c, KF_ERANGE, kf_observe_kv_head(c, 5, 0, &g0));
+    EXPECT_FAIL(c, KF_ESTATE, kf_observe_kv_head(c, 1, 0, &g0)); /* layer */
+    kf_logits_view bad = g0;
+    bad.n_rows = 1;
+    bad.n_slots--;
+    EXPECT_FAIL(c, KF_EMISMATCH, kf_observe_kv_head(c, 0, 0, &bad));
+    bad = g0;
+    bad.n_slots++;
+    EXPECT_FAIL(c, KF_EMISMATCH, kf_observe_kv_head(c, 0, 0, &bad));
+    bad = g0;
+    bad.data = NULL;
+    EXPECT_FAIL(c, KF_EINVAL, kf_observe_kv_head(c, 0, 0, &bad));
+    bad = g0;
+    bad.flags = 2;
+    EXPECT_FAIL(c, KF_EINVAL, kf_observe_kv_head(c, 0, 0, &bad));
+    bad = g0;
+    bad.head_stride = bad.n_slots; /* the two heads' rows overlap */
+    EXPECT_FAIL(c, KF_ELAYOUT, kf_observe_kv_head(c, 0, 0, &bad));
+    /* rejected logits: the KV head can be handed over again */
+    float *x = logit(&lg, 1, 1, 0), keep = *x;
+    *x = NAN;
+    EXPECT_FAIL(c, KF_ENAN, kf_observe_kv_head(c, 0, 0, &g0));
+    *x = keep;
+    float row[64];
+    memcpy(row, logit(&lg, 3, 0, 0), lg.view.n_slots * sizeof *row);
+    for (uint32_t j = 0; j < lg.view.n_slots; j++)
+        *logit(&lg, 3, 0, j) = -INFINITY;
+    EXPECT_FAIL(c, KF_EEMPTYROW, kf_observe_kv_head(c, 0, 1, &g1));
+    memcpy(logit(&lg, 3, 0, 0), row, lg.view.n_slots * sizeof *row);
+    EXPECT_OK(kf_observe_kv_head(c, 0, 1, &g1));
+    EXPECT_FAIL(c, KF_ESTATE, kf_observe_kv_head(c, 0, 1, &g1)); /* twice */
+    EXPECT_OK(kf_observe_kv_head(c, 0, 0, &g0));
+    EXPECT_FAIL(c, KF_ERANGE, kf_observe_end(c, 2));
+    EXPECT_FAIL(c, KF_ESTATE, kf_observe_end(c, 1));
+    EXPECT_STATUS(KF_EINVAL, kf_observe_end(NULL, 0));
+    EXPECT_OK(kf_observe_end(c, 0));
+    /* the same as one whole-layer call */
+    EXPECT_OK(kf_observe_logits(twin, 0, &lg.view));
+    assert_true(test_cache_digest(c) == test_cache_digest(twin));
+    free(lg.data);
+    kf_cache_destroy(&c);
+    kf_cache_destroy(&twin);
+}
+
 /* Positions are int32: the layer stops before its next position would pass
  * 2^31 - 1. WINDOW with NULL logits keeps the walk there cheap. */
 static void test_observe_position_limit(void **state)
@@ -1696,6 +1817,8 @@ int main(void)
         cmocka_unit_test(test_observe_nan_after_heads_scored),
         cmocka_unit_test(test_observe_while_selection_waits),
         cmocka_unit_test(test_observe_position_limit),
+        cmocka_unit_test(test_round_begin),
+        cmocka_unit_test(test_round_kv_head),
         cmocka_unit_test(test_select_null_and_range),
         cmocka_unit_test(test_select_nothing_observed),
         cmocka_unit_test(test_select_twice),

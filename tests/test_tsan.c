@@ -8,7 +8,10 @@
  *   - a cache may run OpenMP threads inside a call: one cache large enough
  *     to cross every parallel threshold (observe, select, compact) with
  *     n_threads = 4 matches the same work with n_threads = 1, bit for bit,
- *     host K/V buffers included. */
+ *     host K/V buffers included;
+ *   - the kf_observe_kv_head calls of one round may run concurrently: each
+ *     KV head handed over from its own pthread gives the same cache as
+ *     kf_observe_logits. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,6 +33,7 @@ typedef struct workload {
     uint32_t chunk;   /* rows per prefill call */
     uint32_t steps;   /* decode steps */
     uint64_t seed;    /* logits and K/V contents */
+    int by_kv_head;   /* observe in rounds, a pthread per KV head */
 } workload;
 
 typedef struct result {
@@ -44,6 +48,58 @@ static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
     for (size_t i = 0; i < n; i++)
         h = (h ^ b[i]) * 0x100000001b3ull;
     return h;
+}
+
+/* ---- a round of kf_observe_kv_head calls, one pthread per KV head ---- */
+
+typedef struct kv_head_call {
+    kf_cache *cache;
+    int layer, kv_head;
+    kf_logits_view view;
+    int status;
+} kv_head_call;
+
+static void *hand_over(void *arg)
+{
+    kv_head_call *k = arg;
+    k->status = kf_observe_kv_head(k->cache, k->layer, k->kv_head, &k->view);
+    return NULL;
+}
+
+#define MAX_KV_THREADS 8
+
+/* test_observe's logits (the same random draws), handed over in a round. */
+static int observe_in_round(kf_cache *c, int layer, float *buf, uint32_t rows,
+                            test_rng *r)
+{
+    kf_config cfg;
+    kf_cache_config(c, &cfg);
+    uint32_t n = 0, group = cfg.n_heads / cfg.n_kv_heads;
+    kf_slot_count(c, layer, 0, &n);
+    uint32_t slots = n + rows;
+    test_fill_logits(buf, cfg.n_heads, rows, slots, 1, r);
+    int status = kf_observe_begin(c, layer, rows);
+    if (status)
+        return status;
+    kv_head_call calls[MAX_KV_THREADS];
+    pthread_t threads[MAX_KV_THREADS];
+    assert_true(cfg.n_kv_heads <= MAX_KV_THREADS);
+    for (uint32_t g = 0; g < cfg.n_kv_heads; g++) {
+        size_t head_stride = (size_t)rows * slots;
+        calls[g] = (kv_head_call){
+            c, layer, (int)g,
+            { buf + g * group * head_stride, rows, slots, slots, head_stride,
+              KF_LOGITS_CAUSAL },
+            KF_OK };
+        assert_int_equal(pthread_create(&threads[g], NULL, hand_over, &calls[g]), 0);
+    }
+    for (uint32_t g = 0; g < cfg.n_kv_heads; g++) {
+        assert_int_equal(pthread_join(threads[g], NULL), 0);
+        if (calls[g].status && !status)
+            status = calls[g].status;
+    }
+    int end = kf_observe_end(c, layer);
+    return status ? status : end;
 }
 
 static result run_workload(const workload *w)
@@ -79,7 +135,9 @@ static result run_workload(const workload *w)
         while (todo && !r.status) {
             uint32_t rows = todo < w->chunk ? todo : w->chunk;
             for (uint32_t l = 0; l < cfg->n_layers && !r.status; l++)
-                r.status = test_observe(c, (int)l, logits, rows, 1, &rng);
+                r.status = w->by_kv_head
+                               ? observe_in_round(c, (int)l, logits, rows, &rng)
+                               : test_observe(c, (int)l, logits, rows, 1, &rng);
             todo -= rows;
             done_rows += rows;
         }
@@ -266,12 +324,32 @@ static void test_openmp_inside_one_cache(void **state)
     }
 }
 
+static void test_kv_heads_in_threads(void **state)
+{
+    (void)state;
+    for (int variant = 0; variant < 3; variant++) {
+        workload w = small_workload(variant);
+        w.cfg = test_config(3, 8, 4, 16, 96); /* 4 KV heads, 4 threads */
+        w.cfg.n_threads = 1;
+        w.cfg.policy = variant == 1 ? KF_POLICY_H2O : KF_POLICY_KEYFORMER;
+        w.cfg.slot_order = variant == 2 ? KF_ORDER_ANY : KF_ORDER_POSITION;
+        result whole = run_workload(&w);
+        assert_int_equal(whole.status, KF_OK);
+        w.by_kv_head = 1;
+        result rounds = run_workload(&w);
+        assert_int_equal(rounds.status, KF_OK);
+        assert_true(rounds.digest == whole.digest);
+        assert_true(rounds.kv_hash == whole.kv_hash);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_independent_caches_in_threads),
         cmocka_unit_test(test_concurrent_queries),
         cmocka_unit_test(test_openmp_inside_one_cache),
+        cmocka_unit_test(test_kv_heads_in_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -36,7 +36,11 @@
  * `--rule reference` uses KF_RULE_REFERENCE; `--order any` KF_ORDER_ANY
  * (evicted slots refilled from the end instead of shifting the rows);
  * `--policy keyformer|h2o|window|sinks` the reduced caches' policy
- * (default keyformer). `--kv-heads N` allocates and times N of the
+ * (default keyformer). `--observe kv-head` hands each KV head's logits
+ * over inside the attention loop, right after that head's attention, with
+ * kf_observe_begin / kf_observe_kv_head / kf_observe_end (default
+ * `layer`: one kf_observe_logits after the loop); the time of those calls,
+ * divided by the thread count, moves from attention_s to library_s. `--kv-heads N` allocates and times N of the
  * shape's KV heads (with their query heads) and scales like --layers.
  *
  * Only `--layers` layers are allocated and timed (default: all for the
@@ -83,6 +87,17 @@ static double now(void)
 {
     struct timespec ts;
     clock_gettime(clock_id, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Wall time for the per-KV-head observe calls made inside the parallel
+ * attention loop, read twice per call: CLOCK_MONOTONIC goes through the
+ * vDSO (26 ns here), where the thread CPU clock is a system call (1.3 us
+ * on this VM, as much as 5% of a call). */
+static double thread_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -149,6 +164,31 @@ static void softmax_rows(const float *x, float *p, int rows, int n,
     }
 }
 
+/* --observe kv-head: a KV head's logits go to the library as soon as they
+ * exist, before the softmax and the P.V pass stream V through the cache. */
+typedef struct kv_hook {
+    kf_cache *cache;
+    int layer, kv_head;
+    double cpu; /* seconds in kf_observe_kv_head */
+} kv_hook;
+
+static double thread_now(void);
+
+static void observe_hook(kv_hook *hk, const float *logits, int n)
+{
+    if (!hk)
+        return;
+    double t0 = thread_now();
+    /* one row per query head, G heads n apart */
+    kf_logits_view v = {logits, 1, (uint32_t)n, (size_t)n, (size_t)n, 0};
+    int rc = kf_observe_kv_head(hk->cache, hk->layer, hk->kv_head, &v);
+    if (rc != KF_OK) {
+        fprintf(stderr, "kf-bench-decode: observe kv head: %s\n", kf_strerror(rc));
+        exit(1);
+    }
+    hk->cpu += thread_now() - t0;
+}
+
 /* AVX2 attention of G query rows over n slots of one KV head; LOAD8 turns
  * 8 elements of a K or V row into fp32 lanes. */
 #define ATTEND_BODY(T, LOAD8)                                                  \
@@ -170,6 +210,7 @@ static void softmax_rows(const float *x, float *p, int rows, int n,
             logits[(size_t)h * n + j] = scale * _mm_cvtss_f32(s);              \
         }                                                                      \
     }                                                                          \
+    observe_hook(hk, logits, n);                                            \
     softmax_rows(logits, p, G, n, (size_t)n);                                  \
     for (int i = 0; i < G * d; i++)                                            \
         out[i] = 0;                                                            \
@@ -190,24 +231,26 @@ static void softmax_rows(const float *x, float *p, int rows, int n,
 
 __attribute__((target("avx2,fma,f16c"))) static void
 attend_f16(const float *q, int G, int d, const uint16_t *K, const uint16_t *V,
-           int n, float scale, float *logits, float *p, float *out)
+           int n, float scale, float *logits, float *p, float *out, kv_hook *hk)
 {
     ATTEND_BODY(uint16_t, LOAD_F16)
 }
 
 __attribute__((target("avx2,fma"))) static void
 attend_f32_simd(const float *q, int G, int d, const float *K, const float *V,
-                int n, float scale, float *logits, float *p, float *out)
+                int n, float scale, float *logits, float *p, float *out,
+                kv_hook *hk)
 {
     ATTEND_BODY(float, LOAD_F32)
 }
 
 static void attend_f32(const float *q, int G, int d, const float *K,
                        const float *V, int n, float scale, float *logits,
-                       float *p, float *out)
+                       float *p, float *out, kv_hook *hk)
 {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, G, n, d, scale, q, d,
                 K, d, 0.0f, logits, n);
+    observe_hook(hk, logits, n);
     softmax_rows(logits, p, G, n, (size_t)n);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, G, d, n, 1.0f, p, n,
                 V, d, 0.0f, out, d);
@@ -237,6 +280,7 @@ typedef struct dopts {
     int reference; /* KF_RULE_REFERENCE */
     int any_order; /* KF_ORDER_ANY */
     int policy;    /* kf_policy of the reduced caches */
+    int by_kv_head; /* kf_observe_kv_head inside the attention loop */
 } dopts;
 
 typedef struct dresult {
@@ -330,36 +374,54 @@ static void decode_round(const dopts *o, dstate *st, int round, size_t cap,
                 memcpy(V + at, V + (size_t)g * cap * d * esz, d * esz);
             }
             int m = n + 1;
+            int rounds = cache && o->by_kv_head;
+            double in_rounds = 0; /* time in kf_observe_kv_head */
+            double begin = 0;
+            if (rounds) {
+                double t0 = now();
+                check(kf_observe_begin(cache, l, 1), "observe begin");
+                begin = now() - t0;
+            }
             double a0 = now();
-#pragma omp parallel for num_threads(o->threads) schedule(static)
+#pragma omp parallel for num_threads(o->threads) schedule(static) \
+    reduction(+ : in_rounds)
             for (int g = 0; g < Hk; g++) {
                 size_t off = (size_t)g * cap * d;
                 float *lg = logits + (size_t)g * G * m;
                 float *pg = p + (size_t)g * G * m;
+                kv_hook hook = {cache, l, g, 0}, *hk = rounds ? &hook : NULL;
                 if (o->f16)
                     attend_f16(q + (size_t)g * G * d, G, d,
                                (const uint16_t *)K + off,
                                (const uint16_t *)V + off, m, scale, lg, pg,
-                               out + (size_t)g * G * d);
+                               out + (size_t)g * G * d, hk);
                 else if (o->blas)
                     attend_f32(q + (size_t)g * G * d, G, d,
                                (const float *)K + off, (const float *)V + off,
-                               m, scale, lg, pg, out + (size_t)g * G * d);
+                               m, scale, lg, pg, out + (size_t)g * G * d, hk);
                 else
                     attend_f32_simd(q + (size_t)g * G * d, G, d,
                                     (const float *)K + off,
                                     (const float *)V + off, m, scale, lg, pg,
-                                    out + (size_t)g * G * d);
+                                    out + (size_t)g * G * d, hk);
+                in_rounds += hook.cpu;
             }
             double a1 = now();
-            att += a1 - a0;
+            /* the observe calls ran inside the loop, spread over the
+             * threads: their time per thread moves to the library */
+            double moved = in_rounds / o->threads + begin;
+            att += a1 - a0 - (moved - begin);
             if (cache) {
-                kf_logits_view lv = {logits, 1, (uint32_t)m, (size_t)m,
-                                     (size_t)m, 0};
-                check(kf_observe_logits(cache, l, &lv), "observe");
+                if (rounds) {
+                    check(kf_observe_end(cache, l), "observe end");
+                } else {
+                    kf_logits_view lv = {logits, 1, (uint32_t)m, (size_t)m,
+                                         (size_t)m, 0};
+                    check(kf_observe_logits(cache, l, &lv), "observe");
+                }
                 double b1 = now();
-                obs += b1 - a1;
-                lib += b1 - a1;
+                obs += b1 - a1 + moved;
+                lib += b1 - a1 + moved;
                 { /* every token, as a host does; with B > 1 the
                    * library evicts on the last token of the round */
                     check(kf_select(cache, l), "select");
@@ -440,7 +502,7 @@ static int cmd_decode(int argc, char **argv)
     double ctxs[16], budgets[16] = {0.3, 0.5, 0.7};
     int nctx = 0, nb = 3;
     dopts o = {find_shape("bundled"), 0, 1, 0, 16, 0, 0, 0, 1, 0, 0,
-               KF_POLICY_KEYFORMER};
+               KF_POLICY_KEYFORMER, 0};
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--context") && i + 1 < argc)
             nctx = parse_list(argv[++i], ctxs, 16);
@@ -468,6 +530,8 @@ static int cmd_decode(int argc, char **argv)
             o.reference = !strcmp(argv[++i], "reference");
         else if (!strcmp(argv[i], "--order") && i + 1 < argc)
             o.any_order = !strcmp(argv[++i], "any");
+        else if (!strcmp(argv[i], "--observe") && i + 1 < argc)
+            o.by_kv_head = !strcmp(argv[++i], "kv-head");
         else if (!strcmp(argv[i], "--policy") && i + 1 < argc) {
             o.policy = policy_of(argv[++i]);
             if (o.policy < 0) {
@@ -479,7 +543,8 @@ static int cmd_decode(int argc, char **argv)
             fprintf(stderr, "usage: kf-bench-decode decode --context N[,N...] "
                     "[--budgets R,...] [--shape bundled|llama3-8b] "
                     "[--dtype f32|f16] [--threads T] [--layers L] "
-                    "[--steps S] [--json]\n");
+                    "[--steps S] [--observe layer|kv-head] [--order position|any] "
+                    "[--evict-every B] [--policy P] [--json]\n");
             return 2;
         }
     }
@@ -569,7 +634,7 @@ static int cmd_decode(int argc, char **argv)
                        "\"k\":%u,\"layers\":%d,\"layers_timed\":%d,"
                        "\"kv_heads\":%d,\"kv_heads_timed\":%d,"
                        "\"evict_every\":%d,\"rule\":\"%s\",\"order\":\"%s\","
-                       "\"policy\":\"%s\","
+                       "\"policy\":\"%s\",\"observe\":\"%s\","
                        "\"attention_s\":%.6e,\"library_s\":%.6e,"
                        "\"observe_s\":%.6e,\"select_s\":%.6e,"
                        "\"compact_s\":%.6e,\"step_s\":%.6e,"
@@ -581,7 +646,8 @@ static int cmd_decode(int argc, char **argv)
                        o.layers, sh->kv_heads, Hk, o.every,
                        o.reference ? "reference" : "dynamic",
                        o.any_order ? "any" : "position",
-                       b < 0 ? "full" : policy_names[o.policy], r.att, r.lib, r.obs,
+                       b < 0 ? "full" : policy_names[o.policy],
+                       o.by_kv_head ? "kv-head" : "layer", r.att, r.lib, r.obs,
                        r.sel, r.cmp, step,
                        speedup, share, r.setup, o.steps,
                        o.f16 ? "avx2-f16c" : o.blas ? "openblas-sgemm" : "avx2",
