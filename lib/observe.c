@@ -122,6 +122,14 @@ void kf_observe_stage(kf_cache *c, uint32_t layer, uint32_t n_rows)
     }
 }
 
+/* dst[j] += src[j]; the arrays do not overlap */
+static void add_into(float *restrict dst, const float *restrict src,
+                     uint32_t n)
+{
+    for (uint32_t j = 0; j < n; j++)
+        dst[j] += src[j];
+}
+
 void kf_observe_commit(kf_cache *c, uint32_t layer, uint32_t n_rows,
                        int grouped)
 {
@@ -133,14 +141,14 @@ void kf_observe_commit(kf_cache *c, uint32_t layer, uint32_t n_rows,
         memset(s + n_old, 0, n_rows * sizeof *s);
         if (!kf_policy_scores(c->cfg.policy))
             continue;
-        /* slot scores += the group's head sums, heads in order */
-        const float *acc = c->head_acc + (size_t)g * accs * c->cfg.capacity;
-        for (uint32_t j = 0; j < n_slots; j++) {
-            float sum = acc[j];
-            for (uint32_t m = 1; m < accs; m++)
-                sum += acc[(size_t)m * c->cfg.capacity + j];
-            s[j] += sum;
-        }
+        /* slot scores += the group's head sums, heads in order: the sums
+         * gather in the first accumulator, ((a0 + a1) + a2) + ..., then
+         * one add per slot (simple loops over disjoint arrays, which the
+         * compiler vectorises) */
+        float *acc = c->head_acc + (size_t)g * accs * c->cfg.capacity;
+        for (uint32_t m = 1; m < accs; m++)
+            add_into(acc, acc + (size_t)m * c->cfg.capacity, n_slots);
+        add_into(s, acc, n_slots);
     }
     l->n_slots = n_slots;
     l->next_pos += (int32_t)n_rows;

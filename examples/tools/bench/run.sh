@@ -34,6 +34,16 @@ for thr in 1 2; do
   "$TOOL" decode --shape llama3-8b --context 16384,32768 --kv-heads 2 --order any --threads $thr --json
   "$TOOL" decode --shape llama3-8b --context 4096 --order any --evict-every 16 --steps 64 --threads $thr --json
 done > "$OUT/decode-any.jsonl"
+# a layer's logits one KV head at a time from inside the attention loop
+# (--observe kv-head: kf_observe_begin / kv_head / end) next to one
+# kf_observe_logits per layer after it, both speed settings on
+for thr in 1 2; do
+  for ob in layer kv-head; do
+    "$TOOL" decode --shape llama3-8b --context 1024,4096 --order any --evict-every 16 --steps 64 --observe $ob --threads $thr --json
+    "$TOOL" decode --shape llama3-8b --context 16384,32768 --kv-heads 2 --order any --evict-every 16 --steps 64 --observe $ob --threads $thr --json
+    "$TOOL" decode --shape llama3-8b --context 4096,16384 --kv-heads 8 --budgets 0.5 --observe $ob --threads $thr --json
+  done
+done > "$OUT/decode-kvhead.jsonl"
 # every policy at budget 0.5 (llama3-8b, f32, 1 thread), both slot orders:
 # the score function's cost, and where each policy evicts
 for order in position any; do

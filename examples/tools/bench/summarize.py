@@ -94,6 +94,28 @@ def main():
                                      ms(h["compact_s"])) if h else ""
             print("| %s | %d | %d | %dK | %s | %s |" % (
                 shape, thr, ev, ctx // 1024, " | ".join(cells), libc))
+    kvh = read(os.path.join(d, "decode-kvhead.jsonl"))
+    if kvh:
+        print("\nObserve per layer (kf_observe_logits after the attention loop) "
+              "or per KV head (kf_observe_kv_head inside it), llama3-8b, f32, "
+              "budget 0.5: step ms (speedup vs full, library share), observe ms\n")
+        print("| threads | settings | context | per layer | per KV head | observe: per layer / per KV head |")
+        print("|---:|---|---:|---:|---:|---:|")
+        rows = {}
+        for r in kvh:
+            if r["budget"] != 0.5:
+                continue
+            setting = "%s order, evict every %d" % (r["order"], r["evict_every"])
+            rows.setdefault((r["threads"], setting, r["context"]), {})[r.get("observe", "layer")] = r
+        for (thr, setting, ctx), c in sorted(rows.items()):
+            cells = []
+            for ob in ("layer", "kv-head"):
+                r = c.get(ob)
+                cells.append("%s (%.2f×, %.1f%%)" % (
+                    ms(r["step_s"]), r["speedup_vs_full"],
+                    100 * r["overhead_share"]) if r else "")
+            obs = " / ".join(ms(c[ob]["observe_s"]) if ob in c else "" for ob in ("layer", "kv-head"))
+            print("| %d | %s | %dK | %s | %s |" % (thr, setting, ctx // 1024, " | ".join(cells), obs))
     pol = read(os.path.join(d, "decode-policies.jsonl"))
     if pol:
         print("\nEvery policy at budget 0.5 (llama3-8b, f32, 1 thread): speedup "
