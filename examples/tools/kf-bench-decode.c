@@ -40,7 +40,11 @@
  * over inside the attention loop, right after that head's attention, with
  * kf_observe_begin / kf_observe_kv_head / kf_observe_end (default
  * `layer`: one kf_observe_logits after the loop); the time of those calls,
- * divided by the thread count, moves from attention_s to library_s. `--kv-heads N` allocates and times N of the
+ * divided by the thread count, moves from attention_s to library_s.
+ * `--no-attention` skips the host's attention: the library alone runs on
+ * logits left in place (hot in the caches, as in a scoring-only
+ * microbenchmark such as examples/tools/torch_baseline.py); attention_s is
+ * 0 and speedup_vs_full 0 (JSON "host_attention": false). `--kv-heads N` allocates and times N of the
  * shape's KV heads (with their query heads) and scales like --layers.
  *
  * Only `--layers` layers are allocated and timed (default: all for the
@@ -281,6 +285,7 @@ typedef struct dopts {
     int any_order; /* KF_ORDER_ANY */
     int policy;    /* kf_policy of the reduced caches */
     int by_kv_head; /* kf_observe_kv_head inside the attention loop */
+    int no_attention; /* the library alone, on logits left in place */
 } dopts;
 
 typedef struct dresult {
@@ -384,8 +389,8 @@ static void decode_round(const dopts *o, dstate *st, int round, size_t cap,
             }
             double a0 = now();
 #pragma omp parallel for num_threads(o->threads) schedule(static) \
-    reduction(+ : in_rounds)
-            for (int g = 0; g < Hk; g++) {
+    reduction(+ : in_rounds) if (!o->no_attention)
+            for (int g = 0; g < (o->no_attention ? 0 : Hk); g++) {
                 size_t off = (size_t)g * cap * d;
                 float *lg = logits + (size_t)g * G * m;
                 float *pg = p + (size_t)g * G * m;
@@ -410,7 +415,8 @@ static void decode_round(const dopts *o, dstate *st, int round, size_t cap,
             /* the observe calls ran inside the loop, spread over the
              * threads: their time per thread moves to the library */
             double moved = in_rounds / o->threads + begin;
-            att += a1 - a0 - (moved - begin);
+            if (!o->no_attention)
+                att += a1 - a0 - (moved - begin);
             if (cache) {
                 if (rounds) {
                     check(kf_observe_end(cache, l), "observe end");
@@ -502,7 +508,7 @@ static int cmd_decode(int argc, char **argv)
     double ctxs[16], budgets[16] = {0.3, 0.5, 0.7};
     int nctx = 0, nb = 3;
     dopts o = {find_shape("bundled"), 0, 1, 0, 16, 0, 0, 0, 1, 0, 0,
-               KF_POLICY_KEYFORMER, 0};
+               KF_POLICY_KEYFORMER, 0, 0};
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--context") && i + 1 < argc)
             nctx = parse_list(argv[++i], ctxs, 16);
@@ -532,6 +538,8 @@ static int cmd_decode(int argc, char **argv)
             o.any_order = !strcmp(argv[++i], "any");
         else if (!strcmp(argv[i], "--observe") && i + 1 < argc)
             o.by_kv_head = !strcmp(argv[++i], "kv-head");
+        else if (!strcmp(argv[i], "--no-attention"))
+            o.no_attention = 1;
         else if (!strcmp(argv[i], "--policy") && i + 1 < argc) {
             o.policy = policy_of(argv[++i]);
             if (o.policy < 0) {
@@ -547,6 +555,10 @@ static int cmd_decode(int argc, char **argv)
                     "[--evict-every B] [--policy P] [--json]\n");
             return 2;
         }
+    }
+    if (o.no_attention && o.by_kv_head) {
+        fprintf(stderr, "kf-bench-decode: --observe kv-head needs the attention\n");
+        return 2;
     }
     if (nctx <= 0 || nb < 0 || o.threads < 1 || o.steps < 1) {
         fprintf(stderr, "kf-bench-decode: need --context, threads/steps >= 1\n");
@@ -627,7 +639,9 @@ static int cmd_decode(int argc, char **argv)
             double step = r.att + r.lib;
             if (b < 0)
                 full_step = step;
-            double speedup = full_step / step, share = r.lib / step;
+            /* --no-attention: the full cache's step is empty */
+            double speedup = step > 0 && full_step > 0 ? full_step / step : 0;
+            double share = step > 0 ? r.lib / step : 0;
             if (o.json)
                 printf("{\"mode\":\"decode\",\"shape\":\"%s\",\"context\":%d,"
                        "\"budget\":%g,\"dtype\":\"%s\",\"threads\":%d,"
@@ -640,7 +654,8 @@ static int cmd_decode(int argc, char **argv)
                        "\"compact_s\":%.6e,\"step_s\":%.6e,"
                        "\"speedup_vs_full\":%.4f,\"overhead_share\":%.4f,"
                        "\"setup_s\":%.2f,\"steps\":%d,\"attention_impl\":\"%s\","
-                       "\"clock\":\"%s\",\"load1\":%.2f}\n",
+                       "\"clock\":\"%s\",\"host_attention\":%s,"
+                       "\"load1\":%.2f}\n",
                        sh->name, ctx, b < 0 ? 1.0 : ratio,
                        o.f16 ? "f16" : "f32", o.threads, r.k, sh->layers,
                        o.layers, sh->kv_heads, Hk, o.every,
@@ -651,7 +666,8 @@ static int cmd_decode(int argc, char **argv)
                        r.sel, r.cmp, step,
                        speedup, share, r.setup, o.steps,
                        o.f16 ? "avx2-f16c" : o.blas ? "openblas-sgemm" : "avx2",
-                       o.threads == 1 ? "thread-cpu" : "wall", ld);
+                       o.threads == 1 ? "thread-cpu" : "wall",
+                       o.no_attention ? "false" : "true", ld);
             else {
                 char blabel[16];
                 if (b < 0)

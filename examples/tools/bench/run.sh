@@ -57,6 +57,12 @@ for thr in 1 2; do
   # llama3-8b head size 128: one of 32 layers (the ratio is per layer)
   "$TOOL" prefill --shape llama3-8b --layers 1 --prompt 1024,2048,4096,8192 --threads $thr --reps 2 --json
 done > "$OUT/prefill.jsonl"
+# the library alone on logits left in place (no host attention between
+# steps), the conditions of the PyTorch baseline below
+for thr in 1 2; do
+  "$TOOL" decode --shape bundled --context 1024,4096,16384,32768 --layers 6 --budgets 0.5 --no-attention --threads $thr --json
+  "$TOOL" decode --shape llama3-8b --context 1024,4096,16384,32768 --kv-heads 8 --budgets 0.5 --no-attention --threads $thr --json
+done > "$OUT/decode-alone.jsonl"
 for thr in 1 2; do
   for ctx in 1024 4096 16384 32768; do
     $PY "$HERE/../torch_baseline.py" decode --shape bundled --context $ctx --threads $thr

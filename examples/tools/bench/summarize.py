@@ -157,16 +157,25 @@ def main():
                 ms(t["seconds"]) if t else "", "%.0f×" % (t["seconds"] / r["library_s"]) if t else "",
                 r["load1"]))
     td = [r for r in tor if r["mode"] == "decode"]
+    alone = {(r["shape"], r["threads"], r["context"]): r
+             for r in read(os.path.join(d, "decode-alone.jsonl"))}
     if td:
-        print("\nDecode scoring + selection at budget 0.5: PyTorch vs the library (observe + select, f32)\n")
-        print("| shape | context | threads | PyTorch ms | M logits/s | library ms | PyTorch / library |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
+        print("\nDecode scoring + selection at budget 0.5, default settings: "
+              "PyTorch vs the library (observe + select, f32), the library "
+              "alone on logits left in place as PyTorch runs, and in the "
+              "decode step after the host's attention\n")
+        print("| shape | context | threads | PyTorch ms | M logits/s | library alone ms | PyTorch / alone | library in the step ms | PyTorch / in the step |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in td:
             g = groups.get((r["shape"], "f32", r["threads"]), {}).get(r["context"], {}).get(0.5)
             lib = g["observe_s"] + g["select_s"] if g else None
-            print("| %s | %dK | %d | %s | %.1f | %s | %s |" % (
+            a = alone.get((r["shape"], r["threads"], r["context"]))
+            la = a["observe_s"] + a["select_s"] if a else None
+            print("| %s | %dK | %d | %s | %.1f | %s | %s | %s | %s |" % (
                 r["shape"], r["context"] // 1024, r["threads"], ms(r["seconds"]),
-                r["logits_per_s"] / 1e6, ms(lib) if lib else "",
+                r["logits_per_s"] / 1e6, ms(la) if la else "",
+                "%.0f×" % (r["seconds"] / la) if la else "",
+                ms(lib) if lib else "",
                 "%.0f×" % (r["seconds"] / lib) if lib else ""))
 
 
