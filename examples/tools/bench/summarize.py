@@ -158,7 +158,7 @@ def main():
                 r["load1"]))
     td = [r for r in tor if r["mode"] == "decode"]
     alone = {(r["shape"], r["threads"], r["context"]): r
-             for r in read(os.path.join(d, "decode-alone.jsonl"))}
+             for r in read(os.path.join(d, "decode-alone.jsonl")) if r["budget"] == 0.5}
     if td:
         print("\nDecode scoring + selection at budget 0.5, default settings: "
               "PyTorch vs the library (observe + select, f32), the library "
