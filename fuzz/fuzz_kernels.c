@@ -3,7 +3,8 @@
  * The library's rule is that a variant is bit-identical to C on every
  * input, so each kernel runs on the same bytes through the C table and
  * through each instruction set this CPU can run, and any difference in
- * status, scores, selected indices or compacted rows abort()s. Inputs cover
+ * status, scores, dot products, selected indices or compacted rows
+ * abort()s. Inputs cover
  * every length from 0 to a few vector widths (and longer), unaligned
  * starts, NaN / +-inf / huge / denormal / -0 values, heavy ties, and
  * exact-size buffers so the sanitizers see any read or write past the end.
@@ -204,6 +205,47 @@ static void fuzz_score(fz_input *in, int gumbel)
     free(scr_c.block);
 }
 
+/* ---- dot products (kf_observe_qk's logits) ---- */
+
+/* Bit-equal, or both NaN (a NaN's sign and payload may differ by
+ * instruction set; a NaN logit fails the call whatever its bits). */
+static int same_float(float a, float b)
+{
+    return memcmp(&a, &b, sizeof a) == 0 || (isnan(a) && isnan(b));
+}
+
+static void fuzz_dot(fz_input *in)
+{
+    uint32_t dim = fz_chance(in, 160) ? fz_range(in, 1, 70) : fz_range(in, 1, 300);
+    uint32_t n = fz_range(in, 0, 40);
+    size_t stride = dim + (fz_chance(in, 128) ? 0 : fz_range(in, 1, 20));
+    size_t off = fz_range(in, 0, 15);
+    size_t k_count = n ? (n - 1) * stride + dim : 0;
+    region q = region_new(sizeof(float), dim, off);
+    region k = region_new(sizeof(float), k_count, off);
+    fill_floats(in, q.at, dim, 1);
+    fill_floats(in, k.at, (uint32_t)k_count, 1);
+    static const float scales[] = { 1.0f, 0.0883883476f, 0.125f, 1e-30f, 3e30f, 0.0f };
+    float scale = scales[fz_range(in, 0, 5)];
+
+    region out_c = region_new(sizeof(float), n, off);
+    current_variant = "c";
+    reference.dot_rows(out_c.at, q.at, k.at, stride, n, dim, scale);
+    for (size_t v = 0; v < N_VARIANTS; v++) {
+        if (!tables[v].isa[KF_KERNEL_DOT_ROWS])
+            continue;
+        current_variant = variants[v].name;
+        region out_v = region_new(sizeof(float), n, off);
+        tables[v].dot_rows(out_v.at, q.at, k.at, stride, n, dim, scale);
+        for (uint32_t t = 0; t < n; t++)
+            CHECK(same_float(((float *)out_v.at)[t], ((float *)out_c.at)[t]));
+        free(out_v.block);
+    }
+    free(q.block);
+    free(k.block);
+    free(out_c.block);
+}
+
 /* ---- top-k selection ---- */
 
 static uint32_t rank_key(float f)
@@ -335,10 +377,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz_input in;
     fz_init(&in, data, size);
     for (int round = 0; round < 8 && fz_left(&in); round++) {
-        switch (fz_range(&in, 0, 3)) {
+        switch (fz_range(&in, 0, 4)) {
         case 0: fuzz_score(&in, 1); break;
         case 1: fuzz_score(&in, 0); break;
         case 2: fuzz_select(&in); break;
+        case 3: fuzz_dot(&in); break;
         default: fuzz_compact(&in); break;
         }
     }

@@ -531,7 +531,8 @@ KF_API int kf_cache_cpu_mask(const kf_cache *cache, uint32_t *mask);
 
 /** Which variant the cache runs for kernel number `index` (0, 1, ... in a
  *  fixed order): *kernel receives its name ("score_gumbel",
- *  "score_softmax", "select_top", "compact_rows"), *isa the instruction
+ *  "score_softmax", "select_top", "compact_rows", "dot_rows" (the logits
+ *  of kf_observe_qk)), *isa the instruction
  *  set ("c", "avx2", "avx512", "neon"). Both are static strings. Iterate
  *  from 0 until KF_ERANGE to list every kernel.
  *  @return KF_OK; KF_EINVAL (NULL pointer); KF_ERANGE (index past the

@@ -37,10 +37,22 @@ enum { KF_ROW_OK = 0, KF_ROW_NAN = 1, KF_ROW_EMPTY = 2 };
     void name(uint8_t *base, size_t stride, const uint32_t *keep,             \
               uint32_t n_keep, size_t row_bytes)
 
+/* out[t] = (q . k_t) * scale for the n key rows k_t = k + t * k_stride,
+ * dim >= 1 elements each (kf_observe_qk's logits): element e of a product
+ * is added, in increasing e, to lane e % 16 of 16 partial sums that start
+ * at +0, the lanes are folded by halves (lane l += lane l + 8, then + 4,
+ * + 2, + 1), and lane 0 is multiplied by scale. Variants match C bit for
+ * bit except in the sign and payload of a NaN result (a NaN logit fails
+ * the call with KF_ENAN whatever its bits). */
+#define KF_DOT_ROWS_FN(name)                                                  \
+    void name(float *out, const float *q, const float *k, size_t k_stride,    \
+              uint32_t n, uint32_t dim, float scale)
+
 typedef KF_SCORE_GUMBEL_FN((*kf_score_gumbel_fn));
 typedef KF_SCORE_SOFTMAX_FN((*kf_score_softmax_fn));
 typedef KF_SELECT_TOP_FN((*kf_select_top_fn));
 typedef KF_COMPACT_ROWS_FN((*kf_compact_rows_fn));
+typedef KF_DOT_ROWS_FN((*kf_dot_rows_fn));
 
 /* Kernel numbers, in the order of the kf_dsp pointers. */
 enum {
@@ -48,7 +60,8 @@ enum {
     KF_KERNEL_SCORE_SOFTMAX = 1,
     KF_KERNEL_SELECT_TOP = 2,
     KF_KERNEL_COMPACT_ROWS = 3,
-    KF_KERNEL_COUNT = 4
+    KF_KERNEL_DOT_ROWS = 4,
+    KF_KERNEL_COUNT = 5
 };
 
 typedef struct kf_dsp {
@@ -56,6 +69,7 @@ typedef struct kf_dsp {
     kf_score_softmax_fn score_softmax;
     kf_select_top_fn select_top;
     kf_compact_rows_fn compact_rows;
+    kf_dot_rows_fn dot_rows;
     /* KF_CPU_* bit of the variant behind each pointer (0 = C), indexed by
      * KF_KERNEL_* */
     uint32_t isa[KF_KERNEL_COUNT];
@@ -65,6 +79,7 @@ KF_SCORE_GUMBEL_FN(kf_score_gumbel_c);
 KF_SCORE_SOFTMAX_FN(kf_score_softmax_c);
 KF_SELECT_TOP_FN(kf_select_top_c);
 KF_COMPACT_ROWS_FN(kf_compact_rows_c);
+KF_DOT_ROWS_FN(kf_dot_rows_c);
 
 /* SIMD variants (simd/), built when the compiler supports them (KF_HAVE_*)
  * and called only when kf_cpu_detect() reports the instruction set. */
@@ -72,14 +87,17 @@ KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx2);
 KF_SCORE_SOFTMAX_FN(kf_score_softmax_avx2);
 KF_SELECT_TOP_FN(kf_select_top_avx2);
 KF_COMPACT_ROWS_FN(kf_compact_rows_avx2);
+KF_DOT_ROWS_FN(kf_dot_rows_avx2);
 KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx512);
 KF_SCORE_SOFTMAX_FN(kf_score_softmax_avx512);
 KF_SELECT_TOP_FN(kf_select_top_avx512);
 KF_COMPACT_ROWS_FN(kf_compact_rows_avx512);
+KF_DOT_ROWS_FN(kf_dot_rows_avx512);
 KF_SCORE_GUMBEL_FN(kf_score_gumbel_neon);
 KF_SCORE_SOFTMAX_FN(kf_score_softmax_neon);
 KF_SELECT_TOP_FN(kf_select_top_neon);
 KF_COMPACT_ROWS_FN(kf_compact_rows_neon);
+KF_DOT_ROWS_FN(kf_dot_rows_neon);
 
 /* The C table, then the best variants that kf_cpu_detect() & mask allow:
  * AVX2 first, AVX-512 over it (NEON on AArch64). mask 0 = C only; a single

@@ -8,16 +8,14 @@
  * both carved at kf_cache_create.
  *
  * Determinism: each query head is computed by one thread from start to end,
- * and every dot product adds element e into lane e % 16 with the lanes
- * folded by halves (8, 4, 2, 1), so the logits do not depend on the thread
- * count or on how wide the compiler's vectors are (the library is built with
- * -ffp-contract=off, so no multiply-add is fused behind our back). */
+ * and every dot product is the dot_rows kernel (lib/dsp.h: element e into
+ * lane e % 16, lanes folded by halves), whose SIMD variants match the C
+ * reference bit for bit, so the logits depend neither on the thread count
+ * nor on the instruction set. */
 #include <math.h>
 #include <string.h>
 
 #include "internal.h"
-
-#define DOT_LANES 16
 
 typedef struct qk_call {
     const kf_query_view *q;
@@ -65,49 +63,6 @@ static float bf16_to_f32(uint16_t b)
     return f32_from_bits((uint32_t)b << 16);
 }
 
-static float fold_lanes(float lanes[DOT_LANES])
-{
-    for (int width = DOT_LANES / 2; width >= 1; width /= 2)
-        for (int l = 0; l < width; l++)
-            lanes[l] = lanes[l] + lanes[l + width];
-    return lanes[0];
-}
-
-/* out[t] = scale * (q . k_t) for the n keys k_t = k + t * k_stride, each of
- * dim elements; element e of a product goes to lane e % 16. Two keys share
- * each load of q. */
-static void dot_rows(float *out, const float *q, const float *k,
-                     size_t k_stride, uint32_t n, uint32_t dim, float scale)
-{
-    uint32_t full = dim - dim % DOT_LANES;
-    uint32_t t = 0;
-    for (; t + 2 <= n; t += 2) {
-        const float *k0 = k + t * k_stride, *k1 = k0 + k_stride;
-        float a[DOT_LANES] = { 0 }, b[DOT_LANES] = { 0 };
-        for (uint32_t e = 0; e < full; e += DOT_LANES)
-            for (int l = 0; l < DOT_LANES; l++) {
-                a[l] += q[e + l] * k0[e + l];
-                b[l] += q[e + l] * k1[e + l];
-            }
-        for (uint32_t e = full; e < dim; e++) {
-            a[e - full] += q[e] * k0[e];
-            b[e - full] += q[e] * k1[e];
-        }
-        out[t] = fold_lanes(a) * scale;
-        out[t + 1] = fold_lanes(b) * scale;
-    }
-    if (t < n) {
-        const float *k0 = k + t * k_stride;
-        float a[DOT_LANES] = { 0 };
-        for (uint32_t e = 0; e < full; e += DOT_LANES)
-            for (int l = 0; l < DOT_LANES; l++)
-                a[l] += q[e + l] * k0[e + l];
-        for (uint32_t e = full; e < dim; e++)
-            a[e - full] += q[e] * k0[e];
-        out[t] = fold_lanes(a) * scale;
-    }
-}
-
 /* Keys j0 .. j0 + n - 1 of KV head g as fp32 rows: the host's own rows for
  * f32, else converted into tile. Returns the first row; *stride gets the
  * elements between rows. */
@@ -135,8 +90,32 @@ static const float *key_rows(const kf_kv_view *k, uint32_t g, uint32_t j0,
     return tile;
 }
 
+/* One-row calls: the logits of query heads h .. h + nh - 1 (of one KV
+ * head g) into rows 0 .. nh - 1 of block, a tile of keys at a time, so each
+ * key row is read (and converted) once for the group instead of once per
+ * query head. The same dot_rows calls as the per-head path: same bits. */
+static void group_logits(const kf_cache *c, const qk_call *call, uint32_t g,
+                         uint32_t h, uint32_t nh, float *block, float *tile)
+{
+    const kf_query_view *q = call->q;
+    uint32_t dim = c->cfg.head_dim, cap = c->cfg.capacity;
+    uint32_t cols = call->n_slots; /* a causal single row sees them all */
+    for (uint32_t j0 = 0; j0 < cols; j0 += KF_QK_TILE) {
+        uint32_t nt = cols - j0 < KF_QK_TILE ? cols - j0 : KF_QK_TILE;
+        size_t k_stride;
+        const float *keys = key_rows(call->k, g, j0, nt, dim, tile, &k_stride);
+        for (uint32_t i = 0; i < nh; i++)
+            c->dsp.dot_rows(block + (size_t)i * cap + j0,
+                            q->data + (size_t)(h + i) * q->head_stride, keys,
+                            k_stride, nt, dim, call->scale);
+    }
+}
+
 /* kf_head_score_fn: every row of query head h, a block of rows at a time.
- * A causal row i sees slots 0 .. n_old + i; only those are computed. */
+ * A causal row i sees slots 0 .. n_old + i; only those are computed. One-row
+ * calls run grouped (kf_score_heads: a KV head's query heads in order, on
+ * one thread), so the first head of each chunk of qk_rows heads computes
+ * the chunk's logits for the heads after it. */
 static int score_head_qk(kf_cache *c, uint32_t layer, uint32_t h,
                          const void *ctx, int tid, float *acc, float *scratch)
 {
@@ -146,6 +125,16 @@ static int score_head_qk(kf_cache *c, uint32_t layer, uint32_t h,
     uint32_t g = h / c->group, n_rows = q->n_rows, n_slots = call->n_slots;
     float *block = c->qk_logits + (size_t)tid * c->qk_rows * cap;
     float *tile = c->qk_keys + (size_t)tid * KF_QK_TILE * dim;
+
+    if (n_rows == 1) {
+        uint32_t m = h % c->group, first = m - m % c->qk_rows;
+        uint32_t nh = c->group - first < c->qk_rows ? c->group - first
+                                                    : c->qk_rows;
+        if (m == first)
+            group_logits(c, call, g, h, nh, block, tile);
+        return kf_score_row(c, layer, h, 0, block + (size_t)(m - first) * cap,
+                            n_slots, acc, scratch);
+    }
 
     for (uint32_t r0 = 0; r0 < n_rows; r0 += c->qk_rows) {
         uint32_t nr = n_rows - r0 < c->qk_rows ? n_rows - r0 : c->qk_rows;
@@ -163,8 +152,8 @@ static int score_head_qk(kf_cache *c, uint32_t layer, uint32_t h,
                 uint32_t n = visible - j0 < nt ? visible - j0 : nt;
                 const float *qrow =
                     q->data + h * q->head_stride + (size_t)(r0 + i) * q->row_stride;
-                dot_rows(block + (size_t)i * cap + j0, qrow, keys, k_stride,
-                         n, dim, call->scale);
+                c->dsp.dot_rows(block + (size_t)i * cap + j0, qrow, keys,
+                                k_stride, n, dim, call->scale);
             }
         }
         for (uint32_t i = 0; i < nr; i++) {

@@ -1,5 +1,6 @@
-/* Reference score kernels: the specification every SIMD variant matches
- * bit for bit. Row sums use 16 interleaved partial sums (element j goes to
+/* Reference score kernels, and the dot products of kf_observe_qk's
+ * logits: the specification every SIMD variant matches bit for bit. Row
+ * sums and dot products use 16 interleaved partial sums (element j goes to
  * lane j % 16) folded by halves (8, 4, 2, 1), which vector code of any
  * width reproduces exactly. */
 #include <math.h>
@@ -68,4 +69,24 @@ KF_SCORE_SOFTMAX_FN(kf_score_softmax_c)
         return KF_ROW_EMPTY;
     normalise_into(acc, scratch, n, max, 1.0f);
     return KF_ROW_OK;
+}
+
+/* One key row: lane e % 16 += q[e] * k[e], e ascending (written as whole
+ * blocks of 16, which the compiler vectorises, then the tail). */
+static float dot_one(const float *q, const float *k, uint32_t dim)
+{
+    float lanes[SUM_LANES] = { 0 };
+    uint32_t full = dim - dim % SUM_LANES;
+    for (uint32_t e = 0; e < full; e += SUM_LANES)
+        for (int l = 0; l < SUM_LANES; l++)
+            lanes[l] += q[e + l] * k[e + l];
+    for (uint32_t e = full; e < dim; e++)
+        lanes[e - full] += q[e] * k[e];
+    return fold_lanes(lanes);
+}
+
+KF_DOT_ROWS_FN(kf_dot_rows_c)
+{
+    for (uint32_t t = 0; t < n; t++)
+        out[t] = dot_one(q, k + t * k_stride, dim) * scale;
 }

@@ -2,6 +2,8 @@
  *
  *   score      kf_score_gumbel (Keyformer): logits/s on one row of n slots
  *   score_h2o  kf_score_softmax (H2O): logits/s
+ *   dot        kf_dot_rows (kf_observe_qk's logits): 1024 key rows of
+ *              head size d (48, 128) against one query: logits/s
  *   select     kf_select_top, the top half of n scores: scores/s
  *   compact    kf_compact_rows, a cache of n rows of 128 bytes keeping a
  *              random half: bytes moved/s, next to memcpy moving the upper
@@ -17,7 +19,8 @@
  *                           bytes_per_s, speedup_vs_c (and memcpy_bytes_per_s
  *                           for compact)
  *   kf-bench --quick        smaller sizes and batches (a smoke run)
- *   kf-bench --kernel K     only kernel K (score, score_h2o, select, compact)
+ *   kf-bench --kernel K     only kernel K (score, score_h2o, dot, select,
+ *                           compact)
  *   kf-bench --isa I        only c and I (avx2, avx512, neon)
  */
 #include <math.h>
@@ -213,6 +216,49 @@ static void select_call(void *p)
     s->dsp->select_top(s->out, s->scores, s->n, s->need, s->keys);
 }
 
+/* ---- dot ---- */
+
+typedef struct dot_ctx {
+    const kf_dsp *dsp;
+    float *out, *q, *k;
+    uint32_t n, dim;
+} dot_ctx;
+
+static void dot_call(void *p)
+{
+    dot_ctx *d = p;
+    d->dsp->dot_rows(d->out, d->q, d->k, d->dim, d->n, d->dim, 0.125f);
+}
+
+static void bench_dot(const options *o, const variant *v, int nv)
+{
+    static const uint32_t dims[] = { 48, 128 };
+    const uint32_t n = 1024; /* 16 tiles of the library's 64 keys */
+    for (int di = o->quick ? 1 : 0; di < 2; di++) {
+        uint32_t dim = dims[di];
+        dot_ctx d[4];
+        contender c[4];
+        for (int i = 0; i < nv; i++) {
+            d[i] = (dot_ctx){ &v[i].dsp, xmalloc(n * 4u), xmalloc(dim * 4u),
+                              xmalloc((size_t)n * dim * 4u), n, dim };
+            for (uint32_t e = 0; e < dim; e++)
+                d[i].q[e] = i ? d[0].q[e] : rndf(-1.0f, 1.0f);
+            for (size_t e = 0; e < (size_t)n * dim; e++)
+                d[i].k[e] = i ? d[0].k[e] : rndf(-1.0f, 1.0f);
+            c[i] = (contender){ dot_call, &d[i], 0, 0 };
+        }
+        race(c, nv, o->quick ? 0.01 : 0.04);
+        for (int i = 0; i < nv; i++)
+            report(o, dim == 48 ? "dot_d48" : "dot_d128", v[i].name, n,
+                   c[i].best, n, 4.0 * n * dim, c[0].best, 0);
+        for (int i = 0; i < nv; i++) {
+            free(d[i].out);
+            free(d[i].q);
+            free(d[i].k);
+        }
+    }
+}
+
 static void bench_select(const options *o, const variant *v, int nv)
 {
     static const uint32_t full[] = { 4096, 65536, 262144, 1048576 };
@@ -333,7 +379,7 @@ int main(int argc, char **argv)
             o.isa = argv[++i];
         else {
             fprintf(stderr, "usage: kf-bench [--json] [--quick] [--kernel "
-                            "score|score_h2o|select|compact] [--isa NAME]\n"
+                            "score|score_h2o|dot|select|compact] [--isa NAME]\n"
                             "       kf-bench decode|prefill ... (see "
                             "kf-bench-decode.c)\n");
             return !strcmp(argv[i], "--help") ? 0 : 2;
@@ -363,6 +409,8 @@ int main(int argc, char **argv)
         bench_score(&o, v, nv, 0);
     if (want(o.kernel, "score_h2o"))
         bench_score(&o, v, nv, 1);
+    if (want(o.kernel, "dot"))
+        bench_dot(&o, v, nv);
     if (want(o.kernel, "select"))
         bench_select(&o, v, nv);
     if (want(o.kernel, "compact"))

@@ -1,5 +1,5 @@
-/* NEON score kernels: kf_score_gumbel and kf_score_softmax, bit-identical
- * to lib/score_c.c. Each vector op below is one fp32 operation of
+/* NEON score kernels: kf_score_gumbel, kf_score_softmax and the dot
+ * products of kf_observe_qk (kf_dot_rows), bit-identical to lib/score_c.c. Each vector op below is one fp32 operation of
  * lib/fastmath.h or lib/rng.h, in the same order, with no fused
  * multiply-add (built with -ffp-contract=off; vfma is never called). Four
  * q registers hold the 16 partial row sums (lanes 0-3, 4-7, 8-11, 12-15),
@@ -288,4 +288,32 @@ KF_SCORE_SOFTMAX_FN(kf_score_softmax_neon)
     /* the C code copies x to scratch first; reading x is the same */
     normalise_into(acc, x, scratch, n, max, 1.0f);
     return KF_ROW_OK;
+}
+
+/* kf_dot_rows: four q registers per key row hold the 16 partial sums
+ * (lanes 0-3, 4-7, 8-11, 12-15 of each block of 16 elements); a short last
+ * block goes through zero-padded copies (+0 added to a lane that is never
+ * -0 changes nothing). */
+static void dot_block(float32x4_t s[4], const float *q, const float *k)
+{
+    for (int i = 0; i < 4; i++)
+        s[i] = vaddq_f32(s[i], vmulq_f32(vld1q_f32(q + 4 * i), vld1q_f32(k + 4 * i)));
+}
+
+KF_DOT_ROWS_FN(kf_dot_rows_neon)
+{
+    uint32_t full = dim - dim % 16, rem = dim - full;
+    float q_tail[16] = { 0 }, k_tail[16] = { 0 };
+    memcpy(q_tail, q + full, rem * sizeof *q_tail);
+    for (uint32_t t = 0; t < n; t++) {
+        const float *row = k + t * k_stride;
+        float32x4_t s[4] = { splat(0.0f), splat(0.0f), splat(0.0f), splat(0.0f) };
+        for (uint32_t e = 0; e < full; e += 16)
+            dot_block(s, q + e, row + e);
+        if (rem) {
+            memcpy(k_tail, row + full, rem * sizeof *k_tail);
+            dot_block(s, q_tail, k_tail);
+        }
+        out[t] = fold16(s) * scale;
+    }
 }

@@ -1,5 +1,5 @@
-/* AVX2 score kernels: kf_score_gumbel and kf_score_softmax, bit-identical
- * to lib/score_c.c. Each vector op below is one fp32 operation of
+/* AVX2 score kernels: kf_score_gumbel, kf_score_softmax and the dot
+ * products of kf_observe_qk (kf_dot_rows), bit-identical to lib/score_c.c. Each vector op below is one fp32 operation of
  * lib/fastmath.h or lib/rng.h, in the same order, with no fused
  * multiply-add (built with -ffp-contract=off; FMA is never called). Two
  * ymm registers hold the 16 partial row sums (lanes 0-7 and 8-15), so
@@ -288,4 +288,44 @@ KF_SCORE_SOFTMAX_FN(kf_score_softmax_avx2)
     /* the C code copies x to scratch first; reading x is the same */
     normalise_into(acc, x, scratch, n, max, 1.0f);
     return KF_ROW_OK;
+}
+
+/* kf_dot_rows: two ymm per key row hold the 16 partial sums (lanes 0-7 of
+ * a block of 16 elements, then 8-15); a short last block is loaded with
+ * maskload (zeros: +0 added to a lane that is never -0 changes nothing).
+ * Two rows at a time share the loads of q. */
+#define DOT_KEYS 2
+
+KF_DOT_ROWS_FN(kf_dot_rows_avx2)
+{
+    uint32_t full = dim - dim % 16, rem = dim - full;
+    __m256i m_lo = tail_mask(rem), m_hi = tail_mask(rem > VL ? rem - VL : 0);
+    for (uint32_t t = 0; t < n; t += DOT_KEYS) {
+        int keys = n - t < DOT_KEYS ? (int)(n - t) : DOT_KEYS;
+        const float *row[DOT_KEYS];
+        __m256 lo[DOT_KEYS], hi[DOT_KEYS];
+        for (int r = 0; r < DOT_KEYS; r++) {
+            /* rows past n repeat the last one; their sums are dropped */
+            row[r] = k + (size_t)(t + (r < keys ? r : keys - 1)) * k_stride;
+            lo[r] = _mm256_setzero_ps();
+            hi[r] = _mm256_setzero_ps();
+        }
+        for (uint32_t e = 0; e < full; e += 16) {
+            __m256 q_lo = _mm256_loadu_ps(q + e), q_hi = _mm256_loadu_ps(q + e + VL);
+            for (int r = 0; r < DOT_KEYS; r++) {
+                lo[r] = _mm256_add_ps(lo[r], _mm256_mul_ps(q_lo, _mm256_loadu_ps(row[r] + e)));
+                hi[r] = _mm256_add_ps(hi[r], _mm256_mul_ps(q_hi, _mm256_loadu_ps(row[r] + e + VL)));
+            }
+        }
+        if (rem) {
+            __m256 q_lo = _mm256_maskload_ps(q + full, m_lo);
+            __m256 q_hi = _mm256_maskload_ps(q + full + VL, m_hi);
+            for (int r = 0; r < DOT_KEYS; r++) {
+                lo[r] = _mm256_add_ps(lo[r], _mm256_mul_ps(q_lo, _mm256_maskload_ps(row[r] + full, m_lo)));
+                hi[r] = _mm256_add_ps(hi[r], _mm256_mul_ps(q_hi, _mm256_maskload_ps(row[r] + full + VL, m_hi)));
+            }
+        }
+        for (int r = 0; r < keys; r++)
+            out[t + (uint32_t)r] = fold16(lo[r], hi[r]) * scale;
+    }
 }

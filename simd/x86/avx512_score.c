@@ -1,5 +1,5 @@
-/* AVX-512 score kernels: kf_score_gumbel and kf_score_softmax, bit-identical
- * to lib/score_c.c. Each vector op below is one fp32 operation of
+/* AVX-512 score kernels: kf_score_gumbel, kf_score_softmax and the dot
+ * products of kf_observe_qk (kf_dot_rows), bit-identical to lib/score_c.c. Each vector op below is one fp32 operation of
  * lib/fastmath.h or lib/rng.h, in the same order, with no fused
  * multiply-add (this file is built with -ffp-contract=off). One zmm holds
  * the 16 partial row sums, so element j lands in lane j % 16 exactly as in
@@ -264,4 +264,42 @@ KF_SCORE_SOFTMAX_FN(kf_score_softmax_avx512)
     /* the C code copies x to scratch first; reading x is the same */
     normalise_into(acc, x, scratch, n, max, 1.0f);
     return KF_ROW_OK;
+}
+
+/* kf_dot_rows: one zmm of 16 partial sums per key row, element e in lane
+ * e % 16; a short last block is loaded masked (zeros, whose products add
+ * +0 to a lane that is never -0, so nothing changes). Four rows at a time
+ * share the loads of q. */
+#define DOT_KEYS 4
+
+KF_DOT_ROWS_FN(kf_dot_rows_avx512)
+{
+    uint32_t full = dim - dim % VL;
+    __mmask16 tail = (__mmask16)((1u << (dim - full)) - 1);
+    uint32_t t = 0;
+    for (; t < n; t += DOT_KEYS) {
+        int keys = n - t < DOT_KEYS ? (int)(n - t) : DOT_KEYS;
+        const float *row[DOT_KEYS];
+        __m512 lanes[DOT_KEYS];
+        for (int r = 0; r < DOT_KEYS; r++) {
+            /* rows past n repeat the last one; their sums are dropped */
+            row[r] = k + (size_t)(t + (r < keys ? r : keys - 1)) * k_stride;
+            lanes[r] = _mm512_setzero_ps();
+        }
+        for (uint32_t e = 0; e < full; e += VL) {
+            __m512 qv = _mm512_loadu_ps(q + e);
+            for (int r = 0; r < DOT_KEYS; r++)
+                lanes[r] = _mm512_add_ps(
+                    lanes[r], _mm512_mul_ps(qv, _mm512_loadu_ps(row[r] + e)));
+        }
+        if (tail) {
+            __m512 qv = _mm512_maskz_loadu_ps(tail, q + full);
+            for (int r = 0; r < DOT_KEYS; r++)
+                lanes[r] = _mm512_add_ps(
+                    lanes[r],
+                    _mm512_mul_ps(qv, _mm512_maskz_loadu_ps(tail, row[r] + full)));
+        }
+        for (int r = 0; r < keys; r++)
+            out[t + (uint32_t)r] = fold16(lanes[r]) * scale;
+    }
 }
