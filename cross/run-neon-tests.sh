@@ -58,7 +58,7 @@ echo "== KF_CPU_MASK=0 meson test (portable C kernels)"
 KF_CPU_MASK=0 meson test -C "$BUILD" --no-rebuild --print-errorlogs || status=1
 
 echo "== cmocka summaries of the NEON-vs-C tests"
-for t in score select compact dispatch; do
+for t in score dot select compact dispatch; do
     printf -- '-- test_simd_%s\n' "$t"
     $QEMU "$BUILD/tests/simd/test_simd_$t" 2>&1 \
         | grep -E '^\[ *(PASSED|FAILED|SKIPPED) *\]|test\(s\) run|cases compared|detected|ERROR' || status=1
