@@ -126,6 +126,7 @@ int kf_cache_create(kf_cache **out, const kf_config *cfg)
     size_t o_scores = take(&l, lanes, cap * sizeof(float));
     size_t o_pos = take(&l, lanes, cap * sizeof(int32_t));
     size_t o_keep = take(&l, lanes, cap * sizeof(uint32_t));
+    size_t o_identity = take(&l, cap, sizeof(uint32_t));
     size_t o_acc = take(&l, cfg->n_heads, cap * sizeof(float));
     size_t o_status = take(&l, cfg->n_heads, sizeof(int32_t));
     size_t o_rows = take(&l, n_threads, cap * sizeof(float));
@@ -169,6 +170,9 @@ int kf_cache_create(kf_cache **out, const kf_config *cfg)
     c->scores = (float *)(block + o_scores);
     c->positions = (int32_t *)(block + o_pos);
     c->keep = (uint32_t *)(block + o_keep);
+    c->identity = (uint32_t *)(block + o_identity);
+    for (uint32_t j = 0; j < cfg->capacity; j++)
+        c->identity[j] = j;
     c->head_acc = (float *)(block + o_acc);
     c->head_status = (int32_t *)(block + o_status);
     c->row_scratch = (float *)(block + o_rows);
@@ -281,8 +285,11 @@ int kf_kept_slots(const kf_cache *c, int layer, int kv_head,
         return status;
     if (c->layers[layer].state != KF_LAYER_SELECTED)
         return KF_ESTATE;
-    *slots = c->keep + kf_lane(c, (uint32_t)layer, (uint32_t)kv_head);
-    *n = c->layers[layer].n_keep;
+    const kf_layer *l = &c->layers[layer];
+    *slots = l->n_keep == l->n_slots
+                 ? c->identity
+                 : c->keep + kf_lane(c, (uint32_t)layer, (uint32_t)kv_head);
+    *n = l->n_keep;
     return KF_OK;
 }
 

@@ -45,6 +45,10 @@ struct kf_cache {
     float *scores;     /* [n_layers][n_kv_heads][capacity] */
     int32_t *positions; /* [n_layers][n_kv_heads][capacity] */
     uint32_t *keep;    /* [n_layers][n_kv_heads][capacity] */
+    /* [capacity]: 0, 1, 2, ...: the keep list of every lane whose
+     * selection keeps all its slots (n_keep == n_slots), which kf_select
+     * then does not write */
+    uint32_t *identity;
 
     /* scratch, reused by every call */
     float *head_acc;    /* [n_heads][capacity]: one call's scores per head */

@@ -85,17 +85,14 @@ static uint32_t kept_count(const kf_cache *c, uint32_t n, int in_prompt)
     return n <= k || n - k <= slack ? n : k;
 }
 
-/* Keep lists that do not depend on scores; returns the count, or 0 when
- * the policy scores (the caller then ranks). pos and next_pos: the
+/* Keep lists that do not depend on scores, for a selection that evicts
+ * (kept_count < n); returns the count, or 0 when the policy scores (the
+ * caller then ranks). pos and next_pos: the
  * positions of the slots and of the next row (KF_ORDER_ANY). */
 static uint32_t keep_fixed(const kf_cache *c, uint32_t *keep, uint32_t n,
                            int in_prompt, const int32_t *pos, int32_t next_pos)
 {
     uint32_t k = c->budget, w = c->window, count = 0;
-    if (kept_count(c, n, in_prompt) == n) {
-        keep_range(keep, &count, 0, n);
-        return count;
-    }
     int by_score = kf_policy_scores(c->cfg.policy)
                    && !(c->cfg.rule == KF_RULE_REFERENCE && !in_prompt);
     if (c->cfg.slot_order == KF_ORDER_ANY)
@@ -171,6 +168,11 @@ static void select_layers(kf_cache *c, uint32_t l0, uint32_t l1, int shared)
     uint32_t n = l->n_slots, n_kv = c->cfg.n_kv_heads;
     uint32_t count = kept_count(c, n, l->in_prompt);
 
+    if (count == n) { /* every slot stays: the lists are c->identity */
+        for (uint32_t m = l0; m < (shared ? l1 : l0 + 1); m++)
+            mark_selected(c, m, count);
+        return;
+    }
     if (!shared) {
 #pragma omp parallel for num_threads(c->n_threads) schedule(static) \
     if (n > 4096 && n_kv > 1 && c->n_threads > 1)
@@ -200,8 +202,9 @@ static void select_layers(kf_cache *c, uint32_t l0, uint32_t l1, int shared)
 static void record_removed(kf_cache *c)
 {
     const int32_t *pos = c->positions + kf_lane(c, 0, 0);
-    const uint32_t *keep = c->keep + kf_lane(c, 0, 0);
     uint32_t n = c->layers[0].n_slots, n_keep = c->layers[0].n_keep;
+    const uint32_t *keep = n_keep == n ? c->identity
+                                       : c->keep + kf_lane(c, 0, 0);
     uint32_t next = 0, count = 0;
     for (uint32_t j = 0; j < n; j++) {
         if (next < n_keep && keep[next] == j)
