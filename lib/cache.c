@@ -285,11 +285,8 @@ int kf_kept_slots(const kf_cache *c, int layer, int kv_head,
         return status;
     if (c->layers[layer].state != KF_LAYER_SELECTED)
         return KF_ESTATE;
-    const kf_layer *l = &c->layers[layer];
-    *slots = l->n_keep == l->n_slots
-                 ? c->identity
-                 : c->keep + kf_lane(c, (uint32_t)layer, (uint32_t)kv_head);
-    *n = l->n_keep;
+    *slots = kf_keep_list(c, (uint32_t)layer, (uint32_t)kv_head);
+    *n = c->layers[layer].n_keep;
     return KF_OK;
 }
 

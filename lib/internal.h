@@ -79,6 +79,16 @@ static inline size_t kf_lane(const kf_cache *c, uint32_t layer, uint32_t g)
     return ((size_t)layer * c->cfg.n_kv_heads + g) * c->cfg.capacity;
 }
 
+/* The keep list of (layer, KV head g) from the last selection: the shared
+ * identity list when it keeps every slot (kf_select does not write those). */
+static inline const uint32_t *kf_keep_list(const kf_cache *c, uint32_t layer,
+                                           uint32_t g)
+{
+    const kf_layer *l = &c->layers[layer];
+    return l->n_keep == l->n_slots ? c->identity
+                                   : c->keep + kf_lane(c, layer, g);
+}
+
 /* The calling thread's number in an OpenMP team (0 outside one): the
  * index of its per-thread scratch. */
 static inline int kf_thread_id(void)
@@ -163,6 +173,20 @@ static inline int kf_row_error(int row_status)
 {
     return row_status == KF_ROW_NAN ? KF_ENAN : KF_EEMPTYROW;
 }
+
+/* One unit of kf_score_heads, on the calling thread: query head u into
+ * head_acc[u] (not grouped), or the query heads of KV head u, in order,
+ * into head_acc[u] (grouped). The accumulator is zeroed over n_slots
+ * first; each head's KF_ROW_* goes to head_status[h], and a group's heads
+ * after a failure are skipped (KF_ROW_OK). Units of one mode share no
+ * memory but scratch. Returns nonzero when a head failed. */
+int kf_score_unit(kf_cache *c, uint32_t layer, uint32_t u,
+                  kf_head_score_fn score, const void *ctx, int tid,
+                  float *scratch, uint32_t n_slots, int grouped);
+
+/* KF_ENAN / KF_EEMPTYROW of the lowest failing head in [h0, h1) of
+ * head_status, KF_OK if none. */
+int kf_heads_status(const kf_cache *c, uint32_t h0, uint32_t h1);
 
 /* Runs score for every query head, over OpenMP threads when parallel. Not
  * grouped: head h into head_acc[h]; grouped (calls of one row): the query

@@ -77,39 +77,48 @@ static int score_head(kf_cache *c, uint32_t layer, uint32_t h,
  * holds exactly that row's values (0 + y = y), so both paths perform the
  * same additions and give the same bits, with one clear and one commit
  * pass per KV head instead of one per query head. */
+int kf_score_unit(kf_cache *c, uint32_t layer, uint32_t u,
+                  kf_head_score_fn score, const void *ctx, int tid,
+                  float *scratch, uint32_t n_slots, int grouped)
+{
+    float *acc = c->head_acc + (size_t)u * c->cfg.capacity;
+    memset(acc, 0, n_slots * sizeof *acc);
+    if (!grouped)
+        return c->head_status[u] = score(c, layer, u, ctx, tid, acc, scratch);
+    int failed = 0; /* the call fails: skip the group's later heads */
+    for (uint32_t h = u * c->group; h < (u + 1) * c->group; h++) {
+        c->head_status[h] = failed ? KF_ROW_OK
+                                   : score(c, layer, h, ctx, tid, acc, scratch);
+        failed |= c->head_status[h];
+    }
+    return failed;
+}
+
+int kf_heads_status(const kf_cache *c, uint32_t h0, uint32_t h1)
+{
+    for (uint32_t h = h0; h < h1; h++)
+        if (c->head_status[h])
+            return kf_row_error(c->head_status[h]);
+    return KF_OK;
+}
+
 int kf_score_heads(kf_cache *c, uint32_t layer, kf_head_score_fn score,
                    const void *ctx, uint32_t n_slots, int grouped,
                    int parallel)
 {
-    uint32_t n_heads = c->cfg.n_heads, group = c->group;
-    uint32_t units = grouped ? c->cfg.n_kv_heads : n_heads;
-    size_t cap = c->cfg.capacity;
+    uint32_t units = grouped ? c->cfg.n_kv_heads : c->cfg.n_heads;
 
 #pragma omp parallel for num_threads(c->n_threads) schedule(static) \
     if (parallel && c->n_threads > 1)
     for (uint32_t u = 0; u < units; u++) {
         int tid = kf_thread_id();
-        float *acc = c->head_acc + (size_t)u * cap;
-        float *scratch = c->row_scratch + (size_t)tid * cap;
-        memset(acc, 0, n_slots * sizeof *acc);
-        if (!grouped) {
-            c->head_status[u] = score(c, layer, u, ctx, tid, acc, scratch);
-            continue;
-        }
-        int failed = 0; /* the call fails: skip the group's later heads */
-        for (uint32_t h = u * group; h < (u + 1) * group; h++) {
-            c->head_status[h] = failed ? KF_ROW_OK
-                                       : score(c, layer, h, ctx, tid, acc,
-                                               scratch);
-            failed |= c->head_status[h];
-        }
+        kf_score_unit(c, layer, u, score, ctx, tid,
+                      c->row_scratch + (size_t)tid * c->cfg.capacity, n_slots,
+                      grouped);
     }
     /* the lowest failing head decides the status: the same for any
      * thread count and either path */
-    for (uint32_t h = 0; h < n_heads; h++)
-        if (c->head_status[h])
-            return kf_row_error(c->head_status[h]);
-    return KF_OK;
+    return kf_heads_status(c, 0, c->cfg.n_heads);
 }
 
 void kf_observe_stage(kf_cache *c, uint32_t layer, uint32_t n_rows)

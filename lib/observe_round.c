@@ -1,9 +1,10 @@
 /* kf_observe_begin / kf_observe_kv_head / kf_observe_end: one layer's
  * logits handed over a KV head at a time, possibly from the host's own
  * threads. A KV head's call writes only its own accumulators (head_acc,
- * laid out as kf_observe_logits lays them out), its own scratch and its own
- * done flag, so calls for different KV heads never share memory; the end
- * commits exactly what kf_observe_logits commits, bit for bit. */
+ * laid out as kf_observe_logits lays them out), its heads' statuses, its
+ * own scratch and its own done flag, so calls for different KV heads never
+ * share memory; the end commits exactly what kf_observe_logits commits, bit
+ * for bit. */
 #include <string.h>
 
 #include "internal.h"
@@ -29,29 +30,32 @@ int kf_observe_begin(kf_cache *c, int layer, uint32_t n_rows)
     return KF_OK;
 }
 
-/* The query heads of KV head g, in order: into one accumulator (one-row
- * rounds) or one per head, zeroed first, as kf_score_heads does. */
+/* kf_head_score_fn for a KV head's view: view head h % group. */
+static int score_group_head(kf_cache *c, uint32_t layer, uint32_t h,
+                            const void *ctx, int tid, float *acc,
+                            float *scratch)
+{
+    (void)tid;
+    return kf_score_view_head(c, layer, h, ctx, h % c->group, acc, scratch);
+}
+
+/* The query heads of KV head g, as kf_score_heads scores them (its units:
+ * the KV head for one-row rounds, else each query head), with g's own
+ * scratch. */
 static int score_kv_head(kf_cache *c, uint32_t layer, uint32_t g,
                          const kf_logits_view *v)
 {
-    size_t cap = c->cfg.capacity;
-    uint32_t group = c->group;
-    int grouped = v->n_rows == 1;
-    float *scratch = c->kv_scratch + (size_t)g * cap;
-    float *acc = c->head_acc + (size_t)g * cap;
-    if (grouped)
-        memset(acc, 0, v->n_slots * sizeof *acc);
-    for (uint32_t m = 0; m < group; m++) {
-        uint32_t h = g * group + m;
-        if (!grouped) {
-            acc = c->head_acc + (size_t)h * cap;
-            memset(acc, 0, v->n_slots * sizeof *acc);
-        }
-        int status = kf_score_view_head(c, layer, h, v, m, acc, scratch);
-        if (status)
-            return kf_row_error(status);
-    }
-    return KF_OK;
+    float *scratch = c->kv_scratch + (size_t)g * c->cfg.capacity;
+    uint32_t h0 = g * c->group, h1 = h0 + c->group;
+    if (v->n_rows == 1)
+        kf_score_unit(c, layer, g, score_group_head, v, 0, scratch,
+                      v->n_slots, 1);
+    else
+        for (uint32_t h = h0; h < h1; h++)
+            if (kf_score_unit(c, layer, h, score_group_head, v, 0, scratch,
+                              v->n_slots, 0))
+                break; /* later heads keep old statuses; none is read */
+    return kf_heads_status(c, h0, h1);
 }
 
 int kf_observe_kv_head(kf_cache *c, int layer, int kv_head,

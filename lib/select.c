@@ -202,9 +202,8 @@ static void select_layers(kf_cache *c, uint32_t l0, uint32_t l1, int shared)
 static void record_removed(kf_cache *c)
 {
     const int32_t *pos = c->positions + kf_lane(c, 0, 0);
+    const uint32_t *keep = kf_keep_list(c, 0, 0);
     uint32_t n = c->layers[0].n_slots, n_keep = c->layers[0].n_keep;
-    const uint32_t *keep = n_keep == n ? c->identity
-                                       : c->keep + kf_lane(c, 0, 0);
     uint32_t next = 0, count = 0;
     for (uint32_t j = 0; j < n; j++) {
         if (next < n_keep && keep[next] == j)
