@@ -100,7 +100,7 @@ static double now(void)
  * attention loop, read twice per call: CLOCK_MONOTONIC goes through the
  * vDSO (26 ns here), where the thread CPU clock is a system call (1.3 us
  * on this VM, as much as 5% of a call). */
-static double thread_now(void)
+static double wall_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -204,24 +204,19 @@ static void softmax_rows(const float *x, float *p, int rows, int n,
 typedef struct kv_hook {
     kf_cache *cache;
     int layer, kv_head;
-    double cpu; /* seconds in kf_observe_kv_head */
+    double seconds; /* wall time in kf_observe_kv_head */
 } kv_hook;
-
-static double thread_now(void);
 
 static void observe_hook(kv_hook *hk, const float *logits, int n)
 {
     if (!hk)
         return;
-    double t0 = thread_now();
+    double t0 = wall_now();
     /* one row per query head, G heads n apart */
     kf_logits_view v = {logits, 1, (uint32_t)n, (size_t)n, (size_t)n, 0};
-    int rc = kf_observe_kv_head(hk->cache, hk->layer, hk->kv_head, &v);
-    if (rc != KF_OK) {
-        fprintf(stderr, "kf-bench-decode: observe kv head: %s\n", kf_strerror(rc));
-        exit(1);
-    }
-    hk->cpu += thread_now() - t0;
+    check(kf_observe_kv_head(hk->cache, hk->layer, hk->kv_head, &v),
+          "observe kv head");
+    hk->seconds += wall_now() - t0;
 }
 
 /* AVX2 attention of G query rows over n slots of one KV head; LOAD8 turns
@@ -440,14 +435,15 @@ static void decode_round(const dopts *o, dstate *st, int round, size_t cap,
                                     (const float *)K + off,
                                     (const float *)V + off, m, scale, lg, pg,
                                     out + (size_t)g * G * d, hk);
-                in_rounds += hook.cpu;
+                in_rounds += hook.seconds;
             }
             double a1 = now();
             /* the observe calls ran inside the loop, spread over the
              * threads: their time per thread moves to the library */
-            double moved = in_rounds / o->threads + begin;
+            double moved = in_rounds / o->threads;
             if (!o->no_attention)
-                att += span(a0, a1) - (moved - begin);
+                att += span(a0, a1) - moved;
+            moved += begin; /* kf_observe_begin ran before the loop */
             if (cache) {
                 if (rounds) {
                     check(kf_observe_end(cache, l), "observe end");
