@@ -1,5 +1,6 @@
 /* AVX2 score kernels: kf_score_gumbel, kf_score_softmax and the dot
- * products of kf_observe_qk (kf_dot_rows), bit-identical to lib/score_c.c. Each vector op below is one fp32 operation of
+ * products of kf_observe_qk (kf_dot_rows), bit-identical to
+ * lib/score_c.c. Each vector op below is one fp32 operation of
  * lib/fastmath.h or lib/rng.h, in the same order, with no fused
  * multiply-add (built with -ffp-contract=off; FMA is never called). Two
  * ymm registers hold the 16 partial row sums (lanes 0-7 and 8-15), so

@@ -1,5 +1,6 @@
 /* AVX-512 score kernels: kf_score_gumbel, kf_score_softmax and the dot
- * products of kf_observe_qk (kf_dot_rows), bit-identical to lib/score_c.c. Each vector op below is one fp32 operation of
+ * products of kf_observe_qk (kf_dot_rows), bit-identical to
+ * lib/score_c.c. Each vector op below is one fp32 operation of
  * lib/fastmath.h or lib/rng.h, in the same order, with no fused
  * multiply-add (this file is built with -ffp-contract=off). One zmm holds
  * the 16 partial row sums, so element j lands in lane j % 16 exactly as in
