@@ -170,7 +170,7 @@ static void fuzz_score(fz_input *in, int gumbel)
     }
     for (uint32_t j = 0; j < n; j++)
         a0[j] = (float)(bulk_next(&st) % 1000) / 100.0f;
-    kf_noise_key key = { fz_u32(in), fz_u32(in) };
+    kf_noise_key key = { fz_u32(in) };
     float inv_tau = pick_inv_tau(in);
 
     region acc_c = region_new(sizeof(float), n, off);

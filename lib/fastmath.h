@@ -1,14 +1,17 @@
 /* The library's own ln and exp. Every kernel variant (C, AVX2, AVX-512,
- * NEON) performs exactly these fp32 operations in this order, without
- * fused multiply-adds, so all variants return bit-identical results and
- * selections never depend on the instruction set.
+ * NEON) performs exactly these fp32 operations in this order, the fused
+ * multiply-adds (fmaf) included and no others, so all variants return
+ * bit-identical results and selections never depend on the instruction
+ * set. (The SIMD files are built with -ffp-contract=off and call their
+ * FMA instructions exactly where fmaf stands here.)
  *
  * Accuracy, from an exhaustive sweep of every fp32 input against libm in
- * double precision (tests/test_gumbel.c checks a sample):
- *   kf_ln_f32:  positive normal x; error <= 2.3e-7 relative where
- *               |ln x| > 1e-3, <= 6e-11 absolute elsewhere. The Gumbel
- *               sample -ln(-ln u) built on it is within 1.1e-6 of the
- *               exact value for every one of the 2^23 possible u.
+ * double precision (tests/test_gumbel.c checks a sample and all of [1, 2)):
+ *   kf_ln_f32:  positive normal x; error <= 1.7e-7 relative for x < 1,
+ *               <= 6e-8 absolute for x in [1, 2), <= 8.6e-8 relative for
+ *               x >= 2. The Gumbel sample -ln(-ln u) built on it is within
+ *               1.03e-6 of the exact value for every one of the 2^23
+ *               possible u.
  *   kf_exp_f32: x <= 0; error <= 8.9e-8 relative, final rounding included,
  *               for results >= FLT_MIN; x < -87.336 and -inf return
  *               exactly 0.
@@ -19,6 +22,7 @@
 #ifndef KF_FASTMATH_H
 #define KF_FASTMATH_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -29,45 +33,48 @@
 #define KF_ROUND_MAGIC 12582912.0f  /* 1.5 * 2^23: adds round to nearest */
 #define KF_EXP_MIN -87.3365479f     /* ln(FLT_MIN) */
 
-/* ln: x = 2^e * m, m in [sqrt(1/2), sqrt(2)). Adding KF_LN_CARRY to the
- * bits carries into the exponent field exactly when the mantissa field is
- * above that of sqrt(2) (0x3504f3), so e and the halved m come out of
- * integer ops. The top 4 bits of the carried mantissa field pick one of 16
- * buckets with a centre c (an fp32 value): ln m = ln c + ln(1 + r),
- * r = (m - c) * (1/c), |r| <= 0.04. m - c is exact (Sterbenz), so r has
- * the relative accuracy of one rounding and ln stays accurate next to 1
- * (the bucket holding 1 has c = 1). */
-#define KF_LN_CARRY 0x004afb0cu  /* 0x800000 - 0x3504f4 */
-#define KF_LN_MBASE 0x3f3504f4u  /* 0x3f800000 - KF_LN_CARRY */
+/* ln: x = 2^e * m with m in [1/2, 1): m is x's mantissa field under the
+ * exponent of 1/2 and e its exponent plus one, from integer ops (AVX-512:
+ * vgetmantps and vgetexpps). The top 4 bits of the mantissa field pick one
+ * of 16 buckets of width 1/32 with a centre c (an fp32 value):
+ * ln m = ln c + ln(1 + r), r = (m - c) * (1/c), |r| <= 1/32. m - c is
+ * exact (Sterbenz), so r has the relative accuracy of one rounding; the
+ * last bucket, just below 1, has c = 1, so ln stays relatively accurate
+ * as x approaches 1 from below (-ln u for u near 1). Above 1 the error is
+ * absolute (the e * ln 2 term cancels), which is all the outer ln of the
+ * Gumbel sample needs. */
+#define KF_LN_MBITS 0x3f000000u  /* exponent field of 1/2 */
+#define KF_LN_EBIAS 126          /* e = exponent field - 126 */
 #define KF_LN_BUCKET_SHIFT 19    /* 23 mantissa bits -> 16 buckets */
 
-/* ln(1 + r) = r + r^2 * (-1/2 + r * (Q1 + r * Q2)), |r| <= 0.04 */
-#define KF_LN_Q1 3.335036635e-01f
-#define KF_LN_Q2 -2.475478351e-01f
+/* ln(1 + r) = r + r^2 * (-1/2 + r * (Q1 + r * Q2)), |r| <= 1/32 */
+#define KF_LN_Q1 3.3349463344e-01f
+#define KF_LN_Q2 -2.5016286969e-01f
 
+/* c = 1/2 + (2b + 1)/64, the middle of bucket b; the last one 1 */
 static const float kf_ln_centre[16] = {
-    0x1.7209e8p-1f, 0x1.8209e8p-1f, 0x1.9209e8p-1f, 0x1.a209e8p-1f,
-    0x1.b209e8p-1f, 0x1.c209e8p-1f, 0x1.d209e8p-1f, 0x1.e209e8p-1f,
-    0x1.f209e8p-1f, 0x1.000000p+0f, 0x1.1209e8p+0f, 0x1.2209e8p+0f,
-    0x1.3209e8p+0f, 0x1.4209e8p+0f, 0x1.5209e8p+0f, 0x1.6209e8p+0f,
+    0x1.080000p-1f, 0x1.180000p-1f, 0x1.280000p-1f, 0x1.380000p-1f,
+    0x1.480000p-1f, 0x1.580000p-1f, 0x1.680000p-1f, 0x1.780000p-1f,
+    0x1.880000p-1f, 0x1.980000p-1f, 0x1.a80000p-1f, 0x1.b80000p-1f,
+    0x1.c80000p-1f, 0x1.d80000p-1f, 0x1.e80000p-1f, 0x1.000000p+0f,
 };
 
 /* 1/c rounded to fp32 */
 static const float kf_ln_inv_centre[16] = {
-    0x1.62362cp+0f, 0x1.5387dep+0f, 0x1.4604b4p+0f, 0x1.398a54p+0f,
-    0x1.2dfb78p+0f, 0x1.233efep+0f, 0x1.193f3ep+0f, 0x1.0fe96ap+0f,
-    0x1.072d24p+0f, 0x1.000000p+0f, 0x1.de4c24p-1f, 0x1.c3e980p-1f,
-    0x1.ac4924p-1f, 0x1.9701cap-1f, 0x1.83be1ap-1f, 0x1.72382cp-1f,
+    0x1.f07c20p+0f, 0x1.d41d42p+0f, 0x1.bacf92p+0f, 0x1.a41a42p+0f,
+    0x1.8f9c18p+0f, 0x1.7d05f4p+0f, 0x1.6c16c2p+0f, 0x1.5c9882p+0f,
+    0x1.4e5e0ap+0f, 0x1.414142p+0f, 0x1.3521d0p+0f, 0x1.29e412p+0f,
+    0x1.1f7048p+0f, 0x1.15b1e6p+0f, 0x1.0c9714p+0f, 0x1.000000p+0f,
 };
 
 /* ln c rounded to fp32 */
 static const float kf_ln_ln_centre[16] = {
-    -3.247170448e-01f, -2.823870182e-01f, -2.417762876e-01f,
-    -2.027506232e-01f, -1.651909351e-01f, -1.289910525e-01f,
-    -9.405595809e-02f, -6.030023098e-02f, -2.764684707e-02f,
-    0.000000000e+00f, 6.809187680e-02f, 1.248369068e-01f,
-    1.785341054e-01f, 2.294942737e-01f, 2.779829204e-01f,
-    3.242287636e-01f,
+    -6.623755097e-01f, -6.035349965e-01f, -5.479651690e-01f,
+    -4.953214228e-01f, -4.453110099e-01f, -3.976829648e-01f,
+    -3.522205949e-01f, -3.087354898e-01f, -2.670627832e-01f,
+    -2.270574570e-01f, -1.885911673e-01f, -1.515499055e-01f,
+    -1.158318147e-01f, -8.134564012e-02f, -4.800922051e-02f,
+    0.000000000e+00f,
 };
 
 /* e^r = 1 + (r + r^2 * Q(r)), r in [-ln2/2, ln2/2] */
@@ -91,32 +98,32 @@ static inline float kf_bits_f32(uint32_t u)
     return x;
 }
 
+/* ln x for positive normal x */
 static inline float kf_ln_f32(float x)
 {
-    uint32_t ix = kf_f32_bits(x) + KF_LN_CARRY;
-    float e = (float)((int32_t)(ix >> 23) - 127);
-    uint32_t field = ix & 0x007fffffu;
-    float m = kf_bits_f32(field + KF_LN_MBASE);
-    uint32_t b = field >> KF_LN_BUCKET_SHIFT;
+    uint32_t bits = kf_f32_bits(x);
+    float e = (float)((int32_t)(bits >> 23) - KF_LN_EBIAS);
+    float m = kf_bits_f32((bits & 0x007fffffu) | KF_LN_MBITS);
+    uint32_t b = (bits >> KF_LN_BUCKET_SHIFT) & 15u;
     float r = (m - kf_ln_centre[b]) * kf_ln_inv_centre[b];
-    float q = KF_LN_Q2 * r + KF_LN_Q1;
-    q = q * r + -0.5f;
-    float p = r + (r * r) * q;
-    return e * KF_LN2 + (kf_ln_ln_centre[b] + p);
+    float q = fmaf(KF_LN_Q2, r, KF_LN_Q1);
+    q = fmaf(q, r, -0.5f);
+    float p = fmaf(r * r, q, r);
+    return fmaf(e, KF_LN2, kf_ln_ln_centre[b] + p);
 }
 
 static inline float kf_exp_f32(float x)
 {
     if (!(x >= KF_EXP_MIN))
         return 0.0f;
-    float n = (x * KF_LOG2E + KF_ROUND_MAGIC) - KF_ROUND_MAGIC;
-    float r = (x - n * KF_LN2_HI) - n * KF_LN2_LO;
-    float q = KF_EXP_Q4;
-    q = q * r + KF_EXP_Q3;
-    q = q * r + KF_EXP_Q2;
-    q = q * r + KF_EXP_Q1;
-    q = q * r + KF_EXP_Q0;
-    float er = 1.0f + (r + (r * r) * q);
+    float n = fmaf(x, KF_LOG2E, KF_ROUND_MAGIC) - KF_ROUND_MAGIC;
+    float r = fmaf(-n, KF_LN2_HI, x);
+    r = fmaf(-n, KF_LN2_LO, r);
+    float q = fmaf(KF_EXP_Q4, r, KF_EXP_Q3);
+    q = fmaf(q, r, KF_EXP_Q2);
+    q = fmaf(q, r, KF_EXP_Q1);
+    q = fmaf(q, r, KF_EXP_Q0);
+    float er = 1.0f + fmaf(r * r, q, r);
     /* n in [-126, 0]: 2^n is a normal float */
     float scale = kf_bits_f32((uint32_t)((int32_t)n + 127) << 23);
     return er * scale;

@@ -1,8 +1,9 @@
 /* Counter-based noise: u(seed, layer, head, query position, key position)
  * is a pure function of its key, so results do not depend on thread count,
- * call order or instruction set. A 64-bit row key is mixed once per row
- * (scalar); each element then costs two rounds of a 32-bit integer hash,
- * which vectorises with plain 32-bit multiplies. */
+ * call order or instruction set. The row's coordinates are mixed once per
+ * row (scalar, 64-bit) into a 32-bit salt; each element then costs one
+ * round of a 32-bit integer hash of (key position XOR salt), which
+ * vectorises with plain 32-bit multiplies. */
 #ifndef KF_RNG_H
 #define KF_RNG_H
 
@@ -11,7 +12,7 @@
 #include "fastmath.h"
 
 typedef struct kf_noise_key {
-    uint32_t lo, hi;
+    uint32_t salt;
 } kf_noise_key;
 
 static inline uint64_t kf_splitmix64(uint64_t x)
@@ -29,7 +30,7 @@ static inline kf_noise_key kf_noise_row_key(uint64_t seed, uint32_t layer,
     uint64_t k = kf_splitmix64(seed);
     k = kf_splitmix64(k ^ (((uint64_t)layer << 32) | head));
     k = kf_splitmix64(k ^ (uint64_t)(uint32_t)qpos);
-    kf_noise_key key = { (uint32_t)k, (uint32_t)(k >> 32) };
+    kf_noise_key key = { (uint32_t)(k >> 32) };
     return key;
 }
 
@@ -45,11 +46,11 @@ static inline uint32_t kf_hash32(uint32_t x)
     return x;
 }
 
-/* Random bits of element (row key, key position). Two keyed rounds so that
- * rows are not shifted copies of each other. */
+/* Random bits of element (row key, key position). The salt enters by XOR,
+ * not by addition, so two rows are not shifted copies of each other. */
 static inline uint32_t kf_noise_bits(kf_noise_key key, int32_t kpos)
 {
-    return kf_hash32(kf_hash32((uint32_t)kpos ^ key.lo) + key.hi);
+    return kf_hash32((uint32_t)kpos ^ key.salt);
 }
 
 /* Uniform in (0, 1), exclusive: (2m + 1) / 2^24 with m the top 23 bits;

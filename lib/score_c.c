@@ -19,7 +19,7 @@ static float fold_lanes(float lanes[SUM_LANES])
 }
 
 /* scratch[j] holds t_j; turns it into e^((t_j - max) * inv_tau) and adds
- * the normalised values to acc. */
+ * the normalised values to acc (one fused multiply-add each). */
 static void normalise_into(float *acc, float *scratch, uint32_t n, float max,
                            float inv_tau)
 {
@@ -31,7 +31,7 @@ static void normalise_into(float *acc, float *scratch, uint32_t n, float max,
     }
     float inv_sum = 1.0f / fold_lanes(lanes);
     for (uint32_t j = 0; j < n; j++)
-        acc[j] += scratch[j] * inv_sum;
+        acc[j] = fmaf(scratch[j], inv_sum, acc[j]);
 }
 
 KF_SCORE_GUMBEL_FN(kf_score_gumbel_c)

@@ -161,7 +161,7 @@ typedef struct score_ctx {
 static void score_call(void *p)
 {
     score_ctx *s = p;
-    kf_noise_key key = { 0x12345678u, 0x9abcdef0u };
+    kf_noise_key key = { 0x12345678u };
     if (s->h2o)
         s->dsp->score_softmax(s->acc, s->x, s->n, s->scratch);
     else

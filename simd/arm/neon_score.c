@@ -1,8 +1,9 @@
 /* NEON score kernels: kf_score_gumbel, kf_score_softmax and the dot
  * products of kf_observe_qk (kf_dot_rows), bit-identical to
  * lib/score_c.c. Each vector op below is one fp32 operation of
- * lib/fastmath.h or lib/rng.h, in the same order, with no fused
- * multiply-add (built with -ffp-contract=off; vfma is never called). Four
+ * lib/fastmath.h or lib/rng.h, in the same order: a vfma exactly where
+ * the C code calls fmaf, and no other fusion (built with
+ * -ffp-contract=off). Four
  * q registers hold the 16 partial row sums (lanes 0-3, 4-7, 8-11, 12-15),
  * so element j lands in lane j % 16 exactly as in the C code. A tail
  * shorter than a block goes through a padded copy; its padding lanes are
@@ -56,30 +57,34 @@ INLINE float32x4_t lookup16(uint8x16x4_t table, uint8x16_t byte_index)
     return vreinterpretq_f32_u8(vqtbl4q_u8(table, byte_index));
 }
 
-/* kf_ln_f32 (positive normal inputs), in place */
-INLINE void ln_ps(float32x4_t x[U])
+/* -kf_ln_f32(x * 2^-scale_log2) for positive normal x, in place; scaling
+ * by a power of two only moves e. The C code returns fma(e, ln2,
+ * ln c + p) and then negates; rounding is symmetric, so
+ * fma(-e, ln2, -ln c - p) gives the same bits. */
+INLINE void neg_ln_ps(float32x4_t x[U], int scale_log2)
 {
     const uint8x16x4_t centre = table16(kf_ln_centre);
     const uint8x16x4_t inv_centre = table16(kf_ln_inv_centre);
     const uint8x16x4_t ln_centre = table16(kf_ln_ln_centre);
+    const int32x4_t e_bias = vdupq_n_s32(KF_LN_EBIAS + scale_log2);
     float32x4_t e[U], r[U], q[U], lnc[U];
     EACH(k) {
-        uint32x4_t ix = vaddq_u32(vreinterpretq_u32_f32(x[k]), vdupq_n_u32(KF_LN_CARRY));
-        e[k] = vcvtq_f32_s32(vsubq_s32(vreinterpretq_s32_u32(vshrq_n_u32(ix, 23)),
-                                       vdupq_n_s32(127)));
-        uint32x4_t field = vandq_u32(ix, vdupq_n_u32(0x007fffffu));
-        float32x4_t m = vreinterpretq_f32_u32(vaddq_u32(field, vdupq_n_u32(KF_LN_MBASE)));
+        uint32x4_t bits = vreinterpretq_u32_f32(x[k]);
+        e[k] = vcvtq_f32_s32(vsubq_s32(vreinterpretq_s32_u32(vshrq_n_u32(bits, 23)),
+                                       e_bias));
+        float32x4_t m = vreinterpretq_f32_u32(vorrq_u32(
+            vandq_u32(bits, vdupq_n_u32(0x007fffffu)), vdupq_n_u32(KF_LN_MBITS)));
+        uint32x4_t b = vandq_u32(vshrq_n_u32(bits, KF_LN_BUCKET_SHIFT), vdupq_n_u32(15));
         uint8x16_t bi = vreinterpretq_u8_u32(
-            vmlaq_n_u32(vdupq_n_u32(0x03020100u),
-                        vshrq_n_u32(field, KF_LN_BUCKET_SHIFT), 0x04040404u));
+            vmlaq_n_u32(vdupq_n_u32(0x03020100u), b, 0x04040404u));
         r[k] = vmulq_f32(vsubq_f32(m, lookup16(centre, bi)), lookup16(inv_centre, bi));
         lnc[k] = lookup16(ln_centre, bi);
     }
-    EACH(k) q[k] = vaddq_f32(vmulq_f32(splat(KF_LN_Q2), r[k]), splat(KF_LN_Q1));
-    EACH(k) q[k] = vaddq_f32(vmulq_f32(q[k], r[k]), splat(-0.5f));
+    EACH(k) q[k] = vfmaq_f32(splat(KF_LN_Q1), splat(KF_LN_Q2), r[k]);
+    EACH(k) q[k] = vfmaq_f32(splat(-0.5f), q[k], r[k]);
     EACH(k) {
-        float32x4_t p = vaddq_f32(r[k], vmulq_f32(vmulq_f32(r[k], r[k]), q[k]));
-        x[k] = vaddq_f32(vmulq_f32(e[k], splat(KF_LN2)), vaddq_f32(lnc[k], p));
+        float32x4_t p = vfmaq_f32(r[k], vmulq_f32(r[k], r[k]), q[k]);
+        x[k] = vfmsq_f32(vsubq_f32(vnegq_f32(lnc[k]), p), e[k], splat(KF_LN2));
     }
 }
 
@@ -95,18 +100,17 @@ INLINE void exp_ps(float32x4_t x[U])
     float32x4_t n[U], t[U], r[U], q[U];
     EACH(k) {
         ok[k] = vcgeq_f32(x[k], splat(KF_EXP_MIN));
-        t[k] = vaddq_f32(vmulq_f32(x[k], splat(KF_LOG2E)), splat(KF_ROUND_MAGIC));
+        t[k] = vfmaq_f32(splat(KF_ROUND_MAGIC), x[k], splat(KF_LOG2E));
         n[k] = vsubq_f32(t[k], splat(KF_ROUND_MAGIC));
-        r[k] = vsubq_f32(vsubq_f32(x[k], vmulq_f32(n[k], splat(KF_LN2_HI))),
-                         vmulq_f32(n[k], splat(KF_LN2_LO)));
+        r[k] = vfmsq_f32(vfmsq_f32(x[k], n[k], splat(KF_LN2_HI)), n[k], splat(KF_LN2_LO));
     }
-    EACH(k) q[k] = vaddq_f32(vmulq_f32(splat(KF_EXP_Q4), r[k]), splat(KF_EXP_Q3));
-    EACH(k) q[k] = vaddq_f32(vmulq_f32(q[k], r[k]), splat(KF_EXP_Q2));
-    EACH(k) q[k] = vaddq_f32(vmulq_f32(q[k], r[k]), splat(KF_EXP_Q1));
-    EACH(k) q[k] = vaddq_f32(vmulq_f32(q[k], r[k]), splat(KF_EXP_Q0));
+    EACH(k) q[k] = vfmaq_f32(splat(KF_EXP_Q3), splat(KF_EXP_Q4), r[k]);
+    EACH(k) q[k] = vfmaq_f32(splat(KF_EXP_Q2), q[k], r[k]);
+    EACH(k) q[k] = vfmaq_f32(splat(KF_EXP_Q1), q[k], r[k]);
+    EACH(k) q[k] = vfmaq_f32(splat(KF_EXP_Q0), q[k], r[k]);
     EACH(k) {
-        float32x4_t er = vaddq_f32(
-            splat(1.0f), vaddq_f32(r[k], vmulq_f32(vmulq_f32(r[k], r[k]), q[k])));
+        float32x4_t er = vaddq_f32(splat(1.0f),
+                                   vfmaq_f32(r[k], vmulq_f32(r[k], r[k]), q[k]));
         float32x4_t scale = vreinterpretq_f32_u32(vshlq_n_u32(
             vaddq_u32(vreinterpretq_u32_f32(t[k]), vdupq_n_u32(EXP_BIAS)), 23));
         x[k] = vreinterpretq_f32_u32(
@@ -114,29 +118,23 @@ INLINE void exp_ps(float32x4_t x[U])
     }
 }
 
-/* kf_gumbel_f32 of U vectors of key positions */
-INLINE void gumbel_ps(float32x4_t g[U], const int32_t *pos, uint32x4_t key_lo,
-                      uint32x4_t key_hi)
+/* kf_gumbel_f32 of U vectors of key positions: u = v * 2^-24 with
+ * v = (bits >> 8) | 1 exact in fp32, so -ln u is -ln v scaled by 2^-24 */
+INLINE void gumbel_ps(float32x4_t g[U], const int32_t *pos, uint32x4_t salt)
 {
     uint32x4_t h[U];
-    EACH(k) h[k] = veorq_u32(vreinterpretq_u32_s32(vld1q_s32(pos + k * VL)), key_lo);
+    EACH(k) h[k] = veorq_u32(vreinterpretq_u32_s32(vld1q_s32(pos + k * VL)), salt);
     hash32(h);
-    EACH(k) h[k] = vaddq_u32(h[k], key_hi);
-    hash32(h);
-    EACH(k) {
-        uint32x4_t m = vorrq_u32(vshrq_n_u32(h[k], 8), vdupq_n_u32(1));
-        g[k] = vmulq_f32(vcvtq_f32_s32(vreinterpretq_s32_u32(m)), splat(0x1p-24f));
-    }
-    ln_ps(g);
-    EACH(k) g[k] = vnegq_f32(g[k]);
-    ln_ps(g);
-    EACH(k) g[k] = vnegq_f32(g[k]);
+    EACH(k) g[k] = vcvtq_f32_s32(vreinterpretq_s32_u32(
+        vorrq_u32(vshrq_n_u32(h[k], 8), vdupq_n_u32(1))));
+    neg_ln_ps(g, 24);
+    neg_ln_ps(g, 0);
 }
 
 /* NaN or +inf lanes */
 static uint32x4_t bad_lanes(float32x4_t x)
 {
-    return vorrq_u32(vmvnq_u32(vceqq_f32(x, x)), vceqq_f32(x, splat(INFINITY)));
+    return vmvnq_u32(vcltq_f32(x, splat(INFINITY))); /* !(x < inf) */
 }
 
 /* all-ones in lanes l < left (left may exceed 4) */
@@ -210,22 +208,22 @@ static void normalise_into(float *acc, const float *src, float *scratch,
     }
     float32x4_t inv_sum = splat(1.0f / fold16(sum));
     for (j = 0; j + VL <= n; j += VL)
-        vst1q_f32(acc + j, vaddq_f32(vld1q_f32(acc + j),
-                                     vmulq_f32(vld1q_f32(scratch + j), inv_sum)));
+        vst1q_f32(acc + j, vfmaq_f32(vld1q_f32(acc + j), vld1q_f32(scratch + j),
+                                     inv_sum));
     float s = vgetq_lane_f32(inv_sum, 0);
     for (; j < n; j++)
-        acc[j] = acc[j] + scratch[j] * s;
+        acc[j] = fmaf(scratch[j], s, acc[j]);
 }
 
 KF_SCORE_GUMBEL_FN(kf_score_gumbel_neon)
 {
-    uint32x4_t key_lo = vdupq_n_u32(key.lo), key_hi = vdupq_n_u32(key.hi);
+    uint32x4_t salt = vdupq_n_u32(key.salt);
     /* the noise alone first (the heavy part), then t = x + noise with the
      * NaN checks and the maximum */
     uint32_t j = 0;
     for (; j + BLOCK <= n; j += BLOCK) {
         float32x4_t g[U];
-        gumbel_ps(g, pos + j, key_lo, key_hi);
+        gumbel_ps(g, pos + j, salt);
         EACH(k) vst1q_f32(scratch + j + k * VL, g[k]);
     }
     if (j < n) {
@@ -235,7 +233,7 @@ KF_SCORE_GUMBEL_FN(kf_score_gumbel_neon)
         memcpy(pt, pos + j, left * sizeof *pt);
         memset(pt + left, 0, (BLOCK - left) * sizeof *pt);
         float32x4_t g[U];
-        gumbel_ps(g, pt, key_lo, key_hi);
+        gumbel_ps(g, pt, salt);
         EACH(k) vst1q_f32(gt + k * VL, g[k]);
         memcpy(scratch + j, gt, left * sizeof *gt);
     }

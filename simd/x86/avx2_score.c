@@ -1,8 +1,9 @@
 /* AVX2 score kernels: kf_score_gumbel, kf_score_softmax and the dot
  * products of kf_observe_qk (kf_dot_rows), bit-identical to
  * lib/score_c.c. Each vector op below is one fp32 operation of
- * lib/fastmath.h or lib/rng.h, in the same order, with no fused
- * multiply-add (built with -ffp-contract=off; FMA is never called). Two
+ * lib/fastmath.h or lib/rng.h, in the same order: a vfmadd exactly where
+ * the C code calls fmaf, and no other fusion (built with
+ * -ffp-contract=off). Two
  * ymm registers hold the 16 partial row sums (lanes 0-7 and 8-15), so
  * element j lands in lane j % 16 exactly as in the C code; tail lanes are
  * masked off and never touch a sum. */
@@ -64,38 +65,55 @@ INLINE void hash32(__m256i *x, int u)
     EACH(k) x[k] = _mm256_xor_si256(x[k], _mm256_srli_epi32(x[k], 15));
 }
 
-/* 16-entry table lookup: vpermps reads the low 3 bits of each index, one
- * permute per half of the table, and bit 3 (moved to the sign bit)
- * chooses the half. */
-INLINE __m256 lookup16(const float *table, __m256i b, __m256 upper)
+/* A 16-entry table in two ymm registers (optionally negated). */
+typedef struct table16 {
+    __m256 lo, hi;
+} table16;
+
+static table16 load_table16(const float *table, int negate)
 {
-    return _mm256_blendv_ps(
-        _mm256_permutevar8x32_ps(_mm256_loadu_ps(table), b),
-        _mm256_permutevar8x32_ps(_mm256_loadu_ps(table + 8), b), upper);
+    __m256 sign = _mm256_castsi256_ps(isplat(negate ? 0x80000000u : 0));
+    table16 t = { _mm256_xor_ps(_mm256_loadu_ps(table), sign),
+                  _mm256_xor_ps(_mm256_loadu_ps(table + 8), sign) };
+    return t;
 }
 
-/* kf_ln_f32 (positive normal inputs), in place */
-INLINE void ln_ps(__m256 *x, int u)
+/* table[b & 15]: vpermps reads the low 3 bits of each index, one permute
+ * per half of the table, and bit 3 (moved to the sign bit) chooses the
+ * half. */
+INLINE __m256 lookup16(table16 t, __m256i b, __m256 upper)
 {
-    __m256 e[U], r[U], q[U], lnc[U];
+    return _mm256_blendv_ps(_mm256_permutevar8x32_ps(t.lo, b),
+                            _mm256_permutevar8x32_ps(t.hi, b), upper);
+}
+
+/* -kf_ln_f32(x * 2^-scale_log2) for positive normal x, in place; scaling
+ * by a power of two only moves e. The C code returns fma(e, ln2,
+ * ln c + p) and then negates; rounding is symmetric, so
+ * fma(e, -ln2, -ln c - p) gives the same bits. */
+INLINE void neg_ln_ps(__m256 *x, int u, int scale_log2)
+{
+    const table16 centre = load_table16(kf_ln_centre, 0);
+    const table16 inv_centre = load_table16(kf_ln_inv_centre, 0);
+    const table16 neg_ln_centre = load_table16(kf_ln_ln_centre, 1);
+    __m256 e[U], r[U], q[U], nlnc[U];
     EACH(k) {
-        __m256i ix = _mm256_add_epi32(_mm256_castps_si256(x[k]), isplat(KF_LN_CARRY));
-        e[k] = _mm256_cvtepi32_ps(
-            _mm256_sub_epi32(_mm256_srli_epi32(ix, 23), isplat(127)));
-        __m256i field = _mm256_and_si256(ix, isplat(0x007fffffu));
-        __m256 m = _mm256_castsi256_ps(_mm256_add_epi32(field, isplat(KF_LN_MBASE)));
-        __m256i b = _mm256_srli_epi32(field, KF_LN_BUCKET_SHIFT);
+        __m256i bits = _mm256_castps_si256(x[k]);
+        e[k] = _mm256_cvtepi32_ps(_mm256_sub_epi32(
+            _mm256_srli_epi32(bits, 23), isplat((uint32_t)(KF_LN_EBIAS + scale_log2))));
+        __m256 m = _mm256_castsi256_ps(_mm256_or_si256(
+            _mm256_and_si256(bits, isplat(0x007fffffu)), isplat(KF_LN_MBITS)));
+        __m256i b = _mm256_srli_epi32(bits, KF_LN_BUCKET_SHIFT);
         __m256 upper = _mm256_castsi256_ps(_mm256_slli_epi32(b, 28));
-        r[k] = _mm256_mul_ps(_mm256_sub_ps(m, lookup16(kf_ln_centre, b, upper)),
-                             lookup16(kf_ln_inv_centre, b, upper));
-        lnc[k] = lookup16(kf_ln_ln_centre, b, upper);
+        r[k] = _mm256_mul_ps(_mm256_sub_ps(m, lookup16(centre, b, upper)),
+                             lookup16(inv_centre, b, upper));
+        nlnc[k] = lookup16(neg_ln_centre, b, upper);
     }
-    EACH(k) q[k] = _mm256_add_ps(_mm256_mul_ps(splat(KF_LN_Q2), r[k]), splat(KF_LN_Q1));
-    EACH(k) q[k] = _mm256_add_ps(_mm256_mul_ps(q[k], r[k]), splat(-0.5f));
+    EACH(k) q[k] = _mm256_fmadd_ps(splat(KF_LN_Q2), r[k], splat(KF_LN_Q1));
+    EACH(k) q[k] = _mm256_fmadd_ps(q[k], r[k], splat(-0.5f));
     EACH(k) {
-        __m256 p = _mm256_add_ps(r[k], _mm256_mul_ps(_mm256_mul_ps(r[k], r[k]), q[k]));
-        x[k] = _mm256_add_ps(_mm256_mul_ps(e[k], splat(KF_LN2)),
-                             _mm256_add_ps(lnc[k], p));
+        __m256 p = _mm256_fmadd_ps(_mm256_mul_ps(r[k], r[k]), q[k], r[k]);
+        x[k] = _mm256_fmadd_ps(e[k], splat(-KF_LN2), _mm256_sub_ps(nlnc[k], p));
     }
 }
 
@@ -110,44 +128,35 @@ INLINE void exp_ps(__m256 *x, int u)
     __m256 ok[U], n[U], t[U], r[U], q[U];
     EACH(k) {
         ok[k] = _mm256_cmp_ps(x[k], splat(KF_EXP_MIN), _CMP_GE_OQ);
-        t[k] = _mm256_add_ps(_mm256_mul_ps(x[k], splat(KF_LOG2E)),
-                             splat(KF_ROUND_MAGIC));
+        t[k] = _mm256_fmadd_ps(x[k], splat(KF_LOG2E), splat(KF_ROUND_MAGIC));
         n[k] = _mm256_sub_ps(t[k], splat(KF_ROUND_MAGIC));
-        r[k] = _mm256_sub_ps(_mm256_sub_ps(x[k], _mm256_mul_ps(n[k], splat(KF_LN2_HI))),
-                             _mm256_mul_ps(n[k], splat(KF_LN2_LO)));
+        r[k] = _mm256_fnmadd_ps(n[k], splat(KF_LN2_LO),
+                                _mm256_fnmadd_ps(n[k], splat(KF_LN2_HI), x[k]));
     }
-    EACH(k) q[k] = _mm256_add_ps(_mm256_mul_ps(splat(KF_EXP_Q4), r[k]), splat(KF_EXP_Q3));
-    EACH(k) q[k] = _mm256_add_ps(_mm256_mul_ps(q[k], r[k]), splat(KF_EXP_Q2));
-    EACH(k) q[k] = _mm256_add_ps(_mm256_mul_ps(q[k], r[k]), splat(KF_EXP_Q1));
-    EACH(k) q[k] = _mm256_add_ps(_mm256_mul_ps(q[k], r[k]), splat(KF_EXP_Q0));
+    EACH(k) q[k] = _mm256_fmadd_ps(splat(KF_EXP_Q4), r[k], splat(KF_EXP_Q3));
+    EACH(k) q[k] = _mm256_fmadd_ps(q[k], r[k], splat(KF_EXP_Q2));
+    EACH(k) q[k] = _mm256_fmadd_ps(q[k], r[k], splat(KF_EXP_Q1));
+    EACH(k) q[k] = _mm256_fmadd_ps(q[k], r[k], splat(KF_EXP_Q0));
     EACH(k) {
         __m256 er = _mm256_add_ps(
-            splat(1.0f),
-            _mm256_add_ps(r[k], _mm256_mul_ps(_mm256_mul_ps(r[k], r[k]), q[k])));
+            splat(1.0f), _mm256_fmadd_ps(_mm256_mul_ps(r[k], r[k]), q[k], r[k]));
         __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(
             _mm256_add_epi32(_mm256_castps_si256(t[k]), isplat(EXP_BIAS)), 23));
         x[k] = _mm256_and_ps(_mm256_mul_ps(er, scale), ok[k]);
     }
 }
 
-/* kf_gumbel_f32 of u vectors of key positions */
-INLINE void gumbel_ps(__m256 *g, const __m256i *pos, int u, __m256i key_lo,
-                      __m256i key_hi)
+/* kf_gumbel_f32 of u vectors of key positions: u = v * 2^-24 with
+ * v = (bits >> 8) | 1 exact in fp32, so -ln u is -ln v scaled by 2^-24 */
+INLINE void gumbel_ps(__m256 *g, const __m256i *pos, int u, __m256i salt)
 {
     __m256i h[U];
-    __m256 sign = _mm256_castsi256_ps(isplat(0x80000000u));
-    EACH(k) h[k] = _mm256_xor_si256(pos[k], key_lo);
+    EACH(k) h[k] = _mm256_xor_si256(pos[k], salt);
     hash32(h, u);
-    EACH(k) h[k] = _mm256_add_epi32(h[k], key_hi);
-    hash32(h, u);
-    EACH(k) {
-        __m256i m = _mm256_or_si256(_mm256_srli_epi32(h[k], 8), isplat(1));
-        g[k] = _mm256_mul_ps(_mm256_cvtepi32_ps(m), splat(0x1p-24f));
-    }
-    ln_ps(g, u);
-    EACH(k) g[k] = _mm256_xor_ps(g[k], sign);
-    ln_ps(g, u);
-    EACH(k) g[k] = _mm256_xor_ps(g[k], sign);
+    EACH(k) g[k] = _mm256_cvtepi32_ps(
+        _mm256_or_si256(_mm256_srli_epi32(h[k], 8), isplat(1)));
+    neg_ln_ps(g, u, 24);
+    neg_ln_ps(g, u, 0);
 }
 
 /* lanes[l] += lanes[l + w] for w = 8, 4, 2, 1: the C fold; lo holds lanes
@@ -173,8 +182,7 @@ static float max8(__m256 v)
 /* NaN or +inf lanes (masked-off lanes were loaded as 0) */
 static __m256 bad_lanes(__m256 x)
 {
-    return _mm256_or_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q),
-                        _mm256_cmp_ps(x, splat(INFINITY), _CMP_EQ_OQ));
+    return _mm256_cmp_ps(x, splat(INFINITY), _CMP_NLT_UQ); /* !(x < inf) */
 }
 
 /* scratch[j] = e^((src[j] - max) * inv_tau); acc[j] += scratch[j] / sum.
@@ -222,7 +230,7 @@ static void normalise_into(float *acc, const float *src, float *scratch,
         __m256i m = tail_mask(left);
         __m256 e = loadu_mask(scratch + j, m, left);
         __m256 a = loadu_mask(acc + j, m, left);
-        storeu_mask(acc + j, m, left, _mm256_add_ps(a, _mm256_mul_ps(e, inv_sum)));
+        storeu_mask(acc + j, m, left, _mm256_fmadd_ps(e, inv_sum, a));
     }
 }
 
@@ -230,8 +238,8 @@ static void normalise_into(float *acc, const float *src, float *scratch,
  * NaN checks and the running maximum; lanes outside the first `left`
  * (counted from j) are skipped. */
 INLINE void noised_block(float *scratch, const float *x, const int32_t *pos,
-                         uint32_t j, uint32_t left, __m256i key_lo,
-                         __m256i key_hi, __m256 *vmax, __m256 *bad)
+                         uint32_t j, uint32_t left, __m256i salt,
+                         __m256 *vmax, __m256 *bad)
 {
     __m256i m[U], p[U];
     __m256 g[U];
@@ -243,7 +251,7 @@ INLINE void noised_block(float *scratch, const float *x, const int32_t *pos,
                    ? _mm256_loadu_si256((const __m256i *)(pos + j + k * VL))
                    : _mm256_maskload_epi32(pos + j + k * VL, m[k]);
     }
-    gumbel_ps(g, p, U, key_lo, key_hi);
+    gumbel_ps(g, p, U, salt);
     for (int k = 0; k < U; k++) {
         __m256 xj = loadu_mask(x + j + k * VL, m[k], lane_left[k]);
         *bad = _mm256_or_ps(*bad, bad_lanes(xj));
@@ -257,10 +265,10 @@ INLINE void noised_block(float *scratch, const float *x, const int32_t *pos,
 
 KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx2)
 {
-    __m256i key_lo = isplat(key.lo), key_hi = isplat(key.hi);
+    __m256i salt = isplat(key.salt);
     __m256 vmax = splat(-INFINITY), bad = _mm256_setzero_ps();
     for (uint32_t j = 0; j < n; j += U * VL)
-        noised_block(scratch, x, pos, j, n - j, key_lo, key_hi, &vmax, &bad);
+        noised_block(scratch, x, pos, j, n - j, salt, &vmax, &bad);
     if (_mm256_movemask_ps(bad))
         return KF_ROW_NAN;
     float max = max8(vmax);

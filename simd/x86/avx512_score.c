@@ -1,8 +1,9 @@
 /* AVX-512 score kernels: kf_score_gumbel, kf_score_softmax and the dot
  * products of kf_observe_qk (kf_dot_rows), bit-identical to
  * lib/score_c.c. Each vector op below is one fp32 operation of
- * lib/fastmath.h or lib/rng.h, in the same order, with no fused
- * multiply-add (this file is built with -ffp-contract=off). One zmm holds
+ * lib/fastmath.h or lib/rng.h, in the same order: a vfmadd exactly where
+ * the C code calls fmaf, and no other fusion (this file is built with
+ * -ffp-contract=off). One zmm holds
  * the 16 partial row sums, so element j lands in lane j % 16 exactly as in
  * the C code; tail lanes are masked off and never touch a sum. */
 #include <immintrin.h>
@@ -40,83 +41,70 @@ INLINE void hash32(__m512i *x, int u)
     EACH(k) x[k] = _mm512_xor_si512(x[k], _mm512_srli_epi32(x[k], 15));
 }
 
-/* -kf_ln_f32(x * 2^-scale_log2) for positive normal x, in place. The
- * 16-entry tables fit one zmm each, and vpermps reads only the low 4 bits
- * of each index, so the bucket number needs no masking. The C code returns
- * e * ln2 + (ln c + p) and then negates; rounding is symmetric, so
- * e * -ln2 + (-ln c - p) gives the same bits. Scaling by a power of two
- * only moves e. */
+/* -kf_ln_f32(x * 2^-scale_log2) for positive normal x, in place.
+ * vgetmantps gives the C code's m (the mantissa under the exponent of
+ * 1/2) and vgetexpps the unbiased exponent, i.e. e - 1; scaling by a power
+ * of two only moves e. The 16-entry tables fit one zmm each, and vpermps
+ * reads only the low 4 bits of each index, so the bits of m shifted right
+ * give the bucket with no masking. The C code returns
+ * fma(e, ln2, ln c + p) and then negates; rounding is symmetric, so
+ * fma(e, -ln2, -ln c - p) gives the same bits. */
 INLINE void neg_ln_ps(__m512 *x, int u, int scale_log2)
 {
     const __m512 centre = _mm512_loadu_ps(kf_ln_centre);
     const __m512 inv_centre = _mm512_loadu_ps(kf_ln_inv_centre);
     const __m512 neg_ln_centre = _mm512_sub_ps(_mm512_setzero_ps(),
                                                _mm512_loadu_ps(kf_ln_ln_centre));
+    const __m512 e_offset = splat((float)(1 - scale_log2));
     __m512 e[U], r[U], q[U], nlnc[U];
     EACH(k) {
-        __m512i ix = _mm512_add_epi32(_mm512_castps_si512(x[k]),
-                                      _mm512_set1_epi32(KF_LN_CARRY));
-        e[k] = _mm512_cvtepi32_ps(_mm512_sub_epi32(
-            _mm512_srli_epi32(ix, 23), _mm512_set1_epi32(127 + scale_log2)));
-        __m512i field = _mm512_and_si512(ix, _mm512_set1_epi32(0x007fffff));
-        __m512 m = _mm512_castsi512_ps(
-            _mm512_add_epi32(field, _mm512_set1_epi32(KF_LN_MBASE)));
-        __m512i b = _mm512_srli_epi32(field, KF_LN_BUCKET_SHIFT);
+        __m512 m = _mm512_getmant_ps(x[k], _MM_MANT_NORM_p5_1, _MM_MANT_SIGN_src);
+        e[k] = _mm512_add_ps(_mm512_getexp_ps(x[k]), e_offset);
+        __m512i b = _mm512_srli_epi32(_mm512_castps_si512(m), KF_LN_BUCKET_SHIFT);
         r[k] = _mm512_mul_ps(_mm512_sub_ps(m, _mm512_permutexvar_ps(b, centre)),
                              _mm512_permutexvar_ps(b, inv_centre));
         nlnc[k] = _mm512_permutexvar_ps(b, neg_ln_centre);
     }
-    EACH(k) q[k] = _mm512_add_ps(_mm512_mul_ps(splat(KF_LN_Q2), r[k]), splat(KF_LN_Q1));
-    EACH(k) q[k] = _mm512_add_ps(_mm512_mul_ps(q[k], r[k]), splat(-0.5f));
+    EACH(k) q[k] = _mm512_fmadd_ps(splat(KF_LN_Q2), r[k], splat(KF_LN_Q1));
+    EACH(k) q[k] = _mm512_fmadd_ps(q[k], r[k], splat(-0.5f));
     EACH(k) {
-        __m512 p = _mm512_add_ps(r[k], _mm512_mul_ps(_mm512_mul_ps(r[k], r[k]), q[k]));
-        x[k] = _mm512_add_ps(_mm512_mul_ps(e[k], splat(-KF_LN2)),
-                             _mm512_sub_ps(nlnc[k], p));
+        __m512 p = _mm512_fmadd_ps(_mm512_mul_ps(r[k], r[k]), q[k], r[k]);
+        x[k] = _mm512_fmadd_ps(e[k], splat(-KF_LN2), _mm512_sub_ps(nlnc[k], p));
     }
 }
 
-/* kf_exp_f32, in place: 0 where !(x >= KF_EXP_MIN), NaN included. Where
- * x is in range, t = x * log2e + 1.5 * 2^23 holds n in its low mantissa
- * bits (n in [-126, 0]), so the bits of t give 2^n without a conversion:
- * (bits(t) - bits(1.5 * 2^23) + 127) << 23. */
-#define EXP_BIAS (127 - 0x4b400000)
-/* kf_exp_f32, in place: 0 where !(x >= KF_EXP_MIN), NaN included */
+/* kf_exp_f32, in place: 0 where !(x >= KF_EXP_MIN), NaN included. The
+ * C code's er * 2^n is one rounding of an exact product, as is vscalefps
+ * (subnormal results included), so the scale needs no bit tricks. */
 INLINE void exp_ps(__m512 *x, int u)
 {
     __mmask16 ok[U];
-    __m512 n[U], t[U], r[U], q[U];
+    __m512 n[U], r[U], q[U];
     EACH(k) {
         ok[k] = _mm512_cmp_ps_mask(x[k], splat(KF_EXP_MIN), _CMP_GE_OQ);
-        t[k] = _mm512_add_ps(_mm512_mul_ps(x[k], splat(KF_LOG2E)),
-                             splat(KF_ROUND_MAGIC));
-        n[k] = _mm512_sub_ps(t[k], splat(KF_ROUND_MAGIC));
-        r[k] = _mm512_sub_ps(_mm512_sub_ps(x[k], _mm512_mul_ps(n[k], splat(KF_LN2_HI))),
-                             _mm512_mul_ps(n[k], splat(KF_LN2_LO)));
+        n[k] = _mm512_sub_ps(
+            _mm512_fmadd_ps(x[k], splat(KF_LOG2E), splat(KF_ROUND_MAGIC)),
+            splat(KF_ROUND_MAGIC));
+        r[k] = _mm512_fnmadd_ps(n[k], splat(KF_LN2_LO),
+                                _mm512_fnmadd_ps(n[k], splat(KF_LN2_HI), x[k]));
     }
-    EACH(k) q[k] = _mm512_add_ps(_mm512_mul_ps(splat(KF_EXP_Q4), r[k]), splat(KF_EXP_Q3));
-    EACH(k) q[k] = _mm512_add_ps(_mm512_mul_ps(q[k], r[k]), splat(KF_EXP_Q2));
-    EACH(k) q[k] = _mm512_add_ps(_mm512_mul_ps(q[k], r[k]), splat(KF_EXP_Q1));
-    EACH(k) q[k] = _mm512_add_ps(_mm512_mul_ps(q[k], r[k]), splat(KF_EXP_Q0));
+    EACH(k) q[k] = _mm512_fmadd_ps(splat(KF_EXP_Q4), r[k], splat(KF_EXP_Q3));
+    EACH(k) q[k] = _mm512_fmadd_ps(q[k], r[k], splat(KF_EXP_Q2));
+    EACH(k) q[k] = _mm512_fmadd_ps(q[k], r[k], splat(KF_EXP_Q1));
+    EACH(k) q[k] = _mm512_fmadd_ps(q[k], r[k], splat(KF_EXP_Q0));
     EACH(k) {
         __m512 er = _mm512_add_ps(
-            splat(1.0f),
-            _mm512_add_ps(r[k], _mm512_mul_ps(_mm512_mul_ps(r[k], r[k]), q[k])));
-        __m512 scale = _mm512_castsi512_ps(_mm512_slli_epi32(
-            _mm512_add_epi32(_mm512_castps_si512(t[k]), _mm512_set1_epi32(EXP_BIAS)),
-            23));
-        x[k] = _mm512_maskz_mul_ps(ok[k], er, scale);
+            splat(1.0f), _mm512_fmadd_ps(_mm512_mul_ps(r[k], r[k]), q[k], r[k]));
+        x[k] = _mm512_maskz_scalef_ps(ok[k], er, n[k]);
     }
 }
 
 /* kf_gumbel_f32 of u vectors of key positions: u = v * 2^-24 with
  * v = (bits >> 8) | 1 exact in fp32, so -ln u is -ln v scaled by 2^-24 */
-INLINE void gumbel_ps(__m512 *g, const __m512i *pos, int u, __m512i key_lo,
-                      __m512i key_hi)
+INLINE void gumbel_ps(__m512 *g, const __m512i *pos, int u, __m512i salt)
 {
     __m512i h[U];
-    EACH(k) h[k] = _mm512_xor_si512(pos[k], key_lo);
-    hash32(h, u);
-    EACH(k) h[k] = _mm512_add_epi32(h[k], key_hi);
+    EACH(k) h[k] = _mm512_xor_si512(pos[k], salt);
     hash32(h, u);
     EACH(k) g[k] = _mm512_cvtepi32_ps(
         _mm512_or_si512(_mm512_srli_epi32(h[k], 8), _mm512_set1_epi32(1)));
@@ -149,8 +137,7 @@ static float max16(__m512 v)
 /* NaN or +inf among the lanes of m */
 static __mmask16 bad_lanes(__mmask16 m, __m512 x)
 {
-    return _mm512_mask_cmp_ps_mask(m, x, x, _CMP_UNORD_Q)
-           | _mm512_mask_cmp_ps_mask(m, x, splat(INFINITY), _CMP_EQ_OQ);
+    return _mm512_mask_cmp_ps_mask(m, x, splat(INFINITY), _CMP_NLT_UQ); /* !(x < inf) */
 }
 
 /* Lanes of vector k of a block starting `left` elements before the end. */
@@ -198,21 +185,21 @@ static void normalise_into(float *acc, const float *src, float *scratch,
         __mmask16 m = tail_mask(n - j);
         __m512 e = _mm512_maskz_loadu_ps(m, scratch + j);
         __m512 a = _mm512_maskz_loadu_ps(m, acc + j);
-        _mm512_mask_storeu_ps(acc + j, m, _mm512_add_ps(a, _mm512_mul_ps(e, inv_sum)));
+        _mm512_mask_storeu_ps(acc + j, m, _mm512_fmadd_ps(e, inv_sum, a));
     }
 }
 
 /* One block of U vectors from j: t = x + noise into scratch, with the
  * NaN checks and the running maximum; lanes outside m[k] are skipped. */
 INLINE void noised_block(float *scratch, const float *x, const int32_t *pos,
-                         uint32_t j, const __mmask16 *m, __m512i key_lo,
-                         __m512i key_hi, __m512 *vmax, __mmask16 *bad)
+                         uint32_t j, const __mmask16 *m, __m512i salt,
+                         __m512 *vmax, __mmask16 *bad)
 {
     __m512i p[U];
     __m512 g[U];
     for (int k = 0; k < U; k++)
         p[k] = _mm512_maskz_loadu_epi32(m[k], pos + j + k * VL);
-    gumbel_ps(g, p, U, key_lo, key_hi);
+    gumbel_ps(g, p, U, salt);
     for (int k = 0; k < U; k++) {
         __m512 xj = _mm512_maskz_loadu_ps(m[k], x + j + k * VL);
         *bad |= bad_lanes(m[k], xj);
@@ -224,19 +211,18 @@ INLINE void noised_block(float *scratch, const float *x, const int32_t *pos,
 
 KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx512)
 {
-    __m512i key_lo = _mm512_set1_epi32((int)key.lo);
-    __m512i key_hi = _mm512_set1_epi32((int)key.hi);
+    __m512i salt = _mm512_set1_epi32((int)key.salt);
     __m512 vmax = splat(-INFINITY);
     __mmask16 bad = 0, full[U], m[U];
     for (int k = 0; k < U; k++)
         full[k] = 0xffff;
     uint32_t j = 0;
     for (; j + U * VL <= n; j += U * VL)
-        noised_block(scratch, x, pos, j, full, key_lo, key_hi, &vmax, &bad);
+        noised_block(scratch, x, pos, j, full, salt, &vmax, &bad);
     if (j < n) {
         for (int k = 0; k < U; k++)
             m[k] = block_mask(n - j, k);
-        noised_block(scratch, x, pos, j, m, key_lo, key_hi, &vmax, &bad);
+        noised_block(scratch, x, pos, j, m, salt, &vmax, &bad);
     }
     if (bad)
         return KF_ROW_NAN;

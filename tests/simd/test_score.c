@@ -182,7 +182,7 @@ static void compare_once(const variant *v, int softmax, uint32_t n, int gen,
         memcpy(s.pos.data, pos, n * 4u);
     if (n)
         memcpy(s.acc.data, acc0, n * 4u);
-    kf_noise_key key = { rng_u32(r), rng_u32(r) };
+    kf_noise_key key = { rng_u32(r) };
     float inv_tau = pick_inv_tau(r, trial);
 
     int st_c, st_v;
