@@ -7,17 +7,18 @@
  *
  * Accuracy, from an exhaustive sweep of every fp32 input against libm in
  * double precision (tests/test_gumbel.c checks a sample and all of [1, 2)):
- *   kf_ln_f32:  positive normal x; error <= 1.7e-7 relative for x < 1,
- *               <= 6e-8 absolute for x in [1, 2), <= 8.6e-8 relative for
- *               x >= 2. The Gumbel sample -ln(-ln u) built on it is within
- *               1.03e-6 of the exact value for every one of the 2^23
+ *   kf_ln_f32:  positive normal x; error <= 1.5e-7 relative for x < 1,
+ *               <= 6.1e-8 absolute for x in [1, 2), <= 8.4e-8 relative
+ *               for x >= 2. The Gumbel sample -ln(-ln u) built on it is
+ *               within 6e-7 of the exact value for every one of the 2^23
  *               possible u.
  *   kf_exp_f32: x <= 0; error <= 8.9e-8 relative, final rounding included,
  *               for results >= FLT_MIN; x < -87.336 and -inf return
  *               exactly 0.
  * Coefficients and tables: near-minimax fits (Lawson iteration) made for
- * this library; ln is table-driven (16 buckets, a degree-4 polynomial)
- * because the Gumbel noise takes two ln per logit, the kernels' main cost.
+ * this library; ln is table-driven (16 buckets, two 16-entry tables, a
+ * degree-4 polynomial) because the Gumbel noise takes two ln per logit,
+ * the kernels' main cost.
  */
 #ifndef KF_FASTMATH_H
 #define KF_FASTMATH_H
@@ -36,13 +37,14 @@
 /* ln: x = 2^e * m with m in [1/2, 1): m is x's mantissa field under the
  * exponent of 1/2 and e its exponent plus one, from integer ops (AVX-512:
  * vgetmantps and vgetexpps). The top 4 bits of the mantissa field pick one
- * of 16 buckets of width 1/32 with a centre c (an fp32 value):
- * ln m = ln c + ln(1 + r), r = (m - c) * (1/c), |r| <= 1/32. m - c is
- * exact (Sterbenz), so r has the relative accuracy of one rounding; the
- * last bucket, just below 1, has c = 1, so ln stays relatively accurate
- * as x approaches 1 from below (-ln u for u near 1). Above 1 the error is
- * absolute (the e * ln 2 term cancels), which is all the outer ln of the
- * Gumbel sample needs. */
+ * of 16 buckets of width 1/32, each with an fp32 factor f close to 1/c for
+ * the bucket's middle c: ln m = -ln f + ln(1 + r), r = m * f - 1, |r| <=
+ * 1/32. One fused multiply-add gives r with a single rounding, relative
+ * to r itself, and the table holds -ln f of the rounded f, so f's own
+ * rounding costs nothing. The last bucket, just below 1, has f = 1 (r =
+ * m - 1 exactly), so ln stays relatively accurate as x approaches 1 from
+ * below (-ln u for u near 1). Above 1 the error is absolute (the e * ln 2
+ * term cancels), which is all the outer ln of the Gumbel sample needs. */
 #define KF_LN_MBITS 0x3f000000u  /* exponent field of 1/2 */
 #define KF_LN_EBIAS 126          /* e = exponent field - 126 */
 #define KF_LN_BUCKET_SHIFT 19    /* 23 mantissa bits -> 16 buckets */
@@ -51,29 +53,21 @@
 #define KF_LN_Q1 3.3349463344e-01f
 #define KF_LN_Q2 -2.5016286969e-01f
 
-/* c = 1/2 + (2b + 1)/64, the middle of bucket b; the last one 1 */
-static const float kf_ln_centre[16] = {
-    0x1.080000p-1f, 0x1.180000p-1f, 0x1.280000p-1f, 0x1.380000p-1f,
-    0x1.480000p-1f, 0x1.580000p-1f, 0x1.680000p-1f, 0x1.780000p-1f,
-    0x1.880000p-1f, 0x1.980000p-1f, 0x1.a80000p-1f, 0x1.b80000p-1f,
-    0x1.c80000p-1f, 0x1.d80000p-1f, 0x1.e80000p-1f, 0x1.000000p+0f,
-};
-
-/* 1/c rounded to fp32 */
-static const float kf_ln_inv_centre[16] = {
+/* f = 1/c rounded to fp32, c = 1/2 + (2b + 1)/64; the last one 1 */
+static const float kf_ln_factor[16] = {
     0x1.f07c20p+0f, 0x1.d41d42p+0f, 0x1.bacf92p+0f, 0x1.a41a42p+0f,
     0x1.8f9c18p+0f, 0x1.7d05f4p+0f, 0x1.6c16c2p+0f, 0x1.5c9882p+0f,
     0x1.4e5e0ap+0f, 0x1.414142p+0f, 0x1.3521d0p+0f, 0x1.29e412p+0f,
     0x1.1f7048p+0f, 0x1.15b1e6p+0f, 0x1.0c9714p+0f, 0x1.000000p+0f,
 };
 
-/* ln c rounded to fp32 */
-static const float kf_ln_ln_centre[16] = {
-    -6.623755097e-01f, -6.035349965e-01f, -5.479651690e-01f,
-    -4.953214228e-01f, -4.453110099e-01f, -3.976829648e-01f,
-    -3.522205949e-01f, -3.087354898e-01f, -2.670627832e-01f,
-    -2.270574570e-01f, -1.885911673e-01f, -1.515499055e-01f,
-    -1.158318147e-01f, -8.134564012e-02f, -4.800922051e-02f,
+/* -ln f of the fp32 f above, rounded to fp32 */
+static const float kf_ln_neg_ln_factor[16] = {
+    -6.623755693e-01f, -6.035350561e-01f, -5.479651690e-01f,
+    -4.953214526e-01f, -4.453109801e-01f, -3.976829648e-01f,
+    -3.522206247e-01f, -3.087354600e-01f, -2.670627534e-01f,
+    -2.270574868e-01f, -1.885911822e-01f, -1.515498608e-01f,
+    -1.158318222e-01f, -8.134564012e-02f, -4.800916463e-02f,
     0.000000000e+00f,
 };
 
@@ -105,11 +99,11 @@ static inline float kf_ln_f32(float x)
     float e = (float)((int32_t)(bits >> 23) - KF_LN_EBIAS);
     float m = kf_bits_f32((bits & 0x007fffffu) | KF_LN_MBITS);
     uint32_t b = (bits >> KF_LN_BUCKET_SHIFT) & 15u;
-    float r = (m - kf_ln_centre[b]) * kf_ln_inv_centre[b];
+    float r = fmaf(m, kf_ln_factor[b], -1.0f);
     float q = fmaf(KF_LN_Q2, r, KF_LN_Q1);
     q = fmaf(q, r, -0.5f);
     float p = fmaf(r * r, q, r);
-    return fmaf(e, KF_LN2, kf_ln_ln_centre[b] + p);
+    return fmaf(e, KF_LN2, kf_ln_neg_ln_factor[b] + p);
 }
 
 static inline float kf_exp_f32(float x)

@@ -59,15 +59,14 @@ INLINE float32x4_t lookup16(uint8x16x4_t table, uint8x16_t byte_index)
 
 /* -kf_ln_f32(x * 2^-scale_log2) for positive normal x, in place; scaling
  * by a power of two only moves e. The C code returns fma(e, ln2,
- * ln c + p) and then negates; rounding is symmetric, so
- * fma(-e, ln2, -ln c - p) gives the same bits. */
+ * -ln f + p) and then negates; rounding is symmetric, so
+ * fma(-e, ln2, ln f - p) gives the same bits. */
 INLINE void neg_ln_ps(float32x4_t x[U], int scale_log2)
 {
-    const uint8x16x4_t centre = table16(kf_ln_centre);
-    const uint8x16x4_t inv_centre = table16(kf_ln_inv_centre);
-    const uint8x16x4_t ln_centre = table16(kf_ln_ln_centre);
+    const uint8x16x4_t factor = table16(kf_ln_factor);
+    const uint8x16x4_t neg_ln_factor = table16(kf_ln_neg_ln_factor);
     const int32x4_t e_bias = vdupq_n_s32(KF_LN_EBIAS + scale_log2);
-    float32x4_t e[U], r[U], q[U], lnc[U];
+    float32x4_t e[U], r[U], q[U], nlnf[U];
     EACH(k) {
         uint32x4_t bits = vreinterpretq_u32_f32(x[k]);
         e[k] = vcvtq_f32_s32(vsubq_s32(vreinterpretq_s32_u32(vshrq_n_u32(bits, 23)),
@@ -77,14 +76,14 @@ INLINE void neg_ln_ps(float32x4_t x[U], int scale_log2)
         uint32x4_t b = vandq_u32(vshrq_n_u32(bits, KF_LN_BUCKET_SHIFT), vdupq_n_u32(15));
         uint8x16_t bi = vreinterpretq_u8_u32(
             vmlaq_n_u32(vdupq_n_u32(0x03020100u), b, 0x04040404u));
-        r[k] = vmulq_f32(vsubq_f32(m, lookup16(centre, bi)), lookup16(inv_centre, bi));
-        lnc[k] = lookup16(ln_centre, bi);
+        r[k] = vfmaq_f32(splat(-1.0f), m, lookup16(factor, bi));
+        nlnf[k] = lookup16(neg_ln_factor, bi);
     }
     EACH(k) q[k] = vfmaq_f32(splat(KF_LN_Q1), splat(KF_LN_Q2), r[k]);
     EACH(k) q[k] = vfmaq_f32(splat(-0.5f), q[k], r[k]);
     EACH(k) {
         float32x4_t p = vfmaq_f32(r[k], vmulq_f32(r[k], r[k]), q[k]);
-        x[k] = vfmsq_f32(vsubq_f32(vnegq_f32(lnc[k]), p), e[k], splat(KF_LN2));
+        x[k] = vfmsq_f32(vsubq_f32(vnegq_f32(nlnf[k]), p), e[k], splat(KF_LN2));
     }
 }
 

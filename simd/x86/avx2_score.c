@@ -89,14 +89,13 @@ INLINE __m256 lookup16(table16 t, __m256i b, __m256 upper)
 
 /* -kf_ln_f32(x * 2^-scale_log2) for positive normal x, in place; scaling
  * by a power of two only moves e. The C code returns fma(e, ln2,
- * ln c + p) and then negates; rounding is symmetric, so
- * fma(e, -ln2, -ln c - p) gives the same bits. */
+ * -ln f + p) and then negates; rounding is symmetric, so
+ * fma(e, -ln2, ln f - p) gives the same bits. */
 INLINE void neg_ln_ps(__m256 *x, int u, int scale_log2)
 {
-    const table16 centre = load_table16(kf_ln_centre, 0);
-    const table16 inv_centre = load_table16(kf_ln_inv_centre, 0);
-    const table16 neg_ln_centre = load_table16(kf_ln_ln_centre, 1);
-    __m256 e[U], r[U], q[U], nlnc[U];
+    const table16 factor = load_table16(kf_ln_factor, 0);
+    const table16 ln_factor = load_table16(kf_ln_neg_ln_factor, 1);
+    __m256 e[U], r[U], q[U], lnf[U];
     EACH(k) {
         __m256i bits = _mm256_castps_si256(x[k]);
         e[k] = _mm256_cvtepi32_ps(_mm256_sub_epi32(
@@ -105,15 +104,14 @@ INLINE void neg_ln_ps(__m256 *x, int u, int scale_log2)
             _mm256_and_si256(bits, isplat(0x007fffffu)), isplat(KF_LN_MBITS)));
         __m256i b = _mm256_srli_epi32(bits, KF_LN_BUCKET_SHIFT);
         __m256 upper = _mm256_castsi256_ps(_mm256_slli_epi32(b, 28));
-        r[k] = _mm256_mul_ps(_mm256_sub_ps(m, lookup16(centre, b, upper)),
-                             lookup16(inv_centre, b, upper));
-        nlnc[k] = lookup16(neg_ln_centre, b, upper);
+        r[k] = _mm256_fmadd_ps(m, lookup16(factor, b, upper), splat(-1.0f));
+        lnf[k] = lookup16(ln_factor, b, upper);
     }
     EACH(k) q[k] = _mm256_fmadd_ps(splat(KF_LN_Q2), r[k], splat(KF_LN_Q1));
     EACH(k) q[k] = _mm256_fmadd_ps(q[k], r[k], splat(-0.5f));
     EACH(k) {
         __m256 p = _mm256_fmadd_ps(_mm256_mul_ps(r[k], r[k]), q[k], r[k]);
-        x[k] = _mm256_fmadd_ps(e[k], splat(-KF_LN2), _mm256_sub_ps(nlnc[k], p));
+        x[k] = _mm256_fmadd_ps(e[k], splat(-KF_LN2), _mm256_sub_ps(lnf[k], p));
     }
 }
 

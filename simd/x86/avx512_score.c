@@ -47,29 +47,27 @@ INLINE void hash32(__m512i *x, int u)
  * of two only moves e. The 16-entry tables fit one zmm each, and vpermps
  * reads only the low 4 bits of each index, so the bits of m shifted right
  * give the bucket with no masking. The C code returns
- * fma(e, ln2, ln c + p) and then negates; rounding is symmetric, so
- * fma(e, -ln2, -ln c - p) gives the same bits. */
+ * fma(e, ln2, -ln f + p) and then negates; rounding is symmetric, so
+ * fma(e, -ln2, ln f - p) gives the same bits. */
 INLINE void neg_ln_ps(__m512 *x, int u, int scale_log2)
 {
-    const __m512 centre = _mm512_loadu_ps(kf_ln_centre);
-    const __m512 inv_centre = _mm512_loadu_ps(kf_ln_inv_centre);
-    const __m512 neg_ln_centre = _mm512_sub_ps(_mm512_setzero_ps(),
-                                               _mm512_loadu_ps(kf_ln_ln_centre));
+    const __m512 factor = _mm512_loadu_ps(kf_ln_factor);
+    const __m512 ln_factor = _mm512_sub_ps(_mm512_setzero_ps(),
+                                           _mm512_loadu_ps(kf_ln_neg_ln_factor));
     const __m512 e_offset = splat((float)(1 - scale_log2));
-    __m512 e[U], r[U], q[U], nlnc[U];
+    __m512 e[U], r[U], q[U], lnf[U];
     EACH(k) {
         __m512 m = _mm512_getmant_ps(x[k], _MM_MANT_NORM_p5_1, _MM_MANT_SIGN_src);
         e[k] = _mm512_add_ps(_mm512_getexp_ps(x[k]), e_offset);
         __m512i b = _mm512_srli_epi32(_mm512_castps_si512(m), KF_LN_BUCKET_SHIFT);
-        r[k] = _mm512_mul_ps(_mm512_sub_ps(m, _mm512_permutexvar_ps(b, centre)),
-                             _mm512_permutexvar_ps(b, inv_centre));
-        nlnc[k] = _mm512_permutexvar_ps(b, neg_ln_centre);
+        r[k] = _mm512_fmadd_ps(m, _mm512_permutexvar_ps(b, factor), splat(-1.0f));
+        lnf[k] = _mm512_permutexvar_ps(b, ln_factor);
     }
     EACH(k) q[k] = _mm512_fmadd_ps(splat(KF_LN_Q2), r[k], splat(KF_LN_Q1));
     EACH(k) q[k] = _mm512_fmadd_ps(q[k], r[k], splat(-0.5f));
     EACH(k) {
         __m512 p = _mm512_fmadd_ps(_mm512_mul_ps(r[k], r[k]), q[k], r[k]);
-        x[k] = _mm512_fmadd_ps(e[k], splat(-KF_LN2), _mm512_sub_ps(nlnc[k], p));
+        x[k] = _mm512_fmadd_ps(e[k], splat(-KF_LN2), _mm512_sub_ps(lnf[k], p));
     }
 }
 
