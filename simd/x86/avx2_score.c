@@ -46,11 +46,14 @@ static void storeu_mask(float *p, __m256i m, uint32_t left, __m256 v)
         _mm256_maskstore_ps(p, m, v);
 }
 
-/* The math below runs on U vectors in lockstep: each element's ln/exp is a
- * long dependent chain (Horner steps), so the CPU only stays busy when
- * several independent chains are interleaved in program order. U is even,
- * so vector k of a block always adds to the half (lanes 0-7 or 8-15)
- * numbered k & 1. */
+/* The math below runs on blocks of U vectors: each element's ln/exp is a
+ * long dependent chain (Horner steps), so the CPU only stays busy with
+ * several independent chains in flight. The hash runs them in lockstep;
+ * ln and exp write each vector's chain whole, which keeps fewer values
+ * live (AVX2 has 16 registers; lockstep spilled) and leaves the overlap
+ * to the out-of-order core (measured 0.67 -> 0.77-0.99 G logits/s). U is
+ * even, so vector k of a block always adds to the half (lanes 0-7 or
+ * 8-15) numbered k & 1. */
 #define U 8
 #define INLINE static inline __attribute__((always_inline))
 #define EACH(k) for (int k = 0; k < u; k++)
@@ -95,23 +98,20 @@ INLINE void neg_ln_ps(__m256 *x, int u, int scale_log2)
 {
     const table16 factor = load_table16(kf_ln_factor, 0);
     const table16 ln_factor = load_table16(kf_ln_neg_ln_factor, 1);
-    __m256 e[U], r[U], q[U], lnf[U];
     EACH(k) {
         __m256i bits = _mm256_castps_si256(x[k]);
-        e[k] = _mm256_cvtepi32_ps(_mm256_sub_epi32(
+        __m256 e = _mm256_cvtepi32_ps(_mm256_sub_epi32(
             _mm256_srli_epi32(bits, 23), isplat((uint32_t)(KF_LN_EBIAS + scale_log2))));
         __m256 m = _mm256_castsi256_ps(_mm256_or_si256(
             _mm256_and_si256(bits, isplat(0x007fffffu)), isplat(KF_LN_MBITS)));
         __m256i b = _mm256_srli_epi32(bits, KF_LN_BUCKET_SHIFT);
         __m256 upper = _mm256_castsi256_ps(_mm256_slli_epi32(b, 28));
-        r[k] = _mm256_fmadd_ps(m, lookup16(factor, b, upper), splat(-1.0f));
-        lnf[k] = lookup16(ln_factor, b, upper);
-    }
-    EACH(k) q[k] = _mm256_fmadd_ps(splat(KF_LN_Q2), r[k], splat(KF_LN_Q1));
-    EACH(k) q[k] = _mm256_fmadd_ps(q[k], r[k], splat(-0.5f));
-    EACH(k) {
-        __m256 p = _mm256_fmadd_ps(_mm256_mul_ps(r[k], r[k]), q[k], r[k]);
-        x[k] = _mm256_fmadd_ps(e[k], splat(-KF_LN2), _mm256_sub_ps(lnf[k], p));
+        __m256 r = _mm256_fmadd_ps(m, lookup16(factor, b, upper), splat(-1.0f));
+        __m256 lnf = lookup16(ln_factor, b, upper);
+        __m256 q = _mm256_fmadd_ps(splat(KF_LN_Q2), r, splat(KF_LN_Q1));
+        q = _mm256_fmadd_ps(q, r, splat(-0.5f));
+        __m256 p = _mm256_fmadd_ps(_mm256_mul_ps(r, r), q, r);
+        x[k] = _mm256_fmadd_ps(e, splat(-KF_LN2), _mm256_sub_ps(lnf, p));
     }
 }
 
@@ -123,24 +123,21 @@ INLINE void neg_ln_ps(__m256 *x, int u, int scale_log2)
 
 INLINE void exp_ps(__m256 *x, int u)
 {
-    __m256 ok[U], n[U], t[U], r[U], q[U];
     EACH(k) {
-        ok[k] = _mm256_cmp_ps(x[k], splat(KF_EXP_MIN), _CMP_GE_OQ);
-        t[k] = _mm256_fmadd_ps(x[k], splat(KF_LOG2E), splat(KF_ROUND_MAGIC));
-        n[k] = _mm256_sub_ps(t[k], splat(KF_ROUND_MAGIC));
-        r[k] = _mm256_fnmadd_ps(n[k], splat(KF_LN2_LO),
-                                _mm256_fnmadd_ps(n[k], splat(KF_LN2_HI), x[k]));
-    }
-    EACH(k) q[k] = _mm256_fmadd_ps(splat(KF_EXP_Q4), r[k], splat(KF_EXP_Q3));
-    EACH(k) q[k] = _mm256_fmadd_ps(q[k], r[k], splat(KF_EXP_Q2));
-    EACH(k) q[k] = _mm256_fmadd_ps(q[k], r[k], splat(KF_EXP_Q1));
-    EACH(k) q[k] = _mm256_fmadd_ps(q[k], r[k], splat(KF_EXP_Q0));
-    EACH(k) {
+        __m256 ok = _mm256_cmp_ps(x[k], splat(KF_EXP_MIN), _CMP_GE_OQ);
+        __m256 t = _mm256_fmadd_ps(x[k], splat(KF_LOG2E), splat(KF_ROUND_MAGIC));
+        __m256 n = _mm256_sub_ps(t, splat(KF_ROUND_MAGIC));
+        __m256 r = _mm256_fnmadd_ps(n, splat(KF_LN2_LO),
+                                _mm256_fnmadd_ps(n, splat(KF_LN2_HI), x[k]));
+        __m256 q = _mm256_fmadd_ps(splat(KF_EXP_Q4), r, splat(KF_EXP_Q3));
+        q = _mm256_fmadd_ps(q, r, splat(KF_EXP_Q2));
+        q = _mm256_fmadd_ps(q, r, splat(KF_EXP_Q1));
+        q = _mm256_fmadd_ps(q, r, splat(KF_EXP_Q0));
         __m256 er = _mm256_add_ps(
-            splat(1.0f), _mm256_fmadd_ps(_mm256_mul_ps(r[k], r[k]), q[k], r[k]));
+            splat(1.0f), _mm256_fmadd_ps(_mm256_mul_ps(r, r), q, r));
         __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(
-            _mm256_add_epi32(_mm256_castps_si256(t[k]), isplat(EXP_BIAS)), 23));
-        x[k] = _mm256_and_ps(_mm256_mul_ps(er, scale), ok[k]);
+            _mm256_add_epi32(_mm256_castps_si256(t), isplat(EXP_BIAS)), 23));
+        x[k] = _mm256_and_ps(_mm256_mul_ps(er, scale), ok);
     }
 }
 
