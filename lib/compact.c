@@ -124,6 +124,19 @@ static void fill_lane(kf_cache *c, uint32_t layer, uint32_t g,
     }
 }
 
+/* One KV head's rows of K and V, and its slot metadata. */
+static void compact_kv_head(kf_cache *c, uint32_t layer, uint32_t g,
+                            const kf_kv_view *k, const kf_kv_view *v)
+{
+    if (c->cfg.slot_order == KF_ORDER_ANY) {
+        fill_lane(c, layer, g, k, v);
+        return;
+    }
+    compact_view(c, layer, g, k);
+    compact_view(c, layer, g, v);
+    compact_lane(c, layer, g);
+}
+
 static void compact_layer(kf_cache *c, uint32_t layer, const kf_kv_view *k,
                           const kf_kv_view *v)
 {
@@ -136,16 +149,13 @@ static void compact_layer(kf_cache *c, uint32_t layer, const kf_kv_view *k,
                       ? c->layers[layer].n_slots - c->layers[layer].n_keep
                       : c->layers[layer].n_keep;
     size_t bytes = rows * c->cfg.head_dim * n_kv;
-#pragma omp parallel for num_threads(c->n_threads) schedule(static) \
-    if (bytes > 65536 && n_kv > 1 && c->n_threads > 1)
-    for (uint32_t g = 0; g < n_kv; g++) {
-        if (c->cfg.slot_order == KF_ORDER_ANY) {
-            fill_lane(c, layer, g, k, v);
-            continue;
-        }
-        compact_view(c, layer, g, k);
-        compact_view(c, layer, g, v);
-        compact_lane(c, layer, g);
+    if (bytes > 65536 && n_kv > 1 && c->n_threads > 1) {
+#pragma omp parallel for num_threads(c->n_threads) schedule(static)
+        for (uint32_t g = 0; g < n_kv; g++)
+            compact_kv_head(c, layer, g, k, v);
+    } else { /* no OpenMP region: see kf_score_heads */
+        for (uint32_t g = 0; g < n_kv; g++)
+            compact_kv_head(c, layer, g, k, v);
     }
     c->layers[layer].n_slots = c->layers[layer].n_keep;
     c->layers[layer].state = KF_LAYER_IDLE;

@@ -158,6 +158,15 @@ static void mark_selected(kf_cache *c, uint32_t layer, uint32_t count)
     c->layers[layer].in_prompt = 0;
 }
 
+/* The keep list of (layer l0, KV head g), from its own scores and
+ * positions, on thread tid. */
+static void lane_keep_list(kf_cache *c, const kf_layer *l, uint32_t l0,
+                           uint32_t g, int tid)
+{
+    size_t lane = kf_lane(c, l0, g);
+    keep_list(c, l, c->keep + lane, c->scores + lane, c->positions + lane, tid);
+}
+
 /* Builds the keep lists of layers [l0, l1) (one layer unless `shared`):
  * shared lists (LAYER, UNIFORM) are built once, from the summed scores,
  * and copied to every head (their lanes hold one slot order); otherwise
@@ -174,12 +183,13 @@ static void select_layers(kf_cache *c, uint32_t l0, uint32_t l1, int shared)
         return;
     }
     if (!shared) {
-#pragma omp parallel for num_threads(c->n_threads) schedule(static) \
-    if (n > 4096 && n_kv > 1 && c->n_threads > 1)
-        for (uint32_t g = 0; g < n_kv; g++) {
-            size_t lane = kf_lane(c, l0, g);
-            keep_list(c, l, c->keep + lane, c->scores + lane,
-                      c->positions + lane, kf_thread_id());
+        if (n > 4096 && n_kv > 1 && c->n_threads > 1) {
+#pragma omp parallel for num_threads(c->n_threads) schedule(static)
+            for (uint32_t g = 0; g < n_kv; g++)
+                lane_keep_list(c, l, l0, g, kf_thread_id());
+        } else { /* no OpenMP region: see kf_score_heads */
+            for (uint32_t g = 0; g < n_kv; g++)
+                lane_keep_list(c, l, l0, g, 0);
         }
         mark_selected(c, l0, count);
         return;

@@ -200,18 +200,19 @@ static void normalise_into(float *acc, const float *src, float *scratch,
             half[k & 1] = _mm256_add_ps(half[k & 1], e[k]);
         }
     }
-    if (j < n) { /* one more block, masked: U is even, so vector k of it
-                  * again feeds half k & 1 */
+    if (j < n) { /* the last, partial block, masked, only its u vectors:
+                  * U is even, so vector k of it again feeds half k & 1 */
+        int u = (int)((n - j + VL - 1) / VL);
         __m256i m[U];
         __m256 e[U];
-        for (int k = 0; k < U; k++) {
+        for (int k = 0; k < u; k++) {
             uint32_t left = n - j > (uint32_t)k * VL ? n - j - (uint32_t)k * VL : 0;
             m[k] = tail_mask(left);
             e[k] = _mm256_mul_ps(
                 _mm256_sub_ps(loadu_mask(src + j + k * VL, m[k], left), vmax), vinv);
         }
-        exp_ps(e, U);
-        for (int k = 0; k < U; k++) {
+        exp_ps(e, u);
+        for (int k = 0; k < u; k++) {
             uint32_t left = n - j > (uint32_t)k * VL ? n - j - (uint32_t)k * VL : 0;
             storeu_mask(scratch + j + k * VL, m[k], left, e[k]);
             half[k & 1] = _mm256_add_ps(half[k & 1],
@@ -229,25 +230,25 @@ static void normalise_into(float *acc, const float *src, float *scratch,
     }
 }
 
-/* One block of U vectors from j: t = x + noise into scratch, with the
- * NaN checks and the running maximum; lanes outside the first `left`
+/* One block of u <= U vectors from j: t = x + noise into scratch, with
+ * the NaN checks and the running maximum; lanes outside the first `left`
  * (counted from j) are skipped. */
 INLINE void noised_block(float *scratch, const float *x, const int32_t *pos,
-                         uint32_t j, uint32_t left, __m256i salt,
+                         uint32_t j, uint32_t left, int u, __m256i salt,
                          __m256 *vmax, __m256 *bad)
 {
     __m256i m[U], p[U];
     __m256 g[U];
     uint32_t lane_left[U];
-    for (int k = 0; k < U; k++) {
+    for (int k = 0; k < u; k++) {
         lane_left[k] = left > (uint32_t)k * VL ? left - (uint32_t)k * VL : 0;
         m[k] = tail_mask(lane_left[k]);
         p[k] = lane_left[k] >= VL
                    ? _mm256_loadu_si256((const __m256i *)(pos + j + k * VL))
                    : _mm256_maskload_epi32(pos + j + k * VL, m[k]);
     }
-    gumbel_ps(g, p, U, salt);
-    for (int k = 0; k < U; k++) {
+    gumbel_ps(g, p, u, salt);
+    for (int k = 0; k < u; k++) {
         __m256 xj = loadu_mask(x + j + k * VL, m[k], lane_left[k]);
         *bad = _mm256_or_ps(*bad, bad_lanes(xj));
         __m256 t = _mm256_add_ps(xj, g[k]);
@@ -262,8 +263,12 @@ KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx2)
 {
     __m256i salt = isplat(key.salt);
     __m256 vmax = splat(-INFINITY), bad = _mm256_setzero_ps();
-    for (uint32_t j = 0; j < n; j += U * VL)
-        noised_block(scratch, x, pos, j, n - j, salt, &vmax, &bad);
+    uint32_t j = 0;
+    for (; j + U * VL <= n; j += U * VL)
+        noised_block(scratch, x, pos, j, n - j, U, salt, &vmax, &bad);
+    if (j < n) /* the last, partial block: only its u vectors */
+        noised_block(scratch, x, pos, j, n - j, (int)((n - j + VL - 1) / VL), salt,
+                     &vmax, &bad);
     if (_mm256_movemask_ps(bad))
         return KF_ROW_NAN;
     float max = max8(vmax);

@@ -163,17 +163,18 @@ static void normalise_into(float *acc, const float *src, float *scratch,
             sum = _mm512_add_ps(sum, e[k]);
         }
     }
-    if (j < n) {
+    if (j < n) { /* the last, partial block: only its u vectors */
+        int u = (int)((n - j + VL - 1) / VL);
         __mmask16 m[U];
         __m512 e[U];
-        for (int k = 0; k < U; k++) {
+        for (int k = 0; k < u; k++) {
             m[k] = block_mask(n - j, k);
             e[k] = _mm512_mul_ps(
                 _mm512_sub_ps(_mm512_maskz_loadu_ps(m[k], src + j + k * VL), vmax),
                 vinv);
         }
-        exp_ps(e, U);
-        for (int k = 0; k < U; k++) {
+        exp_ps(e, u);
+        for (int k = 0; k < u; k++) {
             _mm512_mask_storeu_ps(scratch + j + k * VL, m[k], e[k]);
             sum = _mm512_mask_add_ps(sum, m[k], sum, e[k]);
         }
@@ -187,18 +188,19 @@ static void normalise_into(float *acc, const float *src, float *scratch,
     }
 }
 
-/* One block of U vectors from j: t = x + noise into scratch, with the
- * NaN checks and the running maximum; lanes outside m[k] are skipped. */
+/* One block of u <= U vectors from j: t = x + noise into scratch, with
+ * the NaN checks and the running maximum; lanes outside m[k] are
+ * skipped. */
 INLINE void noised_block(float *scratch, const float *x, const int32_t *pos,
-                         uint32_t j, const __mmask16 *m, __m512i salt,
+                         uint32_t j, int u, const __mmask16 *m, __m512i salt,
                          __m512 *vmax, __mmask16 *bad)
 {
     __m512i p[U];
     __m512 g[U];
-    for (int k = 0; k < U; k++)
+    for (int k = 0; k < u; k++)
         p[k] = _mm512_maskz_loadu_epi32(m[k], pos + j + k * VL);
-    gumbel_ps(g, p, U, salt);
-    for (int k = 0; k < U; k++) {
+    gumbel_ps(g, p, u, salt);
+    for (int k = 0; k < u; k++) {
         __m512 xj = _mm512_maskz_loadu_ps(m[k], x + j + k * VL);
         *bad |= bad_lanes(m[k], xj);
         __m512 t = _mm512_add_ps(xj, g[k]);
@@ -216,11 +218,12 @@ KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx512)
         full[k] = 0xffff;
     uint32_t j = 0;
     for (; j + U * VL <= n; j += U * VL)
-        noised_block(scratch, x, pos, j, full, salt, &vmax, &bad);
-    if (j < n) {
-        for (int k = 0; k < U; k++)
+        noised_block(scratch, x, pos, j, U, full, salt, &vmax, &bad);
+    if (j < n) { /* the last, partial block: only its u vectors */
+        int u = (int)((n - j + VL - 1) / VL);
+        for (int k = 0; k < u; k++)
             m[k] = block_mask(n - j, k);
-        noised_block(scratch, x, pos, j, m, salt, &vmax, &bad);
+        noised_block(scratch, x, pos, j, u, m, salt, &vmax, &bad);
     }
     if (bad)
         return KF_ROW_NAN;
