@@ -28,7 +28,7 @@ set title "Step speedup vs the full cache at budget 0.5, llama3-8b shape, f32, 1
 unset logscale y
 set logscale x 2
 set ylabel "speedup of the decode step vs full cache"
-set yrange [1:2.2]
+set yrange [1:2.4]
 set terminal pngcairo size 1150,600 noenhanced
 set key outside right top
 pp = sprintf("%s/decode-policies-position.dat", dir)
