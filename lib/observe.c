@@ -111,24 +111,23 @@ int kf_score_heads(kf_cache *c, uint32_t layer, kf_head_score_fn score,
     /* Serial work runs outside OpenMP: a region whose if clause is false
      * still costs libgomp about 1.3 us (a team of one), and a decode step
      * of a 32-layer model opens up to 96 regions (observe, select,
-     * compact). */
-    if (!parallel || c->n_threads < 2) {
+     * compact). dynamic: a thread that starts late (woken from a passive
+     * wait, or on a busy core) takes fewer units; each unit writes only
+     * its own accumulator, so the bits do not depend on who ran what
+     * (observe on 2 threads, llama3-8b 4K step: 1.81-1.92 -> 1.54-1.62 ms
+     * with OMP_WAIT_POLICY=passive) */
+    if (parallel && c->n_threads > 1) {
+#pragma omp parallel for num_threads(c->n_threads) schedule(dynamic, 1)
+        for (uint32_t u = 0; u < units; u++) {
+            int tid = kf_thread_id();
+            kf_score_unit(c, layer, u, score, ctx, tid,
+                          c->row_scratch + (size_t)tid * c->cfg.capacity,
+                          n_slots, grouped);
+        }
+    } else {
         for (uint32_t u = 0; u < units; u++)
             kf_score_unit(c, layer, u, score, ctx, 0, c->row_scratch, n_slots,
                           grouped);
-        return kf_heads_status(c, 0, c->cfg.n_heads);
-    }
-    /* dynamic: a thread that starts late (woken from a passive wait, or on
-     * a busy core) takes fewer units; each unit writes only its own
-     * accumulator, so the bits do not depend on who ran what (observe on
-     * 2 threads, llama3-8b 4K step: 1.81-1.92 -> 1.54-1.62 ms with
-     * OMP_WAIT_POLICY=passive) */
-#pragma omp parallel for num_threads(c->n_threads) schedule(dynamic, 1)
-    for (uint32_t u = 0; u < units; u++) {
-        int tid = kf_thread_id();
-        kf_score_unit(c, layer, u, score, ctx, tid,
-                      c->row_scratch + (size_t)tid * c->cfg.capacity, n_slots,
-                      grouped);
     }
     /* the lowest failing head decides the status: the same for any
      * thread count and either path */
