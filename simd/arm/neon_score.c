@@ -42,12 +42,15 @@ INLINE void hash32(uint32x4_t x[U])
     EACH(k) x[k] = veorq_u32(x[k], vshrq_n_u32(x[k], 15));
 }
 
-/* A 16-entry float table in four q registers, for vqtbl4q_u8. */
-static uint8x16x4_t table16(const float *table)
+/* A 16-entry float table in four q registers, for vqtbl4q_u8; negated
+ * once here when `negate`, not per lookup. */
+static uint8x16x4_t table16(const float *table, int negate)
 {
-    const uint8_t *bytes = (const uint8_t *)table;
-    uint8x16x4_t t = { { vld1q_u8(bytes), vld1q_u8(bytes + 16),
-                         vld1q_u8(bytes + 32), vld1q_u8(bytes + 48) } };
+    uint8x16x4_t t;
+    for (int i = 0; i < 4; i++) {
+        float32x4_t v = vld1q_f32(table + 4 * i);
+        t.val[i] = vreinterpretq_u8_f32(negate ? vnegq_f32(v) : v);
+    }
     return t;
 }
 
@@ -63,10 +66,10 @@ INLINE float32x4_t lookup16(uint8x16x4_t table, uint8x16_t byte_index)
  * fma(-e, ln2, ln f - p) gives the same bits. */
 INLINE void neg_ln_ps(float32x4_t x[U], int scale_log2)
 {
-    const uint8x16x4_t factor = table16(kf_ln_factor);
-    const uint8x16x4_t neg_ln_factor = table16(kf_ln_neg_ln_factor);
+    const uint8x16x4_t factor = table16(kf_ln_factor, 0);
+    const uint8x16x4_t ln_factor = table16(kf_ln_neg_ln_factor, 1);
     const int32x4_t e_bias = vdupq_n_s32(KF_LN_EBIAS + scale_log2);
-    float32x4_t e[U], r[U], q[U], nlnf[U];
+    float32x4_t e[U], r[U], q[U], lnf[U];
     EACH(k) {
         uint32x4_t bits = vreinterpretq_u32_f32(x[k]);
         e[k] = vcvtq_f32_s32(vsubq_s32(vreinterpretq_s32_u32(vshrq_n_u32(bits, 23)),
@@ -77,13 +80,13 @@ INLINE void neg_ln_ps(float32x4_t x[U], int scale_log2)
         uint8x16_t bi = vreinterpretq_u8_u32(
             vmlaq_n_u32(vdupq_n_u32(0x03020100u), b, 0x04040404u));
         r[k] = vfmaq_f32(splat(-1.0f), m, lookup16(factor, bi));
-        nlnf[k] = lookup16(neg_ln_factor, bi);
+        lnf[k] = lookup16(ln_factor, bi);
     }
     EACH(k) q[k] = vfmaq_f32(splat(KF_LN_Q1), splat(KF_LN_Q2), r[k]);
     EACH(k) q[k] = vfmaq_f32(splat(-0.5f), q[k], r[k]);
     EACH(k) {
         float32x4_t p = vfmaq_f32(r[k], vmulq_f32(r[k], r[k]), q[k]);
-        x[k] = vfmsq_f32(vsubq_f32(vnegq_f32(nlnf[k]), p), e[k], splat(KF_LN2));
+        x[k] = vfmsq_f32(vsubq_f32(lnf[k], p), e[k], splat(KF_LN2));
     }
 }
 
