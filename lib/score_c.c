@@ -18,8 +18,18 @@ static float fold_lanes(float lanes[SUM_LANES])
     return lanes[0];
 }
 
+/* acc[j] += scratch[j] / sum (one fused multiply-add each by 1 / sum),
+ * sum being the lanes folded */
+static void add_normalised(float *acc, const float *scratch, uint32_t n,
+                           float lanes[SUM_LANES])
+{
+    float inv_sum = 1.0f / fold_lanes(lanes);
+    for (uint32_t j = 0; j < n; j++)
+        acc[j] = fmaf(scratch[j], inv_sum, acc[j]);
+}
+
 /* scratch[j] holds t_j; turns it into e^((t_j - max) * inv_tau) and adds
- * the normalised values to acc (one fused multiply-add each). */
+ * the normalised values to acc. */
 static void normalise_into(float *acc, float *scratch, uint32_t n, float max,
                            float inv_tau)
 {
@@ -29,13 +39,42 @@ static void normalise_into(float *acc, float *scratch, uint32_t n, float max,
         scratch[j] = e;
         lanes[j % SUM_LANES] += e;
     }
-    float inv_sum = 1.0f / fold_lanes(lanes);
-    for (uint32_t j = 0; j < n; j++)
-        acc[j] = fmaf(scratch[j], inv_sum, acc[j]);
+    add_normalised(acc, scratch, n, lanes);
+}
+
+/* tau = 1, the prompt's temperature by default: e^(x + g) with
+ * g = -ln E is e^x / E, so one ln per logit instead of two, and a
+ * division (IEEE in every instruction set, so the bits stay common).
+ * Shifting by max x instead of max (x + g) is safe: the largest term is
+ * at least 1 / 16.7, and none exceeds 1.7e7. */
+static int score_unit_tau(float *acc, const float *x, const int32_t *pos,
+                          uint32_t n, kf_noise_key key, float *scratch)
+{
+    float max = -INFINITY;
+    int bad = 0;
+    for (uint32_t j = 0; j < n; j++) {
+        float xj = x[j];
+        bad |= (xj != xj) | (xj == INFINITY);
+        max = xj > max ? xj : max;
+    }
+    if (bad)
+        return KF_ROW_NAN;
+    if (max == -INFINITY)
+        return KF_ROW_EMPTY;
+    float lanes[SUM_LANES] = { 0 };
+    for (uint32_t j = 0; j < n; j++) {
+        float e = kf_exp_f32(x[j] - max) / kf_exponential_f32(key, pos[j]);
+        scratch[j] = e;
+        lanes[j % SUM_LANES] += e;
+    }
+    add_normalised(acc, scratch, n, lanes);
+    return KF_ROW_OK;
 }
 
 KF_SCORE_GUMBEL_FN(kf_score_gumbel_c)
 {
+    if (inv_tau == 1.0f)
+        return score_unit_tau(acc, x, pos, n, key, scratch);
     float max = -INFINITY;
     int bad = 0;
     for (uint32_t j = 0; j < n; j++) {

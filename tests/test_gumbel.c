@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "dsp.h"
 #include "fastmath.h"
 #include "rng.h"
 
@@ -165,6 +166,75 @@ static void test_gumbel_sample_bound(void **state)
     assert_true(worst <= 6e-7);
 }
 
+/* The Exp(1) sample E = -ln u behind the tau = 1 path, over every
+ * uniform, relative to the exact value. */
+static void test_exponential_bound(void **state)
+{
+    (void)state;
+    double worst = 0;
+    for (uint32_t m = 0; m < (1u << 23); m++) {
+        float u = kf_bits_to_unit(m << 9);
+        double want = -log((double)u), got = -kf_ln_f32(u);
+        worst = fmax(worst, fabs(got - want) / want);
+    }
+    print_message("exponential sample: rel %.3g\n", worst);
+    assert_true(worst <= 1.6e-7);
+}
+
+/* The score kernel at tau = 1 (e^x / E) and just off it (e^((x + g) /
+ * tau)) against softmax((x + g) / tau) in double from the same noise
+ * bits: rows with masked slots, a wide range and a dominant logit. */
+static void test_score_paths(void **state)
+{
+    (void)state;
+    enum { N = 1000 };
+    static float x[N], acc[N], scratch[N];
+    static int32_t pos[N];
+    static double want[N];
+    const float taus[] = { 1.0f, 0.99999994f, 1.0f / 1.5f };
+    double worst[3] = { 0, 0, 0 };
+    srand(7);
+    for (int row = 0; row < 60; row++) {
+        kf_noise_key key = kf_noise_row_key(42, (uint32_t)row, 3, row);
+        float spread = row % 3 == 0 ? 2.0f : row % 3 == 1 ? 20.0f : 80.0f;
+        for (int j = 0; j < N; j++) {
+            x[j] = spread * ((float)rand() / RAND_MAX - 0.5f);
+            x[j] = rand() % 17 == 0 ? -INFINITY : x[j];
+            pos[j] = 5 * j + row;
+        }
+        x[row] = spread; /* a dominant logit */
+        for (int t = 0; t < 3; t++) {
+            double max = -INFINITY, sum = 0;
+            for (int j = 0; j < N; j++) {
+                double u = kf_bits_to_unit(kf_noise_bits(key, pos[j]));
+                want[j] = ((double)x[j] - log(-log(u))) * (double)taus[t];
+                max = fmax(max, want[j]);
+            }
+            for (int j = 0; j < N; j++)
+                sum += want[j] = exp(want[j] - max);
+            for (int j = 0; j < N; j++)
+                acc[j] = 0.0f;
+            assert_int_equal(kf_score_gumbel_c(acc, x, pos, N, key, taus[t],
+                                               scratch), KF_ROW_OK);
+            for (int j = 0; j < N; j++) {
+                double y = want[j] / sum;
+                if (x[j] == -INFINITY)
+                    assert_true(acc[j] == 0.0f);
+                else if (y > 1e-30) /* far from fp32's subnormals */
+                    worst[t] = fmax(worst[t], fabs(acc[j] - y) / y);
+            }
+        }
+    }
+    print_message("score rel error: tau 1 %.3g, just off 1 %.3g, 1.5 %.3g\n",
+                  worst[0], worst[1], worst[2]);
+    /* the logit's own rounding dominates: x + g with |x| up to 80 is
+     * off by up to ~4e-6, and e^t turns that into a relative error;
+     * tau = 1 never adds g to x */
+    assert_true(worst[0] <= 6e-6);
+    for (int t = 1; t < 3; t++)
+        assert_true(worst[t] <= 2e-5);
+}
+
 static void test_exp_bound(void **state)
 {
     (void)state;
@@ -190,6 +260,8 @@ int main(void)
         cmocka_unit_test(test_independence),
         cmocka_unit_test(test_ln_bound),
         cmocka_unit_test(test_gumbel_sample_bound),
+        cmocka_unit_test(test_exponential_bound),
+        cmocka_unit_test(test_score_paths),
         cmocka_unit_test(test_exp_bound),
     };
     return cmocka_run_group_tests_name("gumbel", tests, NULL, NULL);

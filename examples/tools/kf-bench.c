@@ -1,6 +1,8 @@
 /* kf-bench: speed of every kernel variant this machine runs, one core.
  *
- *   score      kf_score_gumbel (Keyformer): logits/s on one row of n slots
+ *   score      kf_score_gumbel (Keyformer): logits/s on one row of n slots,
+ *              tau = 1.25 (the general path, every generation step)
+ *   score_prompt  the same at tau = 1 (the prompt's path: e^x / E)
  *   score_h2o  kf_score_softmax (H2O): logits/s
  *   dot        kf_dot_rows (kf_observe_qk's logits): 1024 key rows of
  *              head size d (48, 128) against one query: logits/s
@@ -19,8 +21,8 @@
  *                           bytes_per_s, speedup_vs_c (and memcpy_bytes_per_s
  *                           for compact)
  *   kf-bench --quick        smaller sizes and batches (a smoke run)
- *   kf-bench --kernel K     only kernel K (score, score_h2o, dot, select,
- *                           compact)
+ *   kf-bench --kernel K     only kernel K (score, score_prompt, score_h2o,
+ *                           dot, select, compact)
  *   kf-bench --isa I        only c and I (avx2, avx512, neon)
  */
 #include <math.h>
@@ -150,9 +152,11 @@ static void report(const options *o, const char *kernel, const char *isa,
 
 /* ---- score ---- */
 
+enum { SCORE_GUMBEL, SCORE_PROMPT, SCORE_H2O };
+
 typedef struct score_ctx {
     const kf_dsp *dsp;
-    int h2o;
+    int mode; /* SCORE_* */
     float *acc, *x, *scratch;
     int32_t *pos;
     uint32_t n;
@@ -162,14 +166,16 @@ static void score_call(void *p)
 {
     score_ctx *s = p;
     kf_noise_key key = { 0x12345678u };
-    if (s->h2o)
+    if (s->mode == SCORE_H2O)
         s->dsp->score_softmax(s->acc, s->x, s->n, s->scratch);
     else
-        s->dsp->score_gumbel(s->acc, s->x, s->pos, s->n, key, 0.8f, s->scratch);
+        s->dsp->score_gumbel(s->acc, s->x, s->pos, s->n, key,
+                             s->mode == SCORE_PROMPT ? 1.0f : 0.8f, s->scratch);
 }
 
-static void bench_score(const options *o, const variant *v, int nv, int h2o)
+static void bench_score(const options *o, const variant *v, int nv, int mode)
 {
+    static const char *const names[] = { "score", "score_prompt", "score_h2o" };
     static const uint32_t full[] = { 256, 4096, 32768 };
     static const uint32_t quick[] = { 4096 };
     const uint32_t *sizes = o->quick ? quick : full;
@@ -179,7 +185,7 @@ static void bench_score(const options *o, const variant *v, int nv, int h2o)
         score_ctx s[4];
         contender c[4];
         for (int i = 0; i < nv; i++) {
-            s[i] = (score_ctx){ &v[i].dsp, h2o, xmalloc(n * 4u), xmalloc(n * 4u),
+            s[i] = (score_ctx){ &v[i].dsp, mode, xmalloc(n * 4u), xmalloc(n * 4u),
                                 xmalloc(n * 4u), xmalloc(n * 4u), n };
             for (uint32_t j = 0; j < n; j++) {
                 s[i].x[j] = i ? s[0].x[j] : rndf(-8.0f, 8.0f);
@@ -190,7 +196,7 @@ static void bench_score(const options *o, const variant *v, int nv, int h2o)
         }
         race(c, nv, o->quick ? 0.01 : 0.04);
         for (int i = 0; i < nv; i++)
-            report(o, h2o ? "score_h2o" : "score", v[i].name, n, c[i].best, n,
+            report(o, names[mode], v[i].name, n, c[i].best, n,
                    4.0 * n, c[0].best, 0);
         for (int i = 0; i < nv; i++) {
             free(s[i].acc);
@@ -379,7 +385,8 @@ int main(int argc, char **argv)
             o.isa = argv[++i];
         else {
             fprintf(stderr, "usage: kf-bench [--json] [--quick] [--kernel "
-                            "score|score_h2o|dot|select|compact] [--isa NAME]\n"
+                            "score|score_prompt|score_h2o|dot|select|compact] "
+                            "[--isa NAME]\n"
                             "       kf-bench decode|prefill ... (see "
                             "kf-bench-decode.c)\n");
             return !strcmp(argv[i], "--help") ? 0 : 2;
@@ -406,9 +413,11 @@ int main(int argc, char **argv)
         printf("%-10s %-7s %10s %12s %12s %10s %10s\n", "kernel", "isa", "n",
                "us/call", "items/s", "GB/s", "vs C");
     if (want(o.kernel, "score"))
-        bench_score(&o, v, nv, 0);
+        bench_score(&o, v, nv, SCORE_GUMBEL);
+    if (want(o.kernel, "score_prompt"))
+        bench_score(&o, v, nv, SCORE_PROMPT);
     if (want(o.kernel, "score_h2o"))
-        bench_score(&o, v, nv, 1);
+        bench_score(&o, v, nv, SCORE_H2O);
     if (want(o.kernel, "dot"))
         bench_dot(&o, v, nv);
     if (want(o.kernel, "select"))

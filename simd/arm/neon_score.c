@@ -190,6 +190,46 @@ INLINE void exp_block(const float *src, float *dst, uint32_t valid,
     }
 }
 
+/* acc[j] += scratch[j] * (1 / sum of the 16 lanes) */
+static void add_normalised(float *acc, const float *scratch, uint32_t n,
+                           const float32x4_t sum[4])
+{
+    float32x4_t inv_sum = splat(1.0f / fold16(sum));
+    uint32_t j = 0;
+    for (; j + VL <= n; j += VL)
+        vst1q_f32(acc + j, vfmaq_f32(vld1q_f32(acc + j), vld1q_f32(scratch + j),
+                                     inv_sum));
+    float s = vgetq_lane_f32(inv_sum, 0);
+    for (; j < n; j++)
+        acc[j] = fmaf(scratch[j], s, acc[j]);
+}
+
+/* The maximum of x[0..n) into *max, with the NaN / +inf check. */
+static int row_max(const float *x, uint32_t n, float *max)
+{
+    float32x4_t vmax = splat(-INFINITY);
+    uint32x4_t bad = vdupq_n_u32(0);
+    uint32_t j = 0;
+    for (; j + VL <= n; j += VL) {
+        if (j % 16 == 0) /* one prefetch per 64-byte line */
+            __builtin_prefetch(x + j + KF_PREFETCH_AHEAD);
+        float32x4_t xj = vld1q_f32(x + j);
+        bad = vorrq_u32(bad, bad_lanes(xj));
+        vmax = vbslq_f32(vcgtq_f32(xj, vmax), xj, vmax);
+    }
+    float m = max_of(vmax);
+    int bad_tail = 0;
+    for (; j < n; j++) {
+        float xj = x[j];
+        bad_tail |= (xj != xj) | (xj == INFINITY);
+        m = xj > m ? xj : m;
+    }
+    if (any(bad) || bad_tail)
+        return KF_ROW_NAN;
+    *max = m;
+    return m == -INFINITY ? KF_ROW_EMPTY : KF_ROW_OK;
+}
+
 /* scratch[j] = e^((src[j] - max) * inv_tau); acc[j] += scratch[j] / sum.
  * A tail shorter than a block goes through a zero-padded copy. */
 static void normalise_into(float *acc, const float *src, float *scratch,
@@ -208,18 +248,69 @@ static void normalise_into(float *acc, const float *src, float *scratch,
         exp_block(in, out, left, vmax, vinv, sum);
         memcpy(scratch + j, out, left * sizeof *out);
     }
-    float32x4_t inv_sum = splat(1.0f / fold16(sum));
-    for (j = 0; j + VL <= n; j += VL)
-        vst1q_f32(acc + j, vfmaq_f32(vld1q_f32(acc + j), vld1q_f32(scratch + j),
-                                     inv_sum));
-    float s = vgetq_lane_f32(inv_sum, 0);
-    for (; j < n; j++)
-        acc[j] = fmaf(scratch[j], s, acc[j]);
+    add_normalised(acc, scratch, n, sum);
+}
+
+/* tau = 1 (see lib/score_c.c): one block of BLOCK elements,
+ * dst = e^(x - max) / E and the partial sums; only the first `valid`
+ * elements count. */
+INLINE void unit_tau_block(const float *x, const int32_t *pos, float *dst,
+                           uint32_t valid, float32x4_t vmax, uint32x4_t salt,
+                           float32x4_t sum[4])
+{
+    uint32x4_t h[U];
+    float32x4_t big_e[U], e[U];
+    EACH(k) h[k] = veorq_u32(vreinterpretq_u32_s32(vld1q_s32(pos + k * VL)), salt);
+    hash32(h);
+    EACH(k) big_e[k] = vcvtq_f32_s32(vreinterpretq_s32_u32(
+        vorrq_u32(vshrq_n_u32(h[k], 8), vdupq_n_u32(1))));
+    neg_ln_ps(big_e, 24);
+    EACH(k) e[k] = vsubq_f32(vld1q_f32(x + k * VL), vmax);
+    exp_ps(e);
+    EACH(k) {
+        e[k] = vdivq_f32(e[k], big_e[k]);
+        vst1q_f32(dst + k * VL, e[k]);
+        if (valid < BLOCK) {
+            uint32_t left = valid > (uint32_t)k * VL ? valid - (uint32_t)k * VL : 0;
+            e[k] = vreinterpretq_f32_u32(
+                vandq_u32(vreinterpretq_u32_f32(e[k]), lane_mask(left)));
+        }
+        sum[k % 4] = vaddq_f32(sum[k % 4], e[k]);
+    }
+}
+
+static int score_unit_tau(float *acc, const float *x, const int32_t *pos,
+                          uint32_t n, uint32x4_t salt, float *scratch)
+{
+    float max;
+    int status = row_max(x, n, &max);
+    if (status)
+        return status;
+    float32x4_t vmax = splat(max);
+    float32x4_t sum[4] = { splat(0.0f), splat(0.0f), splat(0.0f), splat(0.0f) };
+    uint32_t j = 0;
+    for (; j + BLOCK <= n; j += BLOCK)
+        unit_tau_block(x + j, pos + j, scratch + j, BLOCK, vmax, salt, sum);
+    if (j < n) { /* zero-padded copies */
+        float in[BLOCK], out[BLOCK];
+        int32_t pt[BLOCK];
+        uint32_t left = n - j;
+        memcpy(in, x + j, left * sizeof *in);
+        memset(in + left, 0, (BLOCK - left) * sizeof *in);
+        memcpy(pt, pos + j, left * sizeof *pt);
+        memset(pt + left, 0, (BLOCK - left) * sizeof *pt);
+        unit_tau_block(in, pt, out, left, vmax, salt, sum);
+        memcpy(scratch + j, out, left * sizeof *out);
+    }
+    add_normalised(acc, scratch, n, sum);
+    return KF_ROW_OK;
 }
 
 KF_SCORE_GUMBEL_FN(kf_score_gumbel_neon)
 {
     uint32x4_t salt = vdupq_n_u32(key.salt);
+    if (inv_tau == 1.0f)
+        return score_unit_tau(acc, x, pos, n, salt, scratch);
     /* the noise alone first (the heavy part), then t = x + noise with the
      * NaN checks and the maximum */
     uint32_t j = 0;
@@ -242,6 +333,8 @@ KF_SCORE_GUMBEL_FN(kf_score_gumbel_neon)
     float32x4_t vmax = splat(-INFINITY);
     uint32x4_t bad = vdupq_n_u32(0);
     for (j = 0; j + VL <= n; j += VL) {
+        if (j % 16 == 0) /* one prefetch per 64-byte line */
+            __builtin_prefetch(x + j + KF_PREFETCH_AHEAD);
         float32x4_t xj = vld1q_f32(x + j);
         bad = vorrq_u32(bad, bad_lanes(xj));
         float32x4_t t = vaddq_f32(xj, vld1q_f32(scratch + j));
@@ -267,25 +360,10 @@ KF_SCORE_GUMBEL_FN(kf_score_gumbel_neon)
 
 KF_SCORE_SOFTMAX_FN(kf_score_softmax_neon)
 {
-    float32x4_t vmax = splat(-INFINITY);
-    uint32x4_t bad = vdupq_n_u32(0);
-    uint32_t j = 0;
-    for (; j + VL <= n; j += VL) {
-        float32x4_t xj = vld1q_f32(x + j);
-        bad = vorrq_u32(bad, bad_lanes(xj));
-        vmax = vbslq_f32(vcgtq_f32(xj, vmax), xj, vmax);
-    }
-    float max = max_of(vmax);
-    int bad_tail = 0;
-    for (; j < n; j++) {
-        float xj = x[j];
-        bad_tail |= (xj != xj) | (xj == INFINITY);
-        max = xj > max ? xj : max;
-    }
-    if (any(bad) || bad_tail)
-        return KF_ROW_NAN;
-    if (max == -INFINITY)
-        return KF_ROW_EMPTY;
+    float max;
+    int status = row_max(x, n, &max);
+    if (status)
+        return status;
     /* the C code copies x to scratch first; reading x is the same */
     normalise_into(acc, x, scratch, n, max, 1.0f);
     return KF_ROW_OK;

@@ -180,6 +180,39 @@ static __m256 bad_lanes(__m256 x)
     return _mm256_cmp_ps(x, splat(INFINITY), _CMP_NLT_UQ); /* !(x < inf) */
 }
 
+/* acc[j] += scratch[j] * (1 / sum of the two halves' 16 lanes) */
+static void add_normalised(float *acc, const float *scratch, uint32_t n,
+                           const __m256 half[2])
+{
+    __m256 inv_sum = splat(1.0f / fold16(half[0], half[1]));
+    for (uint32_t j = 0; j < n; j += VL) {
+        uint32_t left = n - j;
+        __m256i m = tail_mask(left);
+        __m256 e = loadu_mask(scratch + j, m, left);
+        __m256 a = loadu_mask(acc + j, m, left);
+        storeu_mask(acc + j, m, left, _mm256_fmadd_ps(e, inv_sum, a));
+    }
+}
+
+/* The maximum of x[0..n) into *max, with the NaN / +inf check. */
+static int row_max(const float *x, uint32_t n, float *max)
+{
+    __m256 vmax = splat(-INFINITY), bad = _mm256_setzero_ps();
+    for (uint32_t j = 0; j < n; j += VL) {
+        uint32_t left = n - j;
+        __m256i m = tail_mask(left);
+        _mm_prefetch((const char *)(x + j + KF_PREFETCH_AHEAD), _MM_HINT_T0);
+        __m256 xj = loadu_mask(x + j, m, left);
+        bad = _mm256_or_ps(bad, bad_lanes(xj));
+        xj = _mm256_blendv_ps(splat(-INFINITY), xj, _mm256_castsi256_ps(m));
+        vmax = _mm256_max_ps(xj, vmax);
+    }
+    if (_mm256_movemask_ps(bad))
+        return KF_ROW_NAN;
+    *max = max8(vmax);
+    return *max == -INFINITY ? KF_ROW_EMPTY : KF_ROW_OK;
+}
+
 /* scratch[j] = e^((src[j] - max) * inv_tau); acc[j] += scratch[j] / sum.
  * Blocks of U vectors (U/2 rounds of lanes 0-7 then 8-15), the last one
  * masked. */
@@ -219,15 +252,7 @@ static void normalise_into(float *acc, const float *src, float *scratch,
                                         _mm256_and_ps(e[k], _mm256_castsi256_ps(m[k])));
         }
     }
-
-    __m256 inv_sum = splat(1.0f / fold16(half[0], half[1]));
-    for (j = 0; j < n; j += VL) {
-        uint32_t left = n - j;
-        __m256i m = tail_mask(left);
-        __m256 e = loadu_mask(scratch + j, m, left);
-        __m256 a = loadu_mask(acc + j, m, left);
-        storeu_mask(acc + j, m, left, _mm256_fmadd_ps(e, inv_sum, a));
-    }
+    add_normalised(acc, scratch, n, half);
 }
 
 /* One block of u <= U vectors from j: t = x + noise into scratch, with
@@ -246,6 +271,9 @@ INLINE void noised_block(float *scratch, const float *x, const int32_t *pos,
         p[k] = lane_left[k] >= VL
                    ? _mm256_loadu_si256((const __m256i *)(pos + j + k * VL))
                    : _mm256_maskload_epi32(pos + j + k * VL, m[k]);
+        if (k % 2 == 0) /* one prefetch per 64-byte line */
+            _mm_prefetch((const char *)(x + j + KF_PREFETCH_AHEAD + k * VL),
+                         _MM_HINT_T0);
     }
     gumbel_ps(g, p, u, salt);
     for (int k = 0; k < u; k++) {
@@ -259,9 +287,63 @@ INLINE void noised_block(float *scratch, const float *x, const int32_t *pos,
     }
 }
 
+/* tau = 1 (see lib/score_c.c): one block of u <= U vectors from j,
+ * scratch[j] = e^(x[j] - max) / E[j] and the two half sums; lanes
+ * outside the first `left` (counted from j) are skipped. */
+INLINE void unit_tau_block(float *scratch, const float *x, const int32_t *pos,
+                           uint32_t j, uint32_t left, int u, __m256i salt,
+                           __m256 vmax, __m256 half[2])
+{
+    __m256i m[U], h[U];
+    __m256 big_e[U], e[U];
+    uint32_t lane_left[U];
+    for (int k = 0; k < u; k++) {
+        lane_left[k] = left > (uint32_t)k * VL ? left - (uint32_t)k * VL : 0;
+        m[k] = tail_mask(lane_left[k]);
+        __m256i p = lane_left[k] >= VL
+                        ? _mm256_loadu_si256((const __m256i *)(pos + j + k * VL))
+                        : _mm256_maskload_epi32(pos + j + k * VL, m[k]);
+        h[k] = _mm256_xor_si256(p, salt);
+    }
+    hash32(h, u);
+    EACH(k) big_e[k] = _mm256_cvtepi32_ps(
+        _mm256_or_si256(_mm256_srli_epi32(h[k], 8), isplat(1)));
+    neg_ln_ps(big_e, u, 24);
+    EACH(k) e[k] = _mm256_sub_ps(loadu_mask(x + j + k * VL, m[k], lane_left[k]),
+                                 vmax);
+    exp_ps(e, u);
+    for (int k = 0; k < u; k++) {
+        e[k] = _mm256_div_ps(e[k], big_e[k]);
+        storeu_mask(scratch + j + k * VL, m[k], lane_left[k], e[k]);
+        half[k & 1] = _mm256_add_ps(half[k & 1],
+                                    _mm256_and_ps(e[k], _mm256_castsi256_ps(m[k])));
+    }
+}
+
+static int score_unit_tau(float *acc, const float *x, const int32_t *pos,
+                          uint32_t n, __m256i salt, float *scratch)
+{
+    float max;
+    int status = row_max(x, n, &max);
+    if (status)
+        return status;
+    __m256 vmax = splat(max);
+    __m256 half[2] = { _mm256_setzero_ps(), _mm256_setzero_ps() };
+    uint32_t j = 0;
+    for (; j + U * VL <= n; j += U * VL)
+        unit_tau_block(scratch, x, pos, j, n - j, U, salt, vmax, half);
+    if (j < n)
+        unit_tau_block(scratch, x, pos, j, n - j, (int)((n - j + VL - 1) / VL),
+                       salt, vmax, half);
+    add_normalised(acc, scratch, n, half);
+    return KF_ROW_OK;
+}
+
 KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx2)
 {
     __m256i salt = isplat(key.salt);
+    if (inv_tau == 1.0f)
+        return score_unit_tau(acc, x, pos, n, salt, scratch);
     __m256 vmax = splat(-INFINITY), bad = _mm256_setzero_ps();
     uint32_t j = 0;
     for (; j + U * VL <= n; j += U * VL)
@@ -280,20 +362,10 @@ KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx2)
 
 KF_SCORE_SOFTMAX_FN(kf_score_softmax_avx2)
 {
-    __m256 vmax = splat(-INFINITY), bad = _mm256_setzero_ps();
-    for (uint32_t j = 0; j < n; j += VL) {
-        uint32_t left = n - j;
-        __m256i m = tail_mask(left);
-        __m256 xj = loadu_mask(x + j, m, left);
-        bad = _mm256_or_ps(bad, bad_lanes(xj));
-        xj = _mm256_blendv_ps(splat(-INFINITY), xj, _mm256_castsi256_ps(m));
-        vmax = _mm256_max_ps(xj, vmax);
-    }
-    if (_mm256_movemask_ps(bad))
-        return KF_ROW_NAN;
-    float max = max8(vmax);
-    if (max == -INFINITY)
-        return KF_ROW_EMPTY;
+    float max;
+    int status = row_max(x, n, &max);
+    if (status)
+        return status;
     /* the C code copies x to scratch first; reading x is the same */
     normalise_into(acc, x, scratch, n, max, 1.0f);
     return KF_ROW_OK;

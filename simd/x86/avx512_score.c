@@ -138,10 +138,77 @@ static __mmask16 bad_lanes(__mmask16 m, __m512 x)
     return _mm512_mask_cmp_ps_mask(m, x, splat(INFINITY), _CMP_NLT_UQ); /* !(x < inf) */
 }
 
-/* Lanes of vector k of a block starting `left` elements before the end. */
-static __mmask16 block_mask(uint32_t left, int k)
+/* m[k]: the lanes of vector k < u of a block starting `left` elements
+ * before the end. */
+INLINE void block_masks(__mmask16 *m, uint32_t left, int u)
 {
-    return left > (uint32_t)k * VL ? tail_mask(left - (uint32_t)k * VL) : 0;
+    for (int k = 0; k < u; k++)
+        m[k] = left > (uint32_t)k * VL ? tail_mask(left - (uint32_t)k * VL) : 0;
+}
+
+/* acc[j] += scratch[j] * (1 / sum of the 16 lanes) */
+static void add_normalised(float *acc, const float *scratch, uint32_t n,
+                           __m512 sum)
+{
+    __m512 inv_sum = splat(1.0f / fold16(sum));
+    for (uint32_t j = 0; j < n; j += VL) {
+        __mmask16 m = tail_mask(n - j);
+        __m512 e = _mm512_maskz_loadu_ps(m, scratch + j);
+        __m512 a = _mm512_maskz_loadu_ps(m, acc + j);
+        _mm512_mask_storeu_ps(acc + j, m, _mm512_fmadd_ps(e, inv_sum, a));
+    }
+}
+
+/* The maximum of x[0..n) into *max, with the NaN / +inf check. */
+static int row_max(const float *x, uint32_t n, float *max)
+{
+    __m512 vmax = splat(-INFINITY);
+    __mmask16 bad = 0;
+    for (uint32_t j = 0; j < n; j += VL) {
+        __mmask16 m = tail_mask(n - j);
+        _mm_prefetch((const char *)(x + j + KF_PREFETCH_AHEAD), _MM_HINT_T0);
+        __m512 xj = _mm512_maskz_loadu_ps(m, x + j);
+        bad |= bad_lanes(m, xj);
+        vmax = _mm512_mask_max_ps(vmax, m, xj, vmax);
+    }
+    if (bad)
+        return KF_ROW_NAN;
+    *max = max16(vmax);
+    return *max == -INFINITY ? KF_ROW_EMPTY : KF_ROW_OK;
+}
+
+/* Vectors the last, partial block of `left` < U * VL elements runs: the
+ * fewest of 1, 2, 4 or U that cover it. Each count is a compile-time
+ * constant at its call, so the block's arrays stay in registers (with a
+ * run-time count they went to the stack, and a 127-element block cost
+ * 2.8 full ones); the extra vectors run fully masked. */
+static int block_vectors(uint32_t left)
+{
+    return left <= VL ? 1 : left <= 2 * VL ? 2 : left <= 4 * VL ? 4 : U;
+}
+
+/* One block of u <= U vectors from j of the exp pass below; lanes outside
+ * m[k] are skipped (m == NULL: a full block, plain loads and stores). */
+INLINE void exp_block(float *scratch, const float *src, uint32_t j, int u,
+                      const __mmask16 *m, __m512 vmax, __m512 vinv,
+                      __m512 *sum)
+{
+    __m512 e[U];
+    for (int k = 0; k < u; k++) {
+        const float *s = src + j + k * VL;
+        __m512 t = m ? _mm512_maskz_loadu_ps(m[k], s) : _mm512_loadu_ps(s);
+        e[k] = _mm512_mul_ps(_mm512_sub_ps(t, vmax), vinv);
+    }
+    exp_ps(e, u);
+    for (int k = 0; k < u; k++) {
+        if (m) {
+            _mm512_mask_storeu_ps(scratch + j + k * VL, m[k], e[k]);
+            *sum = _mm512_mask_add_ps(*sum, m[k], *sum, e[k]);
+        } else {
+            _mm512_storeu_ps(scratch + j + k * VL, e[k]);
+            *sum = _mm512_add_ps(*sum, e[k]);
+        }
+    }
 }
 
 /* t = src[j] (already noised, or the logits); scratch[j] = e^((t - max) *
@@ -151,41 +218,31 @@ static void normalise_into(float *acc, const float *src, float *scratch,
                            uint32_t n, float max, float inv_tau)
 {
     __m512 vmax = splat(max), vinv = splat(inv_tau), sum = _mm512_setzero_ps();
+    __mmask16 m[U];
     uint32_t j = 0;
-    for (; j + U * VL <= n; j += U * VL) {
-        __m512 e[U];
-        for (int k = 0; k < U; k++)
-            e[k] = _mm512_mul_ps(
-                _mm512_sub_ps(_mm512_loadu_ps(src + j + k * VL), vmax), vinv);
-        exp_ps(e, U);
-        for (int k = 0; k < U; k++) {
-            _mm512_storeu_ps(scratch + j + k * VL, e[k]);
-            sum = _mm512_add_ps(sum, e[k]);
-        }
+    for (; j + U * VL <= n; j += U * VL)
+        exp_block(scratch, src, j, U, NULL, vmax, vinv, &sum);
+    switch (j < n ? block_vectors(n - j) : 0) {
+    case 0:
+        break;
+    case 1:
+        block_masks(m, n - j, 1);
+        exp_block(scratch, src, j, 1, m, vmax, vinv, &sum);
+        break;
+    case 2:
+        block_masks(m, n - j, 2);
+        exp_block(scratch, src, j, 2, m, vmax, vinv, &sum);
+        break;
+    case 4:
+        block_masks(m, n - j, 4);
+        exp_block(scratch, src, j, 4, m, vmax, vinv, &sum);
+        break;
+    default:
+        block_masks(m, n - j, U);
+        exp_block(scratch, src, j, U, m, vmax, vinv, &sum);
+        break;
     }
-    if (j < n) { /* the last, partial block: only its u vectors */
-        int u = (int)((n - j + VL - 1) / VL);
-        __mmask16 m[U];
-        __m512 e[U];
-        for (int k = 0; k < u; k++) {
-            m[k] = block_mask(n - j, k);
-            e[k] = _mm512_mul_ps(
-                _mm512_sub_ps(_mm512_maskz_loadu_ps(m[k], src + j + k * VL), vmax),
-                vinv);
-        }
-        exp_ps(e, u);
-        for (int k = 0; k < u; k++) {
-            _mm512_mask_storeu_ps(scratch + j + k * VL, m[k], e[k]);
-            sum = _mm512_mask_add_ps(sum, m[k], sum, e[k]);
-        }
-    }
-    __m512 inv_sum = splat(1.0f / fold16(sum));
-    for (uint32_t j = 0; j < n; j += VL) {
-        __mmask16 m = tail_mask(n - j);
-        __m512 e = _mm512_maskz_loadu_ps(m, scratch + j);
-        __m512 a = _mm512_maskz_loadu_ps(m, acc + j);
-        _mm512_mask_storeu_ps(acc + j, m, _mm512_fmadd_ps(e, inv_sum, a));
-    }
+    add_normalised(acc, scratch, n, sum);
 }
 
 /* One block of u <= U vectors from j: t = x + noise into scratch, with
@@ -197,8 +254,11 @@ INLINE void noised_block(float *scratch, const float *x, const int32_t *pos,
 {
     __m512i p[U];
     __m512 g[U];
-    for (int k = 0; k < u; k++)
+    for (int k = 0; k < u; k++) {
         p[k] = _mm512_maskz_loadu_epi32(m[k], pos + j + k * VL);
+        _mm_prefetch((const char *)(x + j + KF_PREFETCH_AHEAD + k * VL),
+                     _MM_HINT_T0);
+    }
     gumbel_ps(g, p, u, salt);
     for (int k = 0; k < u; k++) {
         __m512 xj = _mm512_maskz_loadu_ps(m[k], x + j + k * VL);
@@ -209,9 +269,85 @@ INLINE void noised_block(float *scratch, const float *x, const int32_t *pos,
     }
 }
 
+/* tau = 1 (see lib/score_c.c): one block of u <= U vectors from j,
+ * scratch[j] = e^(x[j] - max) / E[j] and the sum; lanes outside m[k]
+ * (m == NULL: none) are skipped. */
+INLINE void unit_tau_block(float *scratch, const float *x, const int32_t *pos,
+                           uint32_t j, int u, const __mmask16 *m, __m512i salt,
+                           __m512 vmax, __m512 *sum)
+{
+    __m512i h[U];
+    __m512 big_e[U], e[U];
+    for (int k = 0; k < u; k++) {
+        const int32_t *p = pos + j + k * VL;
+        h[k] = _mm512_xor_si512(m ? _mm512_maskz_loadu_epi32(m[k], p)
+                                  : _mm512_loadu_si512(p),
+                                salt);
+    }
+    hash32(h, u);
+    for (int k = 0; k < u; k++)
+        big_e[k] = _mm512_cvtepi32_ps(
+            _mm512_or_si512(_mm512_srli_epi32(h[k], 8), _mm512_set1_epi32(1)));
+    neg_ln_ps(big_e, u, 24);
+    for (int k = 0; k < u; k++) {
+        const float *s = x + j + k * VL;
+        e[k] = _mm512_sub_ps(m ? _mm512_maskz_loadu_ps(m[k], s) : _mm512_loadu_ps(s),
+                             vmax);
+    }
+    exp_ps(e, u);
+    for (int k = 0; k < u; k++) {
+        e[k] = _mm512_div_ps(e[k], big_e[k]);
+        if (m) {
+            _mm512_mask_storeu_ps(scratch + j + k * VL, m[k], e[k]);
+            *sum = _mm512_mask_add_ps(*sum, m[k], *sum, e[k]);
+        } else {
+            _mm512_storeu_ps(scratch + j + k * VL, e[k]);
+            *sum = _mm512_add_ps(*sum, e[k]);
+        }
+    }
+}
+
+static int score_unit_tau(float *acc, const float *x, const int32_t *pos,
+                          uint32_t n, __m512i salt, float *scratch)
+{
+    float max;
+    int status = row_max(x, n, &max);
+    if (status)
+        return status;
+    __m512 vmax = splat(max), sum = _mm512_setzero_ps();
+    __mmask16 m[U];
+    uint32_t j = 0;
+    for (; j + U * VL <= n; j += U * VL)
+        unit_tau_block(scratch, x, pos, j, U, NULL, salt, vmax, &sum);
+    switch (j < n ? block_vectors(n - j) : 0) {
+    case 0:
+        break;
+    case 1:
+        block_masks(m, n - j, 1);
+        unit_tau_block(scratch, x, pos, j, 1, m, salt, vmax, &sum);
+        break;
+    case 2:
+        block_masks(m, n - j, 2);
+        unit_tau_block(scratch, x, pos, j, 2, m, salt, vmax, &sum);
+        break;
+    case 4:
+        block_masks(m, n - j, 4);
+        unit_tau_block(scratch, x, pos, j, 4, m, salt, vmax, &sum);
+        break;
+    default:
+        block_masks(m, n - j, U);
+        unit_tau_block(scratch, x, pos, j, U, m, salt, vmax, &sum);
+        break;
+    }
+    add_normalised(acc, scratch, n, sum);
+    return KF_ROW_OK;
+}
+
 KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx512)
 {
     __m512i salt = _mm512_set1_epi32((int)key.salt);
+    if (inv_tau == 1.0f)
+        return score_unit_tau(acc, x, pos, n, salt, scratch);
     __m512 vmax = splat(-INFINITY);
     __mmask16 bad = 0, full[U], m[U];
     for (int k = 0; k < U; k++)
@@ -219,11 +355,25 @@ KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx512)
     uint32_t j = 0;
     for (; j + U * VL <= n; j += U * VL)
         noised_block(scratch, x, pos, j, U, full, salt, &vmax, &bad);
-    if (j < n) { /* the last, partial block: only its u vectors */
-        int u = (int)((n - j + VL - 1) / VL);
-        for (int k = 0; k < u; k++)
-            m[k] = block_mask(n - j, k);
-        noised_block(scratch, x, pos, j, u, m, salt, &vmax, &bad);
+    switch (j < n ? block_vectors(n - j) : 0) {
+    case 0:
+        break;
+    case 1:
+        block_masks(m, n - j, 1);
+        noised_block(scratch, x, pos, j, 1, m, salt, &vmax, &bad);
+        break;
+    case 2:
+        block_masks(m, n - j, 2);
+        noised_block(scratch, x, pos, j, 2, m, salt, &vmax, &bad);
+        break;
+    case 4:
+        block_masks(m, n - j, 4);
+        noised_block(scratch, x, pos, j, 4, m, salt, &vmax, &bad);
+        break;
+    default:
+        block_masks(m, n - j, U);
+        noised_block(scratch, x, pos, j, U, m, salt, &vmax, &bad);
+        break;
     }
     if (bad)
         return KF_ROW_NAN;
@@ -236,19 +386,10 @@ KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx512)
 
 KF_SCORE_SOFTMAX_FN(kf_score_softmax_avx512)
 {
-    __m512 vmax = splat(-INFINITY);
-    __mmask16 bad = 0;
-    for (uint32_t j = 0; j < n; j += VL) {
-        __mmask16 m = tail_mask(n - j);
-        __m512 xj = _mm512_maskz_loadu_ps(m, x + j);
-        bad |= bad_lanes(m, xj);
-        vmax = _mm512_mask_max_ps(vmax, m, xj, vmax);
-    }
-    if (bad)
-        return KF_ROW_NAN;
-    float max = max16(vmax);
-    if (max == -INFINITY)
-        return KF_ROW_EMPTY;
+    float max;
+    int status = row_max(x, n, &max);
+    if (status)
+        return status;
     /* the C code copies x to scratch first; reading x is the same */
     normalise_into(acc, x, scratch, n, max, 1.0f);
     return KF_ROW_OK;

@@ -131,7 +131,8 @@ static float pick_inv_tau(rng *r, int trial)
                                    0.01f, 100.0f };
     if (trial < (int)(sizeof fixed / sizeof fixed[0]))
         return fixed[trial];
-    return 1.0f / rng_float(r, 0.25f, 4.0f);
+    /* tau = 1 takes its own path (e^x / E): half the random trials */
+    return rng_below(r, 2) ? 1.0f : 1.0f / rng_float(r, 0.25f, 4.0f);
 }
 
 typedef struct bufs {
