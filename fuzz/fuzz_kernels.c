@@ -177,7 +177,9 @@ static void fuzz_score(fz_input *in, int gumbel)
     region scr_c = region_new(sizeof(float), n, off);
     memcpy(acc_c.at, a0, n * sizeof(float));
     current_variant = "c";
-    int st_c = gumbel ? reference.score_gumbel(acc_c.at, xf, p, n, key, inv_tau, scr_c.at)
+    uint32_t failed;
+    int st_c = gumbel ? reference.score_gumbel(acc_c.at, xf, 0, 1, p, n, &key,
+                                               inv_tau, scr_c.at, &failed)
                       : reference.score_softmax(acc_c.at, xf, n, scr_c.at);
     CHECK(st_c == KF_ROW_OK || st_c == KF_ROW_NAN || st_c == KF_ROW_EMPTY);
     if (st_c != KF_ROW_OK) /* on failure acc is untouched */
@@ -191,7 +193,8 @@ static void fuzz_score(fz_input *in, int gumbel)
         region acc_v = region_new(sizeof(float), n, off);
         region scr_v = region_new(sizeof(float), n, off);
         memcpy(acc_v.at, a0, n * sizeof(float));
-        int st_v = gumbel ? tables[v].score_gumbel(acc_v.at, xf, p, n, key, inv_tau, scr_v.at)
+        int st_v = gumbel ? tables[v].score_gumbel(acc_v.at, xf, 0, 1, p, n, &key,
+                                                   inv_tau, scr_v.at, &failed)
                           : tables[v].score_softmax(acc_v.at, xf, n, scr_v.at);
         CHECK(st_v == st_c);
         CHECK(memcmp(acc_v.at, acc_c.at, n * sizeof(float)) == 0);

@@ -129,7 +129,11 @@ int kf_cache_create(kf_cache **out, const kf_config *cfg)
     size_t o_identity = take(&l, cap, sizeof(uint32_t));
     size_t o_acc = take(&l, cfg->n_heads, cap * sizeof(float));
     size_t o_status = take(&l, cfg->n_heads, sizeof(int32_t));
-    size_t o_rows = take(&l, n_threads, cap * sizeof(float));
+    uint32_t group = cfg->n_heads / cfg->n_kv_heads;
+    uint32_t score_rows = !kf_policy_scores(cfg->policy) ? 1
+                          : group < KF_SCORE_ROWS_MAX    ? group
+                                                         : KF_SCORE_ROWS_MAX;
+    size_t o_rows = take(&l, (size_t)n_threads * score_rows, cap * sizeof(float));
     size_t o_keys = take(&l, n_threads, cap * sizeof(uint32_t));
     size_t o_sum = take(&l, cap, sizeof(float));
     size_t o_removed = take(&l, cap, sizeof(int32_t));
@@ -145,7 +149,8 @@ int kf_cache_create(kf_cache **out, const kf_config *cfg)
     /* kf_observe_kv_head: a done flag and (scoring policies) a row of
      * scratch per KV head, so calls from different threads share nothing */
     size_t o_done = take(&l, cfg->n_kv_heads, 1);
-    size_t o_kv_scratch = take(&l, kf_policy_scores(cfg->policy) ? cfg->n_kv_heads : 0,
+    size_t o_kv_scratch = take(&l, kf_policy_scores(cfg->policy)
+                                       ? (size_t)cfg->n_kv_heads * score_rows : 0,
                                cap * sizeof(float));
     if (l.overflow || lanes / cfg->n_layers != cfg->n_kv_heads)
         return KF_EOVERFLOW;
@@ -175,6 +180,8 @@ int kf_cache_create(kf_cache **out, const kf_config *cfg)
         c->identity[j] = j;
     c->head_acc = (float *)(block + o_acc);
     c->head_status = (int32_t *)(block + o_status);
+    c->score_rows = score_rows;
+    c->scratch_stride = score_rows * cap;
     c->row_scratch = (float *)(block + o_rows);
     c->sel_keys = (uint32_t *)(block + o_keys);
     c->sel_sum = (float *)(block + o_sum);

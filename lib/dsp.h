@@ -23,11 +23,23 @@ enum { KF_ROW_OK = 0, KF_ROW_NAN = 1, KF_ROW_EMPTY = 2 };
  * fault, so reading past the row is harmless. */
 #define KF_PREFETCH_AHEAD 1024
 
-/* acc[j] += softmax_j((x[j] + gumbel(key, pos[j])) * inv_tau) for j < n.
- * scratch holds n floats. Returns KF_ROW_*; on failure acc is untouched. */
+/* Rows per score_gumbel call: the query heads of one KV head (larger
+ * groups take several calls). */
+#define KF_SCORE_ROWS_MAX 16
+
+/* For rows r = 0 .. rows-1 in order, x_r = x + r * x_stride:
+ *     acc[j] += softmax_j((x_r[j] + gumbel(keys[r], pos[j])) * inv_tau),
+ * j < n: one row (rows = 1), or the rows of a KV head's query heads at
+ * one position, which share pos and inv_tau. The same bits as `rows`
+ * one-row calls in order; running each pass over all the rows lets one
+ * row's work hide another's reductions. 1 <= rows <= KF_SCORE_ROWS_MAX,
+ * scratch holds rows * n floats. Returns KF_ROW_OK, or the KF_ROW_* of
+ * the first failing row with its index in *failed_row; on failure acc
+ * is untouched. */
 #define KF_SCORE_GUMBEL_FN(name)                                              \
-    int name(float *acc, const float *x, const int32_t *pos, uint32_t n,      \
-             kf_noise_key key, float inv_tau, float *scratch)
+    int name(float *acc, const float *x, size_t x_stride, uint32_t rows,     \
+             const int32_t *pos, uint32_t n, const kf_noise_key *keys,       \
+             float inv_tau, float *scratch, uint32_t *failed_row)
 
 /* acc[j] += softmax_j(x[j]) for j < n (the H2O score). */
 #define KF_SCORE_SOFTMAX_FN(name)                                             \

@@ -53,7 +53,13 @@ struct kf_cache {
     /* scratch, reused by every call */
     float *head_acc;    /* [n_heads][capacity]: one call's scores per head */
     int32_t *head_status; /* [n_heads]: KF_ROW_* of the last call */
-    float *row_scratch; /* [n_threads][capacity]; KF_ORDER_ANY ranking */
+    /* query heads scored per kernel call in one-row calls: the group,
+     * up to KF_SCORE_ROWS_MAX (scoring policies; else 1) */
+    uint32_t score_rows;
+    /* [n_threads][score_rows * capacity] (thread t at t * scratch_stride):
+     * the score kernels' scratch; KF_ORDER_ANY ranking */
+    float *row_scratch;
+    size_t scratch_stride;
     uint32_t *sel_keys; /* [n_threads][capacity] */
     float *sel_sum;     /* [capacity]: summed scores (layer, uniform) */
     int32_t *removed;   /* [capacity]: UNIFORM positions just removed */
@@ -67,7 +73,9 @@ struct kf_cache {
     int32_t round_layer; /* -1: no round open */
     uint32_t round_rows;
     uint8_t *round_done; /* [n_kv_heads]: that KV head's call succeeded */
-    float *kv_scratch;   /* [n_kv_heads][capacity]; scoring policies only */
+    /* [n_kv_heads][score_rows * capacity] (KV head g at g *
+     * scratch_stride); scoring policies only */
+    float *kv_scratch;
 
     size_t bytes;
     void *block;
@@ -150,6 +158,11 @@ typedef int (*kf_head_score_fn)(kf_cache *c, uint32_t layer, uint32_t h,
                                 const void *ctx, int tid, float *acc,
                                 float *scratch);
 
+/* Grouped one-row calls whose logits sit in memory: the row of KV head
+ * g's first query head, and in *stride the distance to the next head's. */
+typedef const float *(*kf_group_rows_fn)(const kf_cache *c, uint32_t g,
+                                         const void *ctx, size_t *stride);
+
 /* KF_ESTATE while a round of kf_observe_kv_head calls is open: every call
  * that changes the cache, other than the round's own, waits for its end. */
 static inline int kf_round_open(const kf_cache *c)
@@ -178,11 +191,14 @@ static inline int kf_row_error(int row_status)
  * head_acc[u] (not grouped), or the query heads of KV head u, in order,
  * into head_acc[u] (grouped). The accumulator is zeroed over n_slots
  * first; each head's KF_ROW_* goes to head_status[h], and a group's heads
- * after a failure are skipped (KF_ROW_OK). Units of one mode share no
- * memory but scratch. Returns nonzero when a head failed. */
+ * after a failure are skipped (KF_ROW_OK). Grouped Keyformer units with
+ * group_rows (may be NULL) score the group's rows in one kernel call.
+ * Units of one mode share no memory but scratch (score_rows * capacity
+ * floats). Returns nonzero when a head failed. */
 int kf_score_unit(kf_cache *c, uint32_t layer, uint32_t u,
-                  kf_head_score_fn score, const void *ctx, int tid,
-                  float *scratch, uint32_t n_slots, int grouped);
+                  kf_head_score_fn score, kf_group_rows_fn group_rows,
+                  const void *ctx, int tid, float *scratch, uint32_t n_slots,
+                  int grouped);
 
 /* KF_ENAN / KF_EEMPTYROW of the lowest failing head in [h0, h1) of
  * head_status, KF_OK if none. */
@@ -195,8 +211,8 @@ int kf_heads_status(const kf_cache *c, uint32_t h0, uint32_t h1);
  * written by one thread only. Returns KF_OK, or KF_ENAN / KF_EEMPTYROW of
  * the lowest failing head (the same for any thread count). */
 int kf_score_heads(kf_cache *c, uint32_t layer, kf_head_score_fn score,
-                   const void *ctx, uint32_t n_slots, int grouped,
-                   int parallel);
+                   kf_group_rows_fn group_rows, const void *ctx,
+                   uint32_t n_slots, int grouped, int parallel);
 
 /* Writes the positions of n_rows new slots past the layer's live slots:
  * invisible until kf_observe_commit, and read by the noise of the call. */

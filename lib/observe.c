@@ -41,8 +41,9 @@ int kf_score_row(const kf_cache *c, uint32_t layer, uint32_t h, uint32_t i,
         float inv_tau = 1.0f / kf_tau_at(&c->cfg, step);
         kf_noise_key key = kf_noise_row_key(c->cfg.seed, layer, h,
                                             l->next_pos + (int32_t)i);
-        return c->dsp.score_gumbel(acc, x, pos, visible, key, inv_tau,
-                                   scratch);
+        uint32_t failed;
+        return c->dsp.score_gumbel(acc, x, 0, 1, pos, visible, &key, inv_tau,
+                                   scratch, &failed);
     }
     return c->dsp.score_softmax(acc, x, visible, scratch);
 }
@@ -71,6 +72,48 @@ static int score_head(kf_cache *c, uint32_t layer, uint32_t h,
     return kf_score_view_head(c, layer, h, ctx, h, acc, scratch);
 }
 
+/* kf_group_rows_fn for host logits: KV head g's first query head. */
+static const float *group_rows(const kf_cache *c, uint32_t g, const void *ctx,
+                               size_t *stride)
+{
+    const kf_logits_view *v = ctx;
+    *stride = v->head_stride;
+    return v->data + (size_t)g * c->group * v->head_stride;
+}
+
+/* Keyformer, one row per head: the rows of KV head g's query heads, the
+ * m-th at x + m * stride, through one kernel call per score_rows heads
+ * (the same bits as one call per head). Each head's KF_ROW_* goes to
+ * head_status, heads after a failure count as KF_ROW_OK. */
+static int score_group_rows(kf_cache *c, uint32_t layer, uint32_t g,
+                            const float *x, size_t stride, uint32_t n,
+                            float *acc, float *scratch)
+{
+    const kf_layer *l = &c->layers[layer];
+    const int32_t *pos = c->positions + kf_lane(c, layer, g);
+    float inv_tau = 1.0f / kf_tau_at(&c->cfg, l->in_prompt ? 0 : l->steps + 1);
+    uint32_t h0 = g * c->group;
+    kf_noise_key keys[KF_SCORE_ROWS_MAX];
+    for (uint32_t m = 0; m < c->group; m++)
+        c->head_status[h0 + m] = KF_ROW_OK;
+    for (uint32_t m0 = 0; m0 < c->group; m0 += c->score_rows) {
+        uint32_t rows = c->group - m0 < c->score_rows ? c->group - m0
+                                                      : c->score_rows;
+        for (uint32_t r = 0; r < rows; r++)
+            keys[r] = kf_noise_row_key(c->cfg.seed, layer, h0 + m0 + r,
+                                       l->next_pos);
+        uint32_t failed;
+        int status = c->dsp.score_gumbel(acc, x + m0 * stride, stride, rows,
+                                         pos, n, keys, inv_tau, scratch,
+                                         &failed);
+        if (status) {
+            c->head_status[h0 + m0 + failed] = status;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Grouped (one row per call): a KV head's query heads, in order, add into
  * one accumulator, head_acc[g]. Per head: the accumulators of the general
  * path start at 0 and commit sums them in head order; with one row each
@@ -78,13 +121,19 @@ static int score_head(kf_cache *c, uint32_t layer, uint32_t h,
  * same additions and give the same bits, with one clear and one commit
  * pass per KV head instead of one per query head. */
 int kf_score_unit(kf_cache *c, uint32_t layer, uint32_t u,
-                  kf_head_score_fn score, const void *ctx, int tid,
-                  float *scratch, uint32_t n_slots, int grouped)
+                  kf_head_score_fn score, kf_group_rows_fn group_rows,
+                  const void *ctx, int tid, float *scratch, uint32_t n_slots,
+                  int grouped)
 {
     float *acc = c->head_acc + (size_t)u * c->cfg.capacity;
     memset(acc, 0, n_slots * sizeof *acc);
     if (!grouped)
         return c->head_status[u] = score(c, layer, u, ctx, tid, acc, scratch);
+    if (group_rows && c->cfg.policy == KF_POLICY_KEYFORMER) {
+        size_t stride;
+        const float *x = group_rows(c, u, ctx, &stride);
+        return score_group_rows(c, layer, u, x, stride, n_slots, acc, scratch);
+    }
     int failed = 0; /* the call fails: skip the group's later heads */
     for (uint32_t h = u * c->group; h < (u + 1) * c->group; h++) {
         c->head_status[h] = failed ? KF_ROW_OK
@@ -103,8 +152,8 @@ int kf_heads_status(const kf_cache *c, uint32_t h0, uint32_t h1)
 }
 
 int kf_score_heads(kf_cache *c, uint32_t layer, kf_head_score_fn score,
-                   const void *ctx, uint32_t n_slots, int grouped,
-                   int parallel)
+                   kf_group_rows_fn group_rows, const void *ctx,
+                   uint32_t n_slots, int grouped, int parallel)
 {
     uint32_t units = grouped ? c->cfg.n_kv_heads : c->cfg.n_heads;
 
@@ -120,14 +169,14 @@ int kf_score_heads(kf_cache *c, uint32_t layer, kf_head_score_fn score,
 #pragma omp parallel for num_threads(c->n_threads) schedule(dynamic, 1)
         for (uint32_t u = 0; u < units; u++) {
             int tid = kf_thread_id();
-            kf_score_unit(c, layer, u, score, ctx, tid,
-                          c->row_scratch + (size_t)tid * c->cfg.capacity,
+            kf_score_unit(c, layer, u, score, group_rows, ctx, tid,
+                          c->row_scratch + (size_t)tid * c->scratch_stride,
                           n_slots, grouped);
         }
     } else {
         for (uint32_t u = 0; u < units; u++)
-            kf_score_unit(c, layer, u, score, ctx, 0, c->row_scratch, n_slots,
-                          grouped);
+            kf_score_unit(c, layer, u, score, group_rows, ctx, 0,
+                          c->row_scratch, n_slots, grouped);
     }
     /* the lowest failing head decides the status: the same for any
      * thread count and either path */
@@ -197,7 +246,7 @@ int kf_observe_logits(kf_cache *c, int layer, const kf_logits_view *v)
     kf_observe_stage(c, (uint32_t)layer, v->n_rows);
     if (kf_policy_scores(c->cfg.policy)) {
         long work = (long)v->n_rows * v->n_slots * c->cfg.n_heads;
-        status = kf_score_heads(c, (uint32_t)layer, score_head, v,
+        status = kf_score_heads(c, (uint32_t)layer, score_head, group_rows, v,
                                 v->n_slots, grouped, work > 32768);
         if (status)
             return status;

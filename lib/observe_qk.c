@@ -241,7 +241,7 @@ int kf_observe_qk(kf_cache *c, int layer, const kf_query_view *q,
         call.causal = (q->flags & KF_LOGITS_CAUSAL) != 0;
         double work = (double)q->n_rows * call.n_slots * c->cfg.n_heads
                       * c->cfg.head_dim;
-        status = kf_score_heads(c, (uint32_t)layer, score_head_qk, &call,
+        status = kf_score_heads(c, (uint32_t)layer, score_head_qk, NULL, &call,
                                 call.n_slots, grouped, work > 262144.0);
         if (status)
             return status;

@@ -39,21 +39,32 @@ static int score_group_head(kf_cache *c, uint32_t layer, uint32_t h,
     return kf_score_view_head(c, layer, h, ctx, h % c->group, acc, scratch);
 }
 
+/* kf_group_rows_fn for a KV head's view: its first head. */
+static const float *group_rows(const kf_cache *c, uint32_t g, const void *ctx,
+                               size_t *stride)
+{
+    const kf_logits_view *v = ctx;
+    (void)c;
+    (void)g;
+    *stride = v->head_stride;
+    return v->data;
+}
+
 /* The query heads of KV head g, as kf_score_heads scores them (its units:
  * the KV head for one-row rounds, else each query head), with g's own
  * scratch. */
 static int score_kv_head(kf_cache *c, uint32_t layer, uint32_t g,
                          const kf_logits_view *v)
 {
-    float *scratch = c->kv_scratch + (size_t)g * c->cfg.capacity;
+    float *scratch = c->kv_scratch + (size_t)g * c->scratch_stride;
     uint32_t h0 = g * c->group, h1 = h0 + c->group;
     if (v->n_rows == 1)
-        kf_score_unit(c, layer, g, score_group_head, v, 0, scratch,
-                      v->n_slots, 1);
+        kf_score_unit(c, layer, g, score_group_head, group_rows, v, 0,
+                      scratch, v->n_slots, 1);
     else
         for (uint32_t h = h0; h < h1; h++)
-            if (kf_score_unit(c, layer, h, score_group_head, v, 0, scratch,
-                              v->n_slots, 0))
+            if (kf_score_unit(c, layer, h, score_group_head, NULL, v, 0,
+                              scratch, v->n_slots, 0))
                 break; /* later heads keep old statuses; none is read */
     return kf_heads_status(c, h0, h1);
 }

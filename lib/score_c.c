@@ -4,6 +4,7 @@
  * lane j % 16) folded by halves (8, 4, 2, 1), which vector code of any
  * width reproduces exactly. */
 #include <math.h>
+#include <string.h>
 
 #include "dsp.h"
 #include "fastmath.h"
@@ -18,28 +19,50 @@ static float fold_lanes(float lanes[SUM_LANES])
     return lanes[0];
 }
 
-/* acc[j] += scratch[j] / sum (one fused multiply-add each by 1 / sum),
- * sum being the lanes folded */
+/* acc[j] += e_r[j] * (1 / sum_r) for rows r in order, e_r = scratch +
+ * r * n and sum_r its lanes folded: one fused multiply-add per row. */
 static void add_normalised(float *acc, const float *scratch, uint32_t n,
-                           float lanes[SUM_LANES])
+                           uint32_t rows, float lanes[][SUM_LANES])
 {
-    float inv_sum = 1.0f / fold_lanes(lanes);
-    for (uint32_t j = 0; j < n; j++)
-        acc[j] = fmaf(scratch[j], inv_sum, acc[j]);
+    float inv_sum[KF_SCORE_ROWS_MAX];
+    for (uint32_t r = 0; r < rows; r++)
+        inv_sum[r] = 1.0f / fold_lanes(lanes[r]);
+    for (uint32_t j = 0; j < n; j++) {
+        float a = acc[j];
+        for (uint32_t r = 0; r < rows; r++)
+            a = fmaf(scratch[r * n + j], inv_sum[r], a);
+        acc[j] = a;
+    }
 }
 
-/* scratch[j] holds t_j; turns it into e^((t_j - max) * inv_tau) and adds
- * the normalised values to acc. */
-static void normalise_into(float *acc, float *scratch, uint32_t n, float max,
-                           float inv_tau)
+/* scratch[j] holds t_j; turns it into e^((t_j - max) * inv_tau), summed
+ * into lanes. */
+static void exp_pass(float *scratch, uint32_t n, float max, float inv_tau,
+                     float lanes[SUM_LANES])
 {
-    float lanes[SUM_LANES] = { 0 };
     for (uint32_t j = 0; j < n; j++) {
         float e = kf_exp_f32((scratch[j] - max) * inv_tau);
         scratch[j] = e;
         lanes[j % SUM_LANES] += e;
     }
-    add_normalised(acc, scratch, n, lanes);
+}
+
+/* The maximum of x (noise NULL) or of t = x + noise(key, pos) stored in
+ * scratch, with the NaN / +inf check of x. Returns KF_ROW_*. */
+static int max_pass(const float *x, const int32_t *pos, uint32_t n,
+                    const kf_noise_key *noise, float *scratch, float *max)
+{
+    float m = -INFINITY;
+    int bad = 0;
+    for (uint32_t j = 0; j < n; j++) {
+        float t = x[j];
+        bad |= (t != t) | (t == INFINITY);
+        if (noise)
+            t = scratch[j] = t + kf_gumbel_f32(*noise, pos[j]);
+        m = t > m ? t : m;
+    }
+    *max = m;
+    return bad ? KF_ROW_NAN : m == -INFINITY ? KF_ROW_EMPTY : KF_ROW_OK;
 }
 
 /* tau = 1, the prompt's temperature by default: e^(x + g) with
@@ -47,66 +70,52 @@ static void normalise_into(float *acc, float *scratch, uint32_t n, float max,
  * division (IEEE in every instruction set, so the bits stay common).
  * Shifting by max x instead of max (x + g) is safe: the largest term is
  * at least 1 / 16.7, and none exceeds 1.7e7. */
-static int score_unit_tau(float *acc, const float *x, const int32_t *pos,
-                          uint32_t n, kf_noise_key key, float *scratch)
+static void unit_tau_pass(float *scratch, const float *x, const int32_t *pos,
+                          uint32_t n, kf_noise_key key, float max,
+                          float lanes[SUM_LANES])
 {
-    float max = -INFINITY;
-    int bad = 0;
-    for (uint32_t j = 0; j < n; j++) {
-        float xj = x[j];
-        bad |= (xj != xj) | (xj == INFINITY);
-        max = xj > max ? xj : max;
-    }
-    if (bad)
-        return KF_ROW_NAN;
-    if (max == -INFINITY)
-        return KF_ROW_EMPTY;
-    float lanes[SUM_LANES] = { 0 };
     for (uint32_t j = 0; j < n; j++) {
         float e = kf_exp_f32(x[j] - max) / kf_exponential_f32(key, pos[j]);
         scratch[j] = e;
         lanes[j % SUM_LANES] += e;
     }
-    add_normalised(acc, scratch, n, lanes);
-    return KF_ROW_OK;
 }
 
+/* Row by row, pass by pass: the maximum (the noise too unless tau = 1),
+ * then e and its sum, then one pass adding every row to acc. */
 KF_SCORE_GUMBEL_FN(kf_score_gumbel_c)
 {
-    if (inv_tau == 1.0f)
-        return score_unit_tau(acc, x, pos, n, key, scratch);
-    float max = -INFINITY;
-    int bad = 0;
-    for (uint32_t j = 0; j < n; j++) {
-        float xj = x[j];
-        bad |= (xj != xj) | (xj == INFINITY);
-        float t = xj + kf_gumbel_f32(key, pos[j]);
-        scratch[j] = t;
-        max = t > max ? t : max;
+    float max[KF_SCORE_ROWS_MAX], lanes[KF_SCORE_ROWS_MAX][SUM_LANES] = { { 0 } };
+    int unit_tau = inv_tau == 1.0f;
+    for (uint32_t r = 0; r < rows; r++) {
+        int status = max_pass(x + r * x_stride, pos, n,
+                              unit_tau ? NULL : &keys[r], scratch + r * n,
+                              &max[r]);
+        if (status) {
+            *failed_row = r;
+            return status;
+        }
     }
-    if (bad)
-        return KF_ROW_NAN;
-    if (max == -INFINITY)
-        return KF_ROW_EMPTY;
-    normalise_into(acc, scratch, n, max, inv_tau);
+    for (uint32_t r = 0; r < rows; r++) {
+        if (unit_tau)
+            unit_tau_pass(scratch + r * n, x + r * x_stride, pos, n, keys[r],
+                          max[r], lanes[r]);
+        else
+            exp_pass(scratch + r * n, n, max[r], inv_tau, lanes[r]);
+    }
+    add_normalised(acc, scratch, n, rows, lanes);
     return KF_ROW_OK;
 }
 
 KF_SCORE_SOFTMAX_FN(kf_score_softmax_c)
 {
-    float max = -INFINITY;
-    int bad = 0;
-    for (uint32_t j = 0; j < n; j++) {
-        float xj = x[j];
-        bad |= (xj != xj) | (xj == INFINITY);
-        scratch[j] = xj;
-        max = xj > max ? xj : max;
-    }
-    if (bad)
-        return KF_ROW_NAN;
-    if (max == -INFINITY)
-        return KF_ROW_EMPTY;
-    normalise_into(acc, scratch, n, max, 1.0f);
+    float max, lanes[1][SUM_LANES] = { { 0 } };
+    int status = max_pass(x, NULL, n, NULL, NULL, &max);
+    if (status)
+        return status;
+    memcpy(scratch, x, n * sizeof *scratch);
+    exp_pass(scratch, n, max, 1.0f, lanes[0]);
+    add_normalised(acc, scratch, n, 1, lanes);
     return KF_ROW_OK;
 }
 

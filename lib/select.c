@@ -67,7 +67,7 @@ static void keep_by_score_any(const kf_cache *c, uint32_t *keep,
                                   uint32_t n, int32_t next_pos, int tid)
 {
     size_t at_thread = (size_t)tid * c->cfg.capacity;
-    float *ranked = c->row_scratch + at_thread;
+    float *ranked = c->row_scratch + (size_t)tid * c->scratch_stride;
     /* next_pos >= 0 and window <= capacity < 2^31: no overflow */
     int32_t recent = next_pos - (int32_t)c->window;
     for (uint32_t j = 0; j < n; j++)

@@ -214,8 +214,10 @@ static void test_score_paths(void **state)
                 sum += want[j] = exp(want[j] - max);
             for (int j = 0; j < N; j++)
                 acc[j] = 0.0f;
-            assert_int_equal(kf_score_gumbel_c(acc, x, pos, N, key, taus[t],
-                                               scratch), KF_ROW_OK);
+            uint32_t failed;
+            assert_int_equal(kf_score_gumbel_c(acc, x, 0, 1, pos, N, &key,
+                                               taus[t], scratch, &failed),
+                             KF_ROW_OK);
             for (int j = 0; j < N; j++) {
                 double y = want[j] / sum;
                 if (x[j] == -INFINITY)

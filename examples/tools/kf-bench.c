@@ -168,9 +168,12 @@ static void score_call(void *p)
     kf_noise_key key = { 0x12345678u };
     if (s->mode == SCORE_H2O)
         s->dsp->score_softmax(s->acc, s->x, s->n, s->scratch);
-    else
-        s->dsp->score_gumbel(s->acc, s->x, s->pos, s->n, key,
-                             s->mode == SCORE_PROMPT ? 1.0f : 0.8f, s->scratch);
+    else {
+        uint32_t failed;
+        s->dsp->score_gumbel(s->acc, s->x, 0, 1, s->pos, s->n, &key,
+                             s->mode == SCORE_PROMPT ? 1.0f : 0.8f, s->scratch,
+                             &failed);
+    }
 }
 
 static void bench_score(const options *o, const variant *v, int nv, int mode)

@@ -190,22 +190,33 @@ INLINE void exp_block(const float *src, float *dst, uint32_t valid,
     }
 }
 
-/* acc[j] += scratch[j] * (1 / sum of the 16 lanes) */
+/* acc[j] += e_r[j] * (1 / sum_r) for rows r in order, e_r = scratch +
+ * r * n, sum_r the 16 lanes of sum[r]: one fused multiply-add per row, as
+ * `rows` one-row updates. */
 static void add_normalised(float *acc, const float *scratch, uint32_t n,
-                           const float32x4_t sum[4])
+                           uint32_t rows, float32x4_t (*sum)[4])
 {
-    float32x4_t inv_sum = splat(1.0f / fold16(sum));
+    float inv_sum[KF_SCORE_ROWS_MAX];
+    for (uint32_t r = 0; r < rows; r++)
+        inv_sum[r] = 1.0f / fold16(sum[r]);
     uint32_t j = 0;
-    for (; j + VL <= n; j += VL)
-        vst1q_f32(acc + j, vfmaq_f32(vld1q_f32(acc + j), vld1q_f32(scratch + j),
-                                     inv_sum));
-    float s = vgetq_lane_f32(inv_sum, 0);
-    for (; j < n; j++)
-        acc[j] = fmaf(scratch[j], s, acc[j]);
+    for (; j + VL <= n; j += VL) {
+        float32x4_t a = vld1q_f32(acc + j);
+        for (uint32_t r = 0; r < rows; r++)
+            a = vfmaq_f32(a, vld1q_f32(scratch + r * n + j), splat(inv_sum[r]));
+        vst1q_f32(acc + j, a);
+    }
+    for (; j < n; j++) {
+        float a = acc[j];
+        for (uint32_t r = 0; r < rows; r++)
+            a = fmaf(scratch[r * n + j], inv_sum[r], a);
+        acc[j] = a;
+    }
 }
 
-/* The maximum of x[0..n) into *max, with the NaN / +inf check. */
-static int row_max(const float *x, uint32_t n, float *max)
+/* The maximum of x[0..n) into *max, with the NaN / +inf check of x;
+ * with noise (not NULL), of t = x + noise, stored back into noise. */
+static int row_max(const float *x, float *noise, uint32_t n, float *max)
 {
     float32x4_t vmax = splat(-INFINITY);
     uint32x4_t bad = vdupq_n_u32(0);
@@ -213,16 +224,22 @@ static int row_max(const float *x, uint32_t n, float *max)
     for (; j + VL <= n; j += VL) {
         if (j % 16 == 0) /* one prefetch per 64-byte line */
             __builtin_prefetch(x + j + KF_PREFETCH_AHEAD);
-        float32x4_t xj = vld1q_f32(x + j);
-        bad = vorrq_u32(bad, bad_lanes(xj));
-        vmax = vbslq_f32(vcgtq_f32(xj, vmax), xj, vmax);
+        float32x4_t t = vld1q_f32(x + j);
+        bad = vorrq_u32(bad, bad_lanes(t));
+        if (noise) {
+            t = vaddq_f32(t, vld1q_f32(noise + j));
+            vst1q_f32(noise + j, t);
+        }
+        vmax = vbslq_f32(vcgtq_f32(t, vmax), t, vmax);
     }
     float m = max_of(vmax);
     int bad_tail = 0;
     for (; j < n; j++) {
-        float xj = x[j];
-        bad_tail |= (xj != xj) | (xj == INFINITY);
-        m = xj > m ? xj : m;
+        float t = x[j];
+        bad_tail |= (t != t) | (t == INFINITY);
+        if (noise)
+            t = noise[j] = t + noise[j];
+        m = t > m ? t : m;
     }
     if (any(bad) || bad_tail)
         return KF_ROW_NAN;
@@ -230,13 +247,13 @@ static int row_max(const float *x, uint32_t n, float *max)
     return m == -INFINITY ? KF_ROW_EMPTY : KF_ROW_OK;
 }
 
-/* scratch[j] = e^((src[j] - max) * inv_tau); acc[j] += scratch[j] / sum.
- * A tail shorter than a block goes through a zero-padded copy. */
-static void normalise_into(float *acc, const float *src, float *scratch,
-                           uint32_t n, float max, float inv_tau)
+/* scratch[j] = e^((src[j] - max) * inv_tau) (src may be scratch),
+ * summed into sum. A tail shorter than a block goes through a
+ * zero-padded copy. */
+static void exp_pass(float *scratch, const float *src, uint32_t n, float max,
+                     float inv_tau, float32x4_t sum[4])
 {
     float32x4_t vmax = splat(max), vinv = splat(inv_tau);
-    float32x4_t sum[4] = { splat(0.0f), splat(0.0f), splat(0.0f), splat(0.0f) };
     uint32_t j = 0;
     for (; j + BLOCK <= n; j += BLOCK)
         exp_block(src + j, scratch + j, BLOCK, vmax, vinv, sum);
@@ -248,7 +265,6 @@ static void normalise_into(float *acc, const float *src, float *scratch,
         exp_block(in, out, left, vmax, vinv, sum);
         memcpy(scratch + j, out, left * sizeof *out);
     }
-    add_normalised(acc, scratch, n, sum);
 }
 
 /* tau = 1 (see lib/score_c.c): one block of BLOCK elements,
@@ -279,15 +295,11 @@ INLINE void unit_tau_block(const float *x, const int32_t *pos, float *dst,
     }
 }
 
-static int score_unit_tau(float *acc, const float *x, const int32_t *pos,
-                          uint32_t n, uint32x4_t salt, float *scratch)
+static void unit_tau_pass(float *scratch, const float *x, const int32_t *pos,
+                          uint32_t n, uint32x4_t salt, float max,
+                          float32x4_t sum[4])
 {
-    float max;
-    int status = row_max(x, n, &max);
-    if (status)
-        return status;
     float32x4_t vmax = splat(max);
-    float32x4_t sum[4] = { splat(0.0f), splat(0.0f), splat(0.0f), splat(0.0f) };
     uint32_t j = 0;
     for (; j + BLOCK <= n; j += BLOCK)
         unit_tau_block(x + j, pos + j, scratch + j, BLOCK, vmax, salt, sum);
@@ -302,17 +314,13 @@ static int score_unit_tau(float *acc, const float *x, const int32_t *pos,
         unit_tau_block(in, pt, out, left, vmax, salt, sum);
         memcpy(scratch + j, out, left * sizeof *out);
     }
-    add_normalised(acc, scratch, n, sum);
-    return KF_ROW_OK;
 }
 
-KF_SCORE_GUMBEL_FN(kf_score_gumbel_neon)
+/* scratch[j] = x[j] + gumbel(salt, pos[j]) and its maximum: the noise
+ * alone first (the heavy part), then the sum with the NaN checks. */
+static int noised_max(float *scratch, const float *x, const int32_t *pos,
+                      uint32_t n, uint32x4_t salt, float *max)
 {
-    uint32x4_t salt = vdupq_n_u32(key.salt);
-    if (inv_tau == 1.0f)
-        return score_unit_tau(acc, x, pos, n, salt, scratch);
-    /* the noise alone first (the heavy part), then t = x + noise with the
-     * NaN checks and the maximum */
     uint32_t j = 0;
     for (; j + BLOCK <= n; j += BLOCK) {
         float32x4_t g[U];
@@ -330,42 +338,51 @@ KF_SCORE_GUMBEL_FN(kf_score_gumbel_neon)
         EACH(k) vst1q_f32(gt + k * VL, g[k]);
         memcpy(scratch + j, gt, left * sizeof *gt);
     }
-    float32x4_t vmax = splat(-INFINITY);
-    uint32x4_t bad = vdupq_n_u32(0);
-    for (j = 0; j + VL <= n; j += VL) {
-        if (j % 16 == 0) /* one prefetch per 64-byte line */
-            __builtin_prefetch(x + j + KF_PREFETCH_AHEAD);
-        float32x4_t xj = vld1q_f32(x + j);
-        bad = vorrq_u32(bad, bad_lanes(xj));
-        float32x4_t t = vaddq_f32(xj, vld1q_f32(scratch + j));
-        vst1q_f32(scratch + j, t);
-        vmax = vbslq_f32(vcgtq_f32(t, vmax), t, vmax);
+    return row_max(x, scratch, n, max);
+}
+
+/* Each pass runs over all rows before the next starts, so one row's
+ * pass hides the latency of another's reductions. */
+KF_SCORE_GUMBEL_FN(kf_score_gumbel_neon)
+{
+    float max[KF_SCORE_ROWS_MAX];
+    float32x4_t sum[KF_SCORE_ROWS_MAX][4];
+    int unit_tau = inv_tau == 1.0f;
+    for (uint32_t r = 0; r < rows; r++) {
+        const float *xr = x + r * x_stride;
+        int status = unit_tau ? row_max(xr, NULL, n, &max[r])
+                              : noised_max(scratch + r * n, xr, pos, n,
+                                           vdupq_n_u32(keys[r].salt), &max[r]);
+        if (status) {
+            *failed_row = r;
+            return status;
+        }
     }
-    float max = max_of(vmax);
-    int bad_tail = 0;
-    for (; j < n; j++) {
-        float xj = x[j];
-        bad_tail |= (xj != xj) | (xj == INFINITY);
-        float t = xj + scratch[j];
-        scratch[j] = t;
-        max = t > max ? t : max;
+    for (uint32_t r = 0; r < rows; r++) {
+        for (int i = 0; i < 4; i++)
+            sum[r][i] = splat(0.0f);
+        if (unit_tau)
+            unit_tau_pass(scratch + r * n, x + r * x_stride, pos, n,
+                          vdupq_n_u32(keys[r].salt), max[r], sum[r]);
+        else
+            exp_pass(scratch + r * n, scratch + r * n, n, max[r], inv_tau,
+                     sum[r]);
     }
-    if (any(bad) || bad_tail)
-        return KF_ROW_NAN;
-    if (max == -INFINITY)
-        return KF_ROW_EMPTY;
-    normalise_into(acc, scratch, scratch, n, max, inv_tau);
+    add_normalised(acc, scratch, n, rows, sum);
     return KF_ROW_OK;
 }
 
 KF_SCORE_SOFTMAX_FN(kf_score_softmax_neon)
 {
     float max;
-    int status = row_max(x, n, &max);
+    int status = row_max(x, NULL, n, &max);
     if (status)
         return status;
     /* the C code copies x to scratch first; reading x is the same */
-    normalise_into(acc, x, scratch, n, max, 1.0f);
+    float32x4_t sum[1][4] = { { splat(0.0f), splat(0.0f), splat(0.0f),
+                                splat(0.0f) } };
+    exp_pass(scratch, x, n, max, 1.0f, sum[0]);
+    add_normalised(acc, scratch, n, 1, sum);
     return KF_ROW_OK;
 }
 

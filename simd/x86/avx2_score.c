@@ -180,17 +180,23 @@ static __m256 bad_lanes(__m256 x)
     return _mm256_cmp_ps(x, splat(INFINITY), _CMP_NLT_UQ); /* !(x < inf) */
 }
 
-/* acc[j] += scratch[j] * (1 / sum of the two halves' 16 lanes) */
+/* acc[j] += e_r[j] * (1 / sum_r) for rows r in order, e_r = scratch +
+ * r * n, sum_r the 16 lanes of half[r][0..1]: one fused multiply-add per
+ * row, as `rows` one-row updates. */
 static void add_normalised(float *acc, const float *scratch, uint32_t n,
-                           const __m256 half[2])
+                           uint32_t rows, __m256 (*half)[2])
 {
-    __m256 inv_sum = splat(1.0f / fold16(half[0], half[1]));
+    __m256 inv_sum[KF_SCORE_ROWS_MAX];
+    for (uint32_t r = 0; r < rows; r++)
+        inv_sum[r] = splat(1.0f / fold16(half[r][0], half[r][1]));
     for (uint32_t j = 0; j < n; j += VL) {
         uint32_t left = n - j;
         __m256i m = tail_mask(left);
-        __m256 e = loadu_mask(scratch + j, m, left);
         __m256 a = loadu_mask(acc + j, m, left);
-        storeu_mask(acc + j, m, left, _mm256_fmadd_ps(e, inv_sum, a));
+        for (uint32_t r = 0; r < rows; r++)
+            a = _mm256_fmadd_ps(loadu_mask(scratch + r * n + j, m, left),
+                                inv_sum[r], a);
+        storeu_mask(acc + j, m, left, a);
     }
 }
 
@@ -213,14 +219,13 @@ static int row_max(const float *x, uint32_t n, float *max)
     return *max == -INFINITY ? KF_ROW_EMPTY : KF_ROW_OK;
 }
 
-/* scratch[j] = e^((src[j] - max) * inv_tau); acc[j] += scratch[j] / sum.
- * Blocks of U vectors (U/2 rounds of lanes 0-7 then 8-15), the last one
- * masked. */
-static void normalise_into(float *acc, const float *src, float *scratch,
-                           uint32_t n, float max, float inv_tau)
+/* scratch[j] = e^((src[j] - max) * inv_tau) (src may be scratch), summed
+ * into half[0..1]. Blocks of U vectors (U/2 rounds of lanes 0-7 then
+ * 8-15), the last one masked. */
+static void exp_pass(float *scratch, const float *src, uint32_t n, float max,
+                     float inv_tau, __m256 half[2])
 {
     __m256 vmax = splat(max), vinv = splat(inv_tau);
-    __m256 half[2] = { _mm256_setzero_ps(), _mm256_setzero_ps() };
     uint32_t j = 0;
     for (; j + U * VL <= n; j += U * VL) {
         __m256 e[U];
@@ -252,7 +257,6 @@ static void normalise_into(float *acc, const float *src, float *scratch,
                                         _mm256_and_ps(e[k], _mm256_castsi256_ps(m[k])));
         }
     }
-    add_normalised(acc, scratch, n, half);
 }
 
 /* One block of u <= U vectors from j: t = x + noise into scratch, with
@@ -320,30 +324,22 @@ INLINE void unit_tau_block(float *scratch, const float *x, const int32_t *pos,
     }
 }
 
-static int score_unit_tau(float *acc, const float *x, const int32_t *pos,
-                          uint32_t n, __m256i salt, float *scratch)
+static void unit_tau_pass(float *scratch, const float *x, const int32_t *pos,
+                          uint32_t n, __m256i salt, float max, __m256 half[2])
 {
-    float max;
-    int status = row_max(x, n, &max);
-    if (status)
-        return status;
     __m256 vmax = splat(max);
-    __m256 half[2] = { _mm256_setzero_ps(), _mm256_setzero_ps() };
     uint32_t j = 0;
     for (; j + U * VL <= n; j += U * VL)
         unit_tau_block(scratch, x, pos, j, n - j, U, salt, vmax, half);
     if (j < n)
         unit_tau_block(scratch, x, pos, j, n - j, (int)((n - j + VL - 1) / VL),
                        salt, vmax, half);
-    add_normalised(acc, scratch, n, half);
-    return KF_ROW_OK;
 }
 
-KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx2)
+/* scratch[j] = x[j] + gumbel(salt, pos[j]) and its maximum. */
+static int noised_max(float *scratch, const float *x, const int32_t *pos,
+                      uint32_t n, __m256i salt, float *max)
 {
-    __m256i salt = isplat(key.salt);
-    if (inv_tau == 1.0f)
-        return score_unit_tau(acc, x, pos, n, salt, scratch);
     __m256 vmax = splat(-INFINITY), bad = _mm256_setzero_ps();
     uint32_t j = 0;
     for (; j + U * VL <= n; j += U * VL)
@@ -353,10 +349,37 @@ KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx2)
                      &vmax, &bad);
     if (_mm256_movemask_ps(bad))
         return KF_ROW_NAN;
-    float max = max8(vmax);
-    if (max == -INFINITY)
-        return KF_ROW_EMPTY;
-    normalise_into(acc, scratch, scratch, n, max, inv_tau);
+    *max = max8(vmax);
+    return *max == -INFINITY ? KF_ROW_EMPTY : KF_ROW_OK;
+}
+
+/* Each pass runs over all rows before the next starts, so one row's
+ * pass hides the latency of another's reductions. */
+KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx2)
+{
+    float max[KF_SCORE_ROWS_MAX];
+    __m256 half[KF_SCORE_ROWS_MAX][2];
+    int unit_tau = inv_tau == 1.0f;
+    for (uint32_t r = 0; r < rows; r++) {
+        const float *xr = x + r * x_stride;
+        int status = unit_tau ? row_max(xr, n, &max[r])
+                              : noised_max(scratch + r * n, xr, pos, n,
+                                           isplat(keys[r].salt), &max[r]);
+        if (status) {
+            *failed_row = r;
+            return status;
+        }
+    }
+    for (uint32_t r = 0; r < rows; r++) {
+        half[r][0] = half[r][1] = _mm256_setzero_ps();
+        if (unit_tau)
+            unit_tau_pass(scratch + r * n, x + r * x_stride, pos, n,
+                          isplat(keys[r].salt), max[r], half[r]);
+        else
+            exp_pass(scratch + r * n, scratch + r * n, n, max[r], inv_tau,
+                     half[r]);
+    }
+    add_normalised(acc, scratch, n, rows, half);
     return KF_ROW_OK;
 }
 
@@ -367,7 +390,9 @@ KF_SCORE_SOFTMAX_FN(kf_score_softmax_avx2)
     if (status)
         return status;
     /* the C code copies x to scratch first; reading x is the same */
-    normalise_into(acc, x, scratch, n, max, 1.0f);
+    __m256 half[1][2] = { { _mm256_setzero_ps(), _mm256_setzero_ps() } };
+    exp_pass(scratch, x, n, max, 1.0f, half[0]);
+    add_normalised(acc, scratch, n, 1, half);
     return KF_ROW_OK;
 }
 

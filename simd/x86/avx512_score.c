@@ -146,19 +146,6 @@ INLINE void block_masks(__mmask16 *m, uint32_t left, int u)
         m[k] = left > (uint32_t)k * VL ? tail_mask(left - (uint32_t)k * VL) : 0;
 }
 
-/* acc[j] += scratch[j] * (1 / sum of the 16 lanes) */
-static void add_normalised(float *acc, const float *scratch, uint32_t n,
-                           __m512 sum)
-{
-    __m512 inv_sum = splat(1.0f / fold16(sum));
-    for (uint32_t j = 0; j < n; j += VL) {
-        __mmask16 m = tail_mask(n - j);
-        __m512 e = _mm512_maskz_loadu_ps(m, scratch + j);
-        __m512 a = _mm512_maskz_loadu_ps(m, acc + j);
-        _mm512_mask_storeu_ps(acc + j, m, _mm512_fmadd_ps(e, inv_sum, a));
-    }
-}
-
 /* The maximum of x[0..n) into *max, with the NaN / +inf check. */
 static int row_max(const float *x, uint32_t n, float *max)
 {
@@ -179,208 +166,213 @@ static int row_max(const float *x, uint32_t n, float *max)
 
 /* Vectors the last, partial block of `left` < U * VL elements runs: the
  * fewest of 1, 2, 4 or U that cover it. Each count is a compile-time
- * constant at its call, so the block's arrays stay in registers (with a
- * run-time count they went to the stack, and a 127-element block cost
- * 2.8 full ones); the extra vectors run fully masked. */
+ * constant at its call (PARTIAL_BLOCK), so the block's arrays stay in
+ * registers (with a run-time count they went to the stack, and a
+ * 127-element block cost 2.8 full ones); the extra vectors run fully
+ * masked. */
 static int block_vectors(uint32_t left)
 {
     return left <= VL ? 1 : left <= 2 * VL ? 2 : left <= 4 * VL ? 4 : U;
 }
 
-/* One block of u <= U vectors from j of the exp pass below; lanes outside
- * m[k] are skipped (m == NULL: a full block, plain loads and stores). */
-INLINE void exp_block(float *scratch, const float *src, uint32_t j, int u,
-                      const __mmask16 *m, __m512 vmax, __m512 vinv,
-                      __m512 *sum)
+/* Whole blocks of U vectors from 0, then the partial one, through the
+ * block function BLOCK(j, u, m) (m NULL for whole blocks; else the masks
+ * of the u vectors, in the caller's __mmask16 masks[U]). */
+#define FOR_EACH_BLOCK(n, BLOCK)                                              \
+    do {                                                                      \
+        uint32_t j_ = 0;                                                      \
+        for (; j_ + U * VL <= (n); j_ += U * VL)                              \
+            BLOCK(j_, U, NULL);                                               \
+        uint32_t left_ = (n) - j_;                                            \
+        switch (left_ ? block_vectors(left_) : 0) {                           \
+        case 0:                                                               \
+            break;                                                            \
+        case 1:                                                               \
+            block_masks(masks, left_, 1);                                     \
+            BLOCK(j_, 1, masks);                                              \
+            break;                                                            \
+        case 2:                                                               \
+            block_masks(masks, left_, 2);                                     \
+            BLOCK(j_, 2, masks);                                              \
+            break;                                                            \
+        case 4:                                                               \
+            block_masks(masks, left_, 4);                                     \
+            BLOCK(j_, 4, masks);                                              \
+            break;                                                            \
+        default:                                                              \
+            block_masks(masks, left_, U);                                     \
+            BLOCK(j_, U, masks);                                              \
+            break;                                                            \
+        }                                                                     \
+    } while (0)
+
+INLINE __m512 load_block(const float *p, const __mmask16 *m, int k)
 {
-    __m512 e[U];
-    for (int k = 0; k < u; k++) {
-        const float *s = src + j + k * VL;
-        __m512 t = m ? _mm512_maskz_loadu_ps(m[k], s) : _mm512_loadu_ps(s);
-        e[k] = _mm512_mul_ps(_mm512_sub_ps(t, vmax), vinv);
-    }
-    exp_ps(e, u);
+    return m ? _mm512_maskz_loadu_ps(m[k], p) : _mm512_loadu_ps(p);
+}
+
+/* dst[j + k*VL] = e[k] and *sum += e[k], in vector order, lanes outside
+ * m[k] skipped. */
+INLINE void store_and_sum(float *dst, const __m512 *e, int u,
+                          const __mmask16 *m, __m512 *sum)
+{
     for (int k = 0; k < u; k++) {
         if (m) {
-            _mm512_mask_storeu_ps(scratch + j + k * VL, m[k], e[k]);
+            _mm512_mask_storeu_ps(dst + k * VL, m[k], e[k]);
             *sum = _mm512_mask_add_ps(*sum, m[k], *sum, e[k]);
         } else {
-            _mm512_storeu_ps(scratch + j + k * VL, e[k]);
+            _mm512_storeu_ps(dst + k * VL, e[k]);
             *sum = _mm512_add_ps(*sum, e[k]);
         }
     }
 }
 
-/* t = src[j] (already noised, or the logits); scratch[j] = e^((t - max) *
- * inv_tau); then acc[j] += scratch[j] * (1 / sum). Blocks of U vectors,
- * the last one masked; the sum takes the vectors in index order. */
-static void normalise_into(float *acc, const float *src, float *scratch,
-                           uint32_t n, float max, float inv_tau)
+/* One block of the exp pass: dst = e^((src - max) * inv_tau), summed. */
+INLINE void exp_block(float *dst, const float *src, int u, const __mmask16 *m,
+                      __m512 vmax, __m512 vinv, __m512 *sum)
 {
-    __m512 vmax = splat(max), vinv = splat(inv_tau), sum = _mm512_setzero_ps();
-    __mmask16 m[U];
-    uint32_t j = 0;
-    for (; j + U * VL <= n; j += U * VL)
-        exp_block(scratch, src, j, U, NULL, vmax, vinv, &sum);
-    switch (j < n ? block_vectors(n - j) : 0) {
-    case 0:
-        break;
-    case 1:
-        block_masks(m, n - j, 1);
-        exp_block(scratch, src, j, 1, m, vmax, vinv, &sum);
-        break;
-    case 2:
-        block_masks(m, n - j, 2);
-        exp_block(scratch, src, j, 2, m, vmax, vinv, &sum);
-        break;
-    case 4:
-        block_masks(m, n - j, 4);
-        exp_block(scratch, src, j, 4, m, vmax, vinv, &sum);
-        break;
-    default:
-        block_masks(m, n - j, U);
-        exp_block(scratch, src, j, U, m, vmax, vinv, &sum);
-        break;
-    }
-    add_normalised(acc, scratch, n, sum);
+    __m512 e[U];
+    for (int k = 0; k < u; k++)
+        e[k] = _mm512_mul_ps(_mm512_sub_ps(load_block(src + k * VL, m, k), vmax),
+                             vinv);
+    exp_ps(e, u);
+    store_and_sum(dst, e, u, m, sum);
 }
 
-/* One block of u <= U vectors from j: t = x + noise into scratch, with
- * the NaN checks and the running maximum; lanes outside m[k] are
- * skipped. */
-INLINE void noised_block(float *scratch, const float *x, const int32_t *pos,
-                         uint32_t j, int u, const __mmask16 *m, __m512i salt,
-                         __m512 *vmax, __mmask16 *bad)
+/* scratch[j] = e^((src[j] - max) * inv_tau) (src may be scratch); returns
+ * the 16 lane sums, vectors added in index order. */
+static __m512 exp_pass(float *scratch, const float *src, uint32_t n, float max,
+                       float inv_tau)
+{
+    __m512 vmax = splat(max), vinv = splat(inv_tau), sum = _mm512_setzero_ps();
+    __mmask16 masks[U];
+#define EXP_BLOCK(j, u, m) \
+    exp_block(scratch + (j), src + (j), u, m, vmax, vinv, &sum)
+    FOR_EACH_BLOCK(n, EXP_BLOCK);
+#undef EXP_BLOCK
+    return sum;
+}
+
+/* One block of the noise pass: t = x + noise into dst, with the NaN
+ * checks and the running maximum. */
+INLINE void noised_block(float *dst, const float *x, const int32_t *pos, int u,
+                         const __mmask16 *m, __m512i salt, __m512 *vmax,
+                         __mmask16 *bad)
 {
     __m512i p[U];
     __m512 g[U];
     for (int k = 0; k < u; k++) {
-        p[k] = _mm512_maskz_loadu_epi32(m[k], pos + j + k * VL);
-        _mm_prefetch((const char *)(x + j + KF_PREFETCH_AHEAD + k * VL),
+        p[k] = m ? _mm512_maskz_loadu_epi32(m[k], pos + k * VL)
+                 : _mm512_loadu_si512(pos + k * VL);
+        _mm_prefetch((const char *)(x + KF_PREFETCH_AHEAD + k * VL),
                      _MM_HINT_T0);
     }
     gumbel_ps(g, p, u, salt);
     for (int k = 0; k < u; k++) {
-        __m512 xj = _mm512_maskz_loadu_ps(m[k], x + j + k * VL);
-        *bad |= bad_lanes(m[k], xj);
+        __mmask16 mk = m ? m[k] : (__mmask16)0xffff;
+        __m512 xj = load_block(x + k * VL, m, k);
+        *bad |= bad_lanes(mk, xj);
         __m512 t = _mm512_add_ps(xj, g[k]);
-        _mm512_mask_storeu_ps(scratch + j + k * VL, m[k], t);
-        *vmax = _mm512_mask_max_ps(*vmax, m[k], t, *vmax);
+        _mm512_mask_storeu_ps(dst + k * VL, mk, t);
+        *vmax = _mm512_mask_max_ps(*vmax, mk, t, *vmax);
     }
 }
 
-/* tau = 1 (see lib/score_c.c): one block of u <= U vectors from j,
- * scratch[j] = e^(x[j] - max) / E[j] and the sum; lanes outside m[k]
- * (m == NULL: none) are skipped. */
-INLINE void unit_tau_block(float *scratch, const float *x, const int32_t *pos,
-                           uint32_t j, int u, const __mmask16 *m, __m512i salt,
+/* scratch[j] = x[j] + gumbel(salt, pos[j]) and its maximum. */
+static int noised_max(float *scratch, const float *x, const int32_t *pos,
+                      uint32_t n, __m512i salt, float *max)
+{
+    __m512 vmax = splat(-INFINITY);
+    __mmask16 bad = 0, masks[U];
+#define NOISED_BLOCK(j, u, m) \
+    noised_block(scratch + (j), x + (j), pos + (j), u, m, salt, &vmax, &bad)
+    FOR_EACH_BLOCK(n, NOISED_BLOCK);
+#undef NOISED_BLOCK
+    if (bad)
+        return KF_ROW_NAN;
+    *max = max16(vmax);
+    return *max == -INFINITY ? KF_ROW_EMPTY : KF_ROW_OK;
+}
+
+/* tau = 1 (see lib/score_c.c): one block of dst = e^(x - max) / E. */
+INLINE void unit_tau_block(float *dst, const float *x, const int32_t *pos,
+                           int u, const __mmask16 *m, __m512i salt,
                            __m512 vmax, __m512 *sum)
 {
     __m512i h[U];
     __m512 big_e[U], e[U];
-    for (int k = 0; k < u; k++) {
-        const int32_t *p = pos + j + k * VL;
-        h[k] = _mm512_xor_si512(m ? _mm512_maskz_loadu_epi32(m[k], p)
-                                  : _mm512_loadu_si512(p),
+    for (int k = 0; k < u; k++)
+        h[k] = _mm512_xor_si512(m ? _mm512_maskz_loadu_epi32(m[k], pos + k * VL)
+                                  : _mm512_loadu_si512(pos + k * VL),
                                 salt);
-    }
     hash32(h, u);
     for (int k = 0; k < u; k++)
         big_e[k] = _mm512_cvtepi32_ps(
             _mm512_or_si512(_mm512_srli_epi32(h[k], 8), _mm512_set1_epi32(1)));
     neg_ln_ps(big_e, u, 24);
-    for (int k = 0; k < u; k++) {
-        const float *s = x + j + k * VL;
-        e[k] = _mm512_sub_ps(m ? _mm512_maskz_loadu_ps(m[k], s) : _mm512_loadu_ps(s),
-                             vmax);
-    }
+    for (int k = 0; k < u; k++)
+        e[k] = _mm512_sub_ps(load_block(x + k * VL, m, k), vmax);
     exp_ps(e, u);
-    for (int k = 0; k < u; k++) {
+    for (int k = 0; k < u; k++)
         e[k] = _mm512_div_ps(e[k], big_e[k]);
-        if (m) {
-            _mm512_mask_storeu_ps(scratch + j + k * VL, m[k], e[k]);
-            *sum = _mm512_mask_add_ps(*sum, m[k], *sum, e[k]);
-        } else {
-            _mm512_storeu_ps(scratch + j + k * VL, e[k]);
-            *sum = _mm512_add_ps(*sum, e[k]);
-        }
-    }
+    store_and_sum(dst, e, u, m, sum);
 }
 
-static int score_unit_tau(float *acc, const float *x, const int32_t *pos,
-                          uint32_t n, __m512i salt, float *scratch)
+static __m512 unit_tau_pass(float *scratch, const float *x, const int32_t *pos,
+                            uint32_t n, __m512i salt, float max)
 {
-    float max;
-    int status = row_max(x, n, &max);
-    if (status)
-        return status;
     __m512 vmax = splat(max), sum = _mm512_setzero_ps();
-    __mmask16 m[U];
-    uint32_t j = 0;
-    for (; j + U * VL <= n; j += U * VL)
-        unit_tau_block(scratch, x, pos, j, U, NULL, salt, vmax, &sum);
-    switch (j < n ? block_vectors(n - j) : 0) {
-    case 0:
-        break;
-    case 1:
-        block_masks(m, n - j, 1);
-        unit_tau_block(scratch, x, pos, j, 1, m, salt, vmax, &sum);
-        break;
-    case 2:
-        block_masks(m, n - j, 2);
-        unit_tau_block(scratch, x, pos, j, 2, m, salt, vmax, &sum);
-        break;
-    case 4:
-        block_masks(m, n - j, 4);
-        unit_tau_block(scratch, x, pos, j, 4, m, salt, vmax, &sum);
-        break;
-    default:
-        block_masks(m, n - j, U);
-        unit_tau_block(scratch, x, pos, j, U, m, salt, vmax, &sum);
-        break;
-    }
-    add_normalised(acc, scratch, n, sum);
-    return KF_ROW_OK;
+    __mmask16 masks[U];
+#define UNIT_TAU_BLOCK(j, u, m) \
+    unit_tau_block(scratch + (j), x + (j), pos + (j), u, m, salt, vmax, &sum)
+    FOR_EACH_BLOCK(n, UNIT_TAU_BLOCK);
+#undef UNIT_TAU_BLOCK
+    return sum;
 }
 
+/* acc[j] += e_r[j] * (1 / sum_r) for rows r in order, e_r = scratch +
+ * r * n: one fused multiply-add per row, as `rows` one-row updates. */
+static void add_normalised(float *acc, const float *scratch, uint32_t n,
+                           uint32_t rows, const __m512 *sum)
+{
+    __m512 inv_sum[KF_SCORE_ROWS_MAX];
+    for (uint32_t r = 0; r < rows; r++)
+        inv_sum[r] = splat(1.0f / fold16(sum[r]));
+    for (uint32_t j = 0; j < n; j += VL) {
+        __mmask16 m = tail_mask(n - j);
+        __m512 a = _mm512_maskz_loadu_ps(m, acc + j);
+        for (uint32_t r = 0; r < rows; r++)
+            a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, scratch + r * n + j),
+                                inv_sum[r], a);
+        _mm512_mask_storeu_ps(acc + j, m, a);
+    }
+}
+
+/* Each pass runs over all rows before the next starts, so one row's
+ * pass hides the latency of another's reductions. */
 KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx512)
 {
-    __m512i salt = _mm512_set1_epi32((int)key.salt);
-    if (inv_tau == 1.0f)
-        return score_unit_tau(acc, x, pos, n, salt, scratch);
-    __m512 vmax = splat(-INFINITY);
-    __mmask16 bad = 0, full[U], m[U];
-    for (int k = 0; k < U; k++)
-        full[k] = 0xffff;
-    uint32_t j = 0;
-    for (; j + U * VL <= n; j += U * VL)
-        noised_block(scratch, x, pos, j, U, full, salt, &vmax, &bad);
-    switch (j < n ? block_vectors(n - j) : 0) {
-    case 0:
-        break;
-    case 1:
-        block_masks(m, n - j, 1);
-        noised_block(scratch, x, pos, j, 1, m, salt, &vmax, &bad);
-        break;
-    case 2:
-        block_masks(m, n - j, 2);
-        noised_block(scratch, x, pos, j, 2, m, salt, &vmax, &bad);
-        break;
-    case 4:
-        block_masks(m, n - j, 4);
-        noised_block(scratch, x, pos, j, 4, m, salt, &vmax, &bad);
-        break;
-    default:
-        block_masks(m, n - j, U);
-        noised_block(scratch, x, pos, j, U, m, salt, &vmax, &bad);
-        break;
+    float max[KF_SCORE_ROWS_MAX];
+    __m512 sum[KF_SCORE_ROWS_MAX];
+    int unit_tau = inv_tau == 1.0f;
+    for (uint32_t r = 0; r < rows; r++) {
+        const float *xr = x + r * x_stride;
+        int status = unit_tau ? row_max(xr, n, &max[r])
+                              : noised_max(scratch + r * n, xr, pos, n,
+                                           _mm512_set1_epi32((int)keys[r].salt),
+                                           &max[r]);
+        if (status) {
+            *failed_row = r;
+            return status;
+        }
     }
-    if (bad)
-        return KF_ROW_NAN;
-    float max = max16(vmax);
-    if (max == -INFINITY)
-        return KF_ROW_EMPTY;
-    normalise_into(acc, scratch, scratch, n, max, inv_tau);
+    for (uint32_t r = 0; r < rows; r++)
+        sum[r] = unit_tau
+                     ? unit_tau_pass(scratch + r * n, x + r * x_stride, pos, n,
+                                     _mm512_set1_epi32((int)keys[r].salt), max[r])
+                     : exp_pass(scratch + r * n, scratch + r * n, n, max[r],
+                                inv_tau);
+    add_normalised(acc, scratch, n, rows, sum);
     return KF_ROW_OK;
 }
 
@@ -391,7 +383,8 @@ KF_SCORE_SOFTMAX_FN(kf_score_softmax_avx512)
     if (status)
         return status;
     /* the C code copies x to scratch first; reading x is the same */
-    normalise_into(acc, x, scratch, n, max, 1.0f);
+    __m512 sum = exp_pass(scratch, x, n, max, 1.0f);
+    add_normalised(acc, scratch, n, 1, &sum);
     return KF_ROW_OK;
 }
 

@@ -3,6 +3,7 @@
  * scratch and unaligned starts. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
@@ -139,13 +140,14 @@ typedef struct bufs {
     guarded x, pos, acc, scratch;
 } bufs;
 
-static void bufs_alloc(bufs *b, uint32_t n, rng *r)
+static void bufs_alloc(bufs *b, uint32_t n, size_t x_len, uint32_t rows,
+                       rng *r)
 {
     /* each array starts 0..15 floats past a 64-byte boundary */
-    guarded_alloc(&b->x, n * 4u, 4u * rng_below(r, 16));
+    guarded_alloc(&b->x, x_len * 4u, 4u * rng_below(r, 16));
     guarded_alloc(&b->pos, n * 4u, 4u * rng_below(r, 16));
     guarded_alloc(&b->acc, n * 4u, 4u * rng_below(r, 16));
-    guarded_alloc(&b->scratch, n * 4u, 4u * rng_below(r, 16));
+    guarded_alloc(&b->scratch, (size_t)rows * n * 4u, 4u * rng_below(r, 16));
 }
 
 static void bufs_free(bufs *b)
@@ -156,19 +158,36 @@ static void bufs_free(bufs *b)
     guarded_free(&b->scratch);
 }
 
-/* One comparison: same x, pos, key, inv_tau and starting acc. */
-static void compare_once(const variant *v, int softmax, uint32_t n, int gen,
-                         int trial, rng *r)
+/* Patterns that leave a row valid, for the other rows of a group. */
+static const int valid_gens[] = { GEN_RANDOM, GEN_WIDE, GEN_MASKED, GEN_CAUSAL,
+                                  GEN_EQUAL, GEN_EXTREMES, GEN_ZEROS };
+
+/* One comparison: same x, pos, keys, inv_tau and starting acc. Score
+ * rows > 1 (score_gumbel only): the rows sit x_stride apart, one of them
+ * (any) has pattern gen, the others a valid one; C must also equal
+ * `rows` one-row C calls. */
+static void compare_once(const variant *v, int softmax, uint32_t n,
+                         uint32_t rows, int gen, int trial, rng *r)
 {
     harness_cases++;
     bufs c, s;
     rng layout = *r;
-    bufs_alloc(&c, n, &layout);
-    bufs_alloc(&s, n, &layout);
+    size_t stride = rows > 1 ? n + rng_below(r, 17) : n;
+    size_t x_len = (rows - 1) * stride + n;
+    bufs_alloc(&c, n, x_len, rows, &layout);
+    bufs_alloc(&s, n, x_len, rows, &layout);
     float *x = (float *)c.x.data;
     int32_t *pos = (int32_t *)c.pos.data;
     float *acc0 = (float *)c.acc.data;
-    gen_logits(x, n, gen, r);
+    uint32_t gen_row = rng_below(r, rows);
+    for (size_t j = 0; j < x_len; j++)
+        x[j] = NAN; /* the gaps between rows: never read */
+    for (uint32_t m = 0; m < rows; m++)
+        gen_logits(x + m * stride, n,
+                   m == gen_row ? gen
+                                : valid_gens[rng_below(r, sizeof valid_gens
+                                                              / sizeof *valid_gens)],
+                   r);
     int pos_kind = (int)rng_below(r, 3);
     int32_t p0 = (int32_t)rng_u32(r);
     for (uint32_t j = 0; j < n; j++)
@@ -177,49 +196,78 @@ static void compare_once(const variant *v, int softmax, uint32_t n, int gen,
                                  : (int32_t)((uint32_t)p0 + 3u * j);
     for (uint32_t j = 0; j < n; j++)
         acc0[j] = trial % 3 == 0 ? 0.0f : rng_float(r, 0.0f, 16.0f);
-    if (n)
-        memcpy(s.x.data, x, n * 4u);
+    memcpy(s.x.data, x, x_len * 4u);
     if (n)
         memcpy(s.pos.data, pos, n * 4u);
     if (n)
         memcpy(s.acc.data, acc0, n * 4u);
-    kf_noise_key key = { rng_u32(r) };
+    float *acc_start = malloc(n * 4u + 4u); /* acc0 is C's acc: changes */
+    if (!acc_start)
+        harness_fail("out of memory");
+    memcpy(acc_start, acc0, n * 4u);
+    kf_noise_key keys[KF_SCORE_ROWS_MAX];
+    for (uint32_t m = 0; m < rows; m++)
+        keys[m].salt = rng_u32(r);
     float inv_tau = pick_inv_tau(r, trial);
 
     int st_c, st_v;
+    uint32_t failed_c = 0, failed_v = 0;
     if (softmax) {
         st_c = kf_score_softmax_c((float *)c.acc.data, x, n, (float *)c.scratch.data);
         st_v = v->dsp.score_softmax((float *)s.acc.data, (const float *)s.x.data,
                                     n, (float *)s.scratch.data);
     } else {
-        st_c = kf_score_gumbel_c((float *)c.acc.data, x, pos, n, key, inv_tau,
-                                 (float *)c.scratch.data);
+        st_c = kf_score_gumbel_c((float *)c.acc.data, x, stride, rows, pos, n,
+                                 keys, inv_tau, (float *)c.scratch.data,
+                                 &failed_c);
         st_v = v->dsp.score_gumbel((float *)s.acc.data, (const float *)s.x.data,
-                                   (const int32_t *)s.pos.data, n, key, inv_tau,
-                                   (float *)s.scratch.data);
+                                   stride, rows, (const int32_t *)s.pos.data, n,
+                                   keys, inv_tau, (float *)s.scratch.data,
+                                   &failed_v);
     }
     const char *what = softmax ? "score_softmax" : "score_gumbel";
-    if (st_c != st_v)
-        harness_fail("%s/%s n=%u gen=%s trial=%d: status %d, C %d", what,
-                     v->name, n, gen_names[gen], trial, st_v, st_c);
+    if (st_c != st_v || (st_c && failed_c != failed_v))
+        harness_fail("%s/%s n=%u rows=%u gen=%s trial=%d: status %d row %u, "
+                     "C %d row %u", what, v->name, n, rows, gen_names[gen],
+                     trial, st_v, failed_v, st_c, failed_c);
     if (n && memcmp(c.acc.data, s.acc.data, n * 4u) != 0) {
         uint32_t j = 0;
         while (f32_to_bits(((float *)c.acc.data)[j])
                == f32_to_bits(((float *)s.acc.data)[j]))
             j++;
-        harness_fail("%s/%s n=%u gen=%s trial=%d: acc[%u] = %a, C %a "
+        harness_fail("%s/%s n=%u rows=%u gen=%s trial=%d: acc[%u] = %a, C %a "
                      "(x %a, inv_tau %a)",
-                     what, v->name, n, gen_names[gen], trial, j,
+                     what, v->name, n, rows, gen_names[gen], trial, j,
                      (double)((float *)s.acc.data)[j],
                      (double)((float *)c.acc.data)[j], (double)x[j],
                      (double)inv_tau);
     }
     if (!guard_ok(&s.x) || !guard_ok(&s.pos) || !guard_ok(&s.acc)
         || !guard_ok(&s.scratch))
-        harness_fail("%s/%s n=%u gen=%s: write outside a buffer", what,
-                     v->name, n, gen_names[gen]);
-    if (n && (memcmp(s.x.data, x, n * 4u) || memcmp(s.pos.data, pos, n * 4u)))
+        harness_fail("%s/%s n=%u: write outside a buffer", what, v->name, n);
+    if (memcmp(s.x.data, x, x_len * 4u) || (n && memcmp(s.pos.data, pos, n * 4u)))
         harness_fail("%s/%s n=%u: inputs modified", what, v->name, n);
+    if (st_c && n && memcmp(c.acc.data, acc_start, n * 4u))
+        harness_fail("%s/C n=%u rows=%u: acc changed by a failed call", what,
+                     n, rows);
+    if (!softmax && rows > 1) { /* C, grouped == one row at a time */
+        uint32_t failed;
+        int st_one = KF_ROW_OK;
+        memcpy(s.acc.data, acc_start, n * 4u);
+        for (uint32_t m = 0; m < rows && !st_one; m++) {
+            st_one = kf_score_gumbel_c((float *)s.acc.data, x + m * stride, 0, 1,
+                                       pos, n, &keys[m], inv_tau,
+                                       (float *)s.scratch.data, &failed);
+            failed = m;
+        }
+        if (st_one != st_c || (st_c && failed != failed_c)
+            || (!st_c && n && memcmp(c.acc.data, s.acc.data, n * 4u)))
+            harness_fail("score_gumbel/C n=%u rows=%u gen=%s: grouped != one "
+                         "row at a time (status %d row %u, one row: %d row %u)",
+                         n, rows, gen_names[gen], st_c, failed_c, st_one,
+                         failed);
+    }
+    free(acc_start);
     bufs_free(&c);
     bufs_free(&s);
 }
@@ -233,9 +281,9 @@ static void lengths(const variant *v, int softmax, uint64_t stream)
     for (uint32_t n = 0; n <= 64; n++)
         for (int gen = 0; gen < GEN_COUNT; gen++)
             for (int trial = 0; trial < 3; trial++)
-                compare_once(v, softmax, n, gen, trial, &r);
+                compare_once(v, softmax, n, 1, gen, trial, &r);
     for (uint32_t n = 65; n <= 400; n++)
-        compare_once(v, softmax, n, (int)(n % GEN_COUNT), (int)n, &r);
+        compare_once(v, softmax, n, 1, (int)(n % GEN_COUNT), (int)n, &r);
 }
 
 static void large(const variant *v, int softmax, uint64_t stream)
@@ -246,7 +294,7 @@ static void large(const variant *v, int softmax, uint64_t stream)
     rng_init(&r, harness_seed(), stream);
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         for (int gen = 0; gen < GEN_COUNT; gen++)
-            compare_once(v, softmax, sizes[i], gen, (int)rng_below(&r, 9), &r);
+            compare_once(v, softmax, sizes[i], 1, gen, (int)rng_below(&r, 9), &r);
 }
 
 /* Many short random rows with every temperature; where most bugs of a
@@ -258,7 +306,23 @@ static void random_rows(const variant *v, int softmax, uint64_t stream)
     for (int trial = 0; trial < 3000; trial++) {
         uint32_t n = 1 + rng_below(&r, 200);
         int gen = rng_below(&r, 4) ? GEN_RANDOM : (int)rng_below(&r, GEN_COUNT);
-        compare_once(v, softmax, n, gen, trial, &r);
+        compare_once(v, softmax, n, 1, gen, trial, &r);
+    }
+}
+
+/* Rows of a KV head's query heads in one call: 1 to KF_SCORE_ROWS_MAX
+ * rows, any pattern in any one of them (the first failing row and its
+ * status must match), short and long rows. */
+static void gumbel_group_rows(const variant *v)
+{
+    rng r;
+    rng_init(&r, harness_seed(), 7);
+    for (int trial = 0; trial < 1500; trial++) {
+        uint32_t rows = 1 + rng_below(&r, KF_SCORE_ROWS_MAX);
+        uint32_t n = trial % 50 == 0 ? 1000 + rng_below(&r, 5000)
+                                     : rng_below(&r, 300);
+        int gen = rng_below(&r, 3) ? GEN_RANDOM : (int)rng_below(&r, GEN_COUNT);
+        compare_once(v, 0, n, rows, gen, trial, &r);
     }
 }
 
@@ -275,6 +339,7 @@ int main(void)
         { "gumbel_lengths_0_400", gumbel_lengths, KF_KERNEL_SCORE_GUMBEL },
         { "gumbel_large", gumbel_large, KF_KERNEL_SCORE_GUMBEL },
         { "gumbel_random_rows", gumbel_random, KF_KERNEL_SCORE_GUMBEL },
+        { "gumbel_group_rows", gumbel_group_rows, KF_KERNEL_SCORE_GUMBEL },
         { "softmax_lengths_0_400", softmax_lengths, KF_KERNEL_SCORE_SOFTMAX },
         { "softmax_large", softmax_large, KF_KERNEL_SCORE_SOFTMAX },
         { "softmax_random_rows", softmax_random, KF_KERNEL_SCORE_SOFTMAX },
