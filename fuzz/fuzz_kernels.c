@@ -179,7 +179,7 @@ static void fuzz_score(fz_input *in, int gumbel)
     current_variant = "c";
     uint32_t failed;
     int st_c = gumbel ? reference.score_gumbel(acc_c.at, xf, 0, 1, p, n, &key,
-                                               inv_tau, scr_c.at, &failed)
+                                               inv_tau, scr_c.at, &failed, NULL)
                       : reference.score_softmax(acc_c.at, xf, n, scr_c.at);
     CHECK(st_c == KF_ROW_OK || st_c == KF_ROW_NAN || st_c == KF_ROW_EMPTY);
     if (st_c != KF_ROW_OK) /* on failure acc is untouched */
@@ -194,7 +194,7 @@ static void fuzz_score(fz_input *in, int gumbel)
         region scr_v = region_new(sizeof(float), n, off);
         memcpy(acc_v.at, a0, n * sizeof(float));
         int st_v = gumbel ? tables[v].score_gumbel(acc_v.at, xf, 0, 1, p, n, &key,
-                                                   inv_tau, scr_v.at, &failed)
+                                                   inv_tau, scr_v.at, &failed, xf)
                           : tables[v].score_softmax(acc_v.at, xf, n, scr_v.at);
         CHECK(st_v == st_c);
         CHECK(memcmp(acc_v.at, acc_c.at, n * sizeof(float)) == 0);

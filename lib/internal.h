@@ -147,9 +147,11 @@ static inline uint32_t kf_window_of(double recent_ratio, uint32_t k)
 
 /* Adds the scores of row i of the current call (query head h, logits x of
  * the first `visible` slots) to acc: the policy's kernel with the row's noise
- * key and temperature. scratch holds capacity floats. Returns KF_ROW_*. */
+ * key and temperature. scratch holds capacity floats; next (may be NULL)
+ * is the row scored after this one, a prefetch hint. Returns KF_ROW_*. */
 int kf_score_row(const kf_cache *c, uint32_t layer, uint32_t h, uint32_t i,
-                 const float *x, uint32_t visible, float *acc, float *scratch);
+                 const float *x, uint32_t visible, float *acc, float *scratch,
+                 const float *next);
 
 /* Adds the scores of every row of query head h to acc; tid numbers the
  * calling thread's per-thread buffers, scratch holds capacity floats.

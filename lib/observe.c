@@ -32,7 +32,8 @@ int kf_check_logits_view(const kf_cache *c, const kf_layer *l,
 /* One row's scores into acc: the policy's kernel with the row's noise key
  * and temperature. Row i is the i-th new row of the current call. */
 int kf_score_row(const kf_cache *c, uint32_t layer, uint32_t h, uint32_t i,
-                 const float *x, uint32_t visible, float *acc, float *scratch)
+                 const float *x, uint32_t visible, float *acc, float *scratch,
+                 const float *next)
 {
     const kf_layer *l = &c->layers[layer];
     if (c->cfg.policy == KF_POLICY_KEYFORMER) {
@@ -43,7 +44,7 @@ int kf_score_row(const kf_cache *c, uint32_t layer, uint32_t h, uint32_t i,
                                             l->next_pos + (int32_t)i);
         uint32_t failed;
         return c->dsp.score_gumbel(acc, x, 0, 1, pos, visible, &key, inv_tau,
-                                   scratch, &failed);
+                                   scratch, &failed, next);
     }
     return c->dsp.score_softmax(acc, x, visible, scratch);
 }
@@ -57,7 +58,9 @@ int kf_score_view_head(kf_cache *c, uint32_t layer, uint32_t h,
     for (uint32_t i = 0; i < v->n_rows; i++) {
         const float *x = v->data + vh * v->head_stride + i * v->row_stride;
         uint32_t visible = causal ? n_old + i + 1 : v->n_slots;
-        int status = kf_score_row(c, layer, h, i, x, visible, acc, scratch);
+        const float *next = i + 1 < v->n_rows ? x + v->row_stride : NULL;
+        int status = kf_score_row(c, layer, h, i, x, visible, acc, scratch,
+                                  next);
         if (status)
             return status;
     }
@@ -105,7 +108,7 @@ static int score_group_rows(kf_cache *c, uint32_t layer, uint32_t g,
         uint32_t failed;
         int status = c->dsp.score_gumbel(acc, x + m0 * stride, stride, rows,
                                          pos, n, keys, inv_tau, scratch,
-                                         &failed);
+                                         &failed, NULL);
         if (status) {
             c->head_status[h0 + m0 + failed] = status;
             return 1;

@@ -133,7 +133,7 @@ static int score_head_qk(kf_cache *c, uint32_t layer, uint32_t h,
         if (m == first)
             group_logits(c, call, g, h, nh, block, tile);
         return kf_score_row(c, layer, h, 0, block + (size_t)(m - first) * cap,
-                            n_slots, acc, scratch);
+                            n_slots, acc, scratch, NULL);
     }
 
     for (uint32_t r0 = 0; r0 < n_rows; r0 += c->qk_rows) {
@@ -160,7 +160,7 @@ static int score_head_qk(kf_cache *c, uint32_t layer, uint32_t h,
             uint32_t visible = call->causal ? call->n_old + r0 + i + 1 : n_slots;
             int status = kf_score_row(c, layer, h, r0 + i,
                                       block + (size_t)i * cap, visible, acc,
-                                      scratch);
+                                      scratch, NULL);
             if (status)
                 return status;
         }

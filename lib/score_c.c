@@ -85,6 +85,7 @@ static void unit_tau_pass(float *scratch, const float *x, const int32_t *pos,
  * then e and its sum, then one pass adding every row to acc. */
 KF_SCORE_GUMBEL_FN(kf_score_gumbel_c)
 {
+    (void)next; /* a prefetch hint */
     float max[KF_SCORE_ROWS_MAX], lanes[KF_SCORE_ROWS_MAX][SUM_LANES] = { { 0 } };
     int unit_tau = inv_tau == 1.0f;
     for (uint32_t r = 0; r < rows; r++) {

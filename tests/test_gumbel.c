@@ -216,7 +216,8 @@ static void test_score_paths(void **state)
                 acc[j] = 0.0f;
             uint32_t failed;
             assert_int_equal(kf_score_gumbel_c(acc, x, 0, 1, pos, N, &key,
-                                               taus[t], scratch, &failed),
+                                               taus[t], scratch, &failed,
+                                               NULL),
                              KF_ROW_OK);
             for (int j = 0; j < N; j++) {
                 double y = want[j] / sum;

@@ -172,7 +172,7 @@ static void score_call(void *p)
         uint32_t failed;
         s->dsp->score_gumbel(s->acc, s->x, 0, 1, s->pos, s->n, &key,
                              s->mode == SCORE_PROMPT ? 1.0f : 0.8f, s->scratch,
-                             &failed);
+                             &failed, NULL);
     }
 }
 

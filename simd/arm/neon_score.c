@@ -297,12 +297,16 @@ INLINE void unit_tau_block(const float *x, const int32_t *pos, float *dst,
 
 static void unit_tau_pass(float *scratch, const float *x, const int32_t *pos,
                           uint32_t n, uint32x4_t salt, float max,
-                          float32x4_t sum[4])
+                          float32x4_t sum[4], const float *pf)
 {
     float32x4_t vmax = splat(max);
     uint32_t j = 0;
-    for (; j + BLOCK <= n; j += BLOCK)
+    for (; j + BLOCK <= n; j += BLOCK) {
+        if (pf) /* the same block of the next row: two 64-byte lines */
+            for (int k = 0; k < BLOCK; k += 16)
+                __builtin_prefetch(pf + j + k);
         unit_tau_block(x + j, pos + j, scratch + j, BLOCK, vmax, salt, sum);
+    }
     if (j < n) { /* zero-padded copies */
         float in[BLOCK], out[BLOCK];
         int32_t pt[BLOCK];
@@ -363,7 +367,8 @@ KF_SCORE_GUMBEL_FN(kf_score_gumbel_neon)
             sum[r][i] = splat(0.0f);
         if (unit_tau)
             unit_tau_pass(scratch + r * n, x + r * x_stride, pos, n,
-                          vdupq_n_u32(keys[r].salt), max[r], sum[r]);
+                          vdupq_n_u32(keys[r].salt), max[r], sum[r],
+                          r + 1 == rows ? next : NULL);
         else
             exp_pass(scratch + r * n, scratch + r * n, n, max[r], inv_tau,
                      sum[r]);

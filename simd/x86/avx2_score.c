@@ -296,11 +296,14 @@ INLINE void noised_block(float *scratch, const float *x, const int32_t *pos,
  * outside the first `left` (counted from j) are skipped. */
 INLINE void unit_tau_block(float *scratch, const float *x, const int32_t *pos,
                            uint32_t j, uint32_t left, int u, __m256i salt,
-                           __m256 vmax, __m256 half[2])
+                           __m256 vmax, __m256 half[2], const float *pf)
 {
     __m256i m[U], h[U];
     __m256 big_e[U], e[U];
     uint32_t lane_left[U];
+    if (pf) /* the same block of the next row, one prefetch per line */
+        for (int k = 0; k < u; k += 2)
+            _mm_prefetch((const char *)(pf + j + k * VL), _MM_HINT_T0);
     for (int k = 0; k < u; k++) {
         lane_left[k] = left > (uint32_t)k * VL ? left - (uint32_t)k * VL : 0;
         m[k] = tail_mask(lane_left[k]);
@@ -325,15 +328,16 @@ INLINE void unit_tau_block(float *scratch, const float *x, const int32_t *pos,
 }
 
 static void unit_tau_pass(float *scratch, const float *x, const int32_t *pos,
-                          uint32_t n, __m256i salt, float max, __m256 half[2])
+                          uint32_t n, __m256i salt, float max, __m256 half[2],
+                          const float *pf)
 {
     __m256 vmax = splat(max);
     uint32_t j = 0;
     for (; j + U * VL <= n; j += U * VL)
-        unit_tau_block(scratch, x, pos, j, n - j, U, salt, vmax, half);
+        unit_tau_block(scratch, x, pos, j, n - j, U, salt, vmax, half, pf);
     if (j < n)
         unit_tau_block(scratch, x, pos, j, n - j, (int)((n - j + VL - 1) / VL),
-                       salt, vmax, half);
+                       salt, vmax, half, pf);
 }
 
 /* scratch[j] = x[j] + gumbel(salt, pos[j]) and its maximum. */
@@ -374,7 +378,8 @@ KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx2)
         half[r][0] = half[r][1] = _mm256_setzero_ps();
         if (unit_tau)
             unit_tau_pass(scratch + r * n, x + r * x_stride, pos, n,
-                          isplat(keys[r].salt), max[r], half[r]);
+                          isplat(keys[r].salt), max[r], half[r],
+                          r + 1 == rows ? next : NULL);
         else
             exp_pass(scratch + r * n, scratch + r * n, n, max[r], inv_tau,
                      half[r]);

@@ -294,13 +294,17 @@ static int noised_max(float *scratch, const float *x, const int32_t *pos,
     return *max == -INFINITY ? KF_ROW_EMPTY : KF_ROW_OK;
 }
 
-/* tau = 1 (see lib/score_c.c): one block of dst = e^(x - max) / E. */
+/* tau = 1 (see lib/score_c.c): one block of dst = e^(x - max) / E,
+ * prefetching the same block of the next row (pf, may be NULL). */
 INLINE void unit_tau_block(float *dst, const float *x, const int32_t *pos,
                            int u, const __mmask16 *m, __m512i salt,
-                           __m512 vmax, __m512 *sum)
+                           __m512 vmax, __m512 *sum, const float *pf)
 {
     __m512i h[U];
     __m512 big_e[U], e[U];
+    if (pf)
+        for (int k = 0; k < u; k++)
+            _mm_prefetch((const char *)(pf + k * VL), _MM_HINT_T0);
     for (int k = 0; k < u; k++)
         h[k] = _mm512_xor_si512(m ? _mm512_maskz_loadu_epi32(m[k], pos + k * VL)
                                   : _mm512_loadu_si512(pos + k * VL),
@@ -319,12 +323,13 @@ INLINE void unit_tau_block(float *dst, const float *x, const int32_t *pos,
 }
 
 static __m512 unit_tau_pass(float *scratch, const float *x, const int32_t *pos,
-                            uint32_t n, __m512i salt, float max)
+                            uint32_t n, __m512i salt, float max, const float *pf)
 {
     __m512 vmax = splat(max), sum = _mm512_setzero_ps();
     __mmask16 masks[U];
-#define UNIT_TAU_BLOCK(j, u, m) \
-    unit_tau_block(scratch + (j), x + (j), pos + (j), u, m, salt, vmax, &sum)
+#define UNIT_TAU_BLOCK(j, u, m)                                        \
+    unit_tau_block(scratch + (j), x + (j), pos + (j), u, m, salt, vmax, &sum, \
+                   pf ? pf + (j) : NULL)
     FOR_EACH_BLOCK(n, UNIT_TAU_BLOCK);
 #undef UNIT_TAU_BLOCK
     return sum;
@@ -369,7 +374,8 @@ KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx512)
     for (uint32_t r = 0; r < rows; r++)
         sum[r] = unit_tau
                      ? unit_tau_pass(scratch + r * n, x + r * x_stride, pos, n,
-                                     _mm512_set1_epi32((int)keys[r].salt), max[r])
+                                     _mm512_set1_epi32((int)keys[r].salt), max[r],
+                                     r + 1 == rows ? next : NULL)
                      : exp_pass(scratch + r * n, scratch + r * n, n, max[r],
                                 inv_tau);
     add_normalised(acc, scratch, n, rows, sum);

@@ -209,6 +209,8 @@ static void compare_once(const variant *v, int softmax, uint32_t n,
     for (uint32_t m = 0; m < rows; m++)
         keys[m].salt = rng_u32(r);
     float inv_tau = pick_inv_tau(r, trial);
+    /* the prefetch hint: none, or a row that must not change anything */
+    const float *next = rng_below(r, 2) ? x : NULL;
 
     int st_c, st_v;
     uint32_t failed_c = 0, failed_v = 0;
@@ -219,11 +221,11 @@ static void compare_once(const variant *v, int softmax, uint32_t n,
     } else {
         st_c = kf_score_gumbel_c((float *)c.acc.data, x, stride, rows, pos, n,
                                  keys, inv_tau, (float *)c.scratch.data,
-                                 &failed_c);
+                                 &failed_c, NULL);
         st_v = v->dsp.score_gumbel((float *)s.acc.data, (const float *)s.x.data,
                                    stride, rows, (const int32_t *)s.pos.data, n,
                                    keys, inv_tau, (float *)s.scratch.data,
-                                   &failed_v);
+                                   &failed_v, next);
     }
     const char *what = softmax ? "score_softmax" : "score_gumbel";
     if (st_c != st_v || (st_c && failed_c != failed_v))
@@ -257,7 +259,7 @@ static void compare_once(const variant *v, int softmax, uint32_t n,
         for (uint32_t m = 0; m < rows && !st_one; m++) {
             st_one = kf_score_gumbel_c((float *)s.acc.data, x + m * stride, 0, 1,
                                        pos, n, &keys[m], inv_tau,
-                                       (float *)s.scratch.data, &failed);
+                                       (float *)s.scratch.data, &failed, NULL);
             failed = m;
         }
         if (st_one != st_c || (st_c && failed != failed_c)
