@@ -160,10 +160,13 @@ typedef int (*kf_head_score_fn)(kf_cache *c, uint32_t layer, uint32_t h,
                                 const void *ctx, int tid, float *acc,
                                 float *scratch);
 
-/* Grouped one-row calls whose logits sit in memory: the row of KV head
- * g's first query head, and in *stride the distance to the next head's. */
-typedef const float *(*kf_group_rows_fn)(const kf_cache *c, uint32_t g,
-                                         const void *ctx, size_t *stride);
+/* Grouped one-row calls: the row of KV head g's first query head, and in
+ * *stride the distance to the next head's, for the calling thread tid;
+ * NULL when the rows cannot be had at once (then each head goes through
+ * the kf_head_score_fn). */
+typedef const float *(*kf_group_rows_fn)(kf_cache *c, uint32_t g,
+                                         const void *ctx, int tid,
+                                         size_t *stride);
 
 /* KF_ESTATE while a round of kf_observe_kv_head calls is open: every call
  * that changes the cache, other than the round's own, waits for its end. */

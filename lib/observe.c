@@ -76,10 +76,11 @@ static int score_head(kf_cache *c, uint32_t layer, uint32_t h,
 }
 
 /* kf_group_rows_fn for host logits: KV head g's first query head. */
-static const float *group_rows(const kf_cache *c, uint32_t g, const void *ctx,
-                               size_t *stride)
+static const float *group_rows(kf_cache *c, uint32_t g, const void *ctx,
+                               int tid, size_t *stride)
 {
     const kf_logits_view *v = ctx;
+    (void)tid;
     *stride = v->head_stride;
     return v->data + (size_t)g * c->group * v->head_stride;
 }
@@ -134,8 +135,10 @@ int kf_score_unit(kf_cache *c, uint32_t layer, uint32_t u,
         return c->head_status[u] = score(c, layer, u, ctx, tid, acc, scratch);
     if (group_rows && c->cfg.policy == KF_POLICY_KEYFORMER) {
         size_t stride;
-        const float *x = group_rows(c, u, ctx, &stride);
-        return score_group_rows(c, layer, u, x, stride, n_slots, acc, scratch);
+        const float *x = group_rows(c, u, ctx, tid, &stride);
+        if (x)
+            return score_group_rows(c, layer, u, x, stride, n_slots, acc,
+                                    scratch);
     }
     int failed = 0; /* the call fails: skip the group's later heads */
     for (uint32_t h = u * c->group; h < (u + 1) * c->group; h++) {

@@ -168,6 +168,20 @@ static int score_head_qk(kf_cache *c, uint32_t layer, uint32_t h,
     return KF_ROW_OK;
 }
 
+/* kf_group_rows_fn: the logits of KV head g's query heads, computed into
+ * the thread's block (one-row calls; the group must fit the block). */
+static const float *group_rows_qk(kf_cache *c, uint32_t g, const void *ctx,
+                                  int tid, size_t *stride)
+{
+    if (c->group > c->qk_rows)
+        return NULL;
+    float *block = c->qk_logits + (size_t)tid * c->qk_rows * c->cfg.capacity;
+    float *tile = c->qk_keys + (size_t)tid * KF_QK_TILE * c->cfg.head_dim;
+    group_logits(c, ctx, g, g * c->group, c->group, block, tile);
+    *stride = c->cfg.capacity;
+    return block;
+}
+
 /* The checks of kf_observe_logits, in the same order, plus the key view's. */
 static int check_call(const kf_cache *c, const kf_layer *l,
                       const kf_query_view *q, const kf_kv_view *k)
@@ -241,8 +255,8 @@ int kf_observe_qk(kf_cache *c, int layer, const kf_query_view *q,
         call.causal = (q->flags & KF_LOGITS_CAUSAL) != 0;
         double work = (double)q->n_rows * call.n_slots * c->cfg.n_heads
                       * c->cfg.head_dim;
-        status = kf_score_heads(c, (uint32_t)layer, score_head_qk, NULL, &call,
-                                call.n_slots, grouped, work > 262144.0);
+        status = kf_score_heads(c, (uint32_t)layer, score_head_qk, group_rows_qk,
+                                &call, call.n_slots, grouped, work > 262144.0);
         if (status)
             return status;
     }

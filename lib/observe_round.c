@@ -40,12 +40,13 @@ static int score_group_head(kf_cache *c, uint32_t layer, uint32_t h,
 }
 
 /* kf_group_rows_fn for a KV head's view: its first head. */
-static const float *group_rows(const kf_cache *c, uint32_t g, const void *ctx,
-                               size_t *stride)
+static const float *group_rows(kf_cache *c, uint32_t g, const void *ctx,
+                               int tid, size_t *stride)
 {
     const kf_logits_view *v = ctx;
     (void)c;
     (void)g;
+    (void)tid;
     *stride = v->head_stride;
     return v->data;
 }

@@ -189,6 +189,16 @@ static void add_normalised(float *acc, const float *scratch, uint32_t n,
     __m256 inv_sum[KF_SCORE_ROWS_MAX];
     for (uint32_t r = 0; r < rows; r++)
         inv_sum[r] = splat(1.0f / fold16(half[r][0], half[r][1]));
+    if (rows == 1) { /* the row count as a constant: no inner loop */
+        for (uint32_t j = 0; j < n; j += VL) {
+            uint32_t left = n - j;
+            __m256i m = tail_mask(left);
+            __m256 a = loadu_mask(acc + j, m, left);
+            a = _mm256_fmadd_ps(loadu_mask(scratch + j, m, left), inv_sum[0], a);
+            storeu_mask(acc + j, m, left, a);
+        }
+        return;
+    }
     for (uint32_t j = 0; j < n; j += VL) {
         uint32_t left = n - j;
         __m256i m = tail_mask(left);

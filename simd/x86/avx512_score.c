@@ -343,6 +343,15 @@ static void add_normalised(float *acc, const float *scratch, uint32_t n,
     __m512 inv_sum[KF_SCORE_ROWS_MAX];
     for (uint32_t r = 0; r < rows; r++)
         inv_sum[r] = splat(1.0f / fold16(sum[r]));
+    if (rows == 1) { /* the row count as a constant: no inner loop */
+        for (uint32_t j = 0; j < n; j += VL) {
+            __mmask16 m = tail_mask(n - j);
+            __m512 a = _mm512_maskz_loadu_ps(m, acc + j);
+            a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, scratch + j), inv_sum[0], a);
+            _mm512_mask_storeu_ps(acc + j, m, a);
+        }
+        return;
+    }
     for (uint32_t j = 0; j < n; j += VL) {
         __mmask16 m = tail_mask(n - j);
         __m512 a = _mm512_maskz_loadu_ps(m, acc + j);
