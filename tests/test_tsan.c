@@ -293,10 +293,11 @@ static workload large_workload(uint32_t n_threads, kf_granularity gran)
 {
     workload w;
     memset(&w, 0, sizeof w);
-    /* more than 4096 slots (parallel select), 2100 kept x 32 dims x 2 KV
-     * heads > 65536 (parallel compact), chunks of 64 rows x 4200 slots x 4
+    /* more than 4096 slots (parallel select), about 2100 moved rows x 64
+     * dims x 4 bytes x (K, V) x 2 KV heads > 1 MiB at the prompt's
+     * compaction (parallel compact), chunks of 64 rows x 4200 slots x 4
      * heads > 32768 (parallel observe) */
-    w.cfg = test_config(1, 4, 2, 32, 4300);
+    w.cfg = test_config(1, 4, 2, 64, 4300);
     w.cfg.n_threads = n_threads;
     w.cfg.granularity = gran;
     w.cfg.seed = 99;
