@@ -241,7 +241,7 @@ INLINE void exp_block(float *dst, const float *src, int u, const __mmask16 *m,
 
 /* scratch[j] = e^((src[j] - max) * inv_tau) (src may be scratch); returns
  * the 16 lane sums, vectors added in index order. */
-static __m512 exp_pass(float *scratch, const float *src, uint32_t n, float max,
+INLINE __m512 exp_pass(float *scratch, const float *src, uint32_t n, float max,
                        float inv_tau)
 {
     __m512 vmax = splat(max), vinv = splat(inv_tau), sum = _mm512_setzero_ps();
@@ -279,7 +279,7 @@ INLINE void noised_block(float *dst, const float *x, const int32_t *pos, int u,
 }
 
 /* scratch[j] = x[j] + gumbel(salt, pos[j]) and its maximum. */
-static int noised_max(float *scratch, const float *x, const int32_t *pos,
+INLINE int noised_max(float *scratch, const float *x, const int32_t *pos,
                       uint32_t n, __m512i salt, float *max)
 {
     __m512 vmax = splat(-INFINITY);
@@ -322,7 +322,7 @@ INLINE void unit_tau_block(float *dst, const float *x, const int32_t *pos,
     store_and_sum(dst, e, u, m, sum);
 }
 
-static __m512 unit_tau_pass(float *scratch, const float *x, const int32_t *pos,
+INLINE __m512 unit_tau_pass(float *scratch, const float *x, const int32_t *pos,
                             uint32_t n, __m512i salt, float max, const float *pf)
 {
     __m512 vmax = splat(max), sum = _mm512_setzero_ps();
