@@ -173,12 +173,10 @@ static int any(uint32x4_t m)
 
 /* One block of BLOCK elements: e = e^((src - max) * inv_tau) into dst and
  * the partial sums; only the first `valid` elements count. */
-INLINE void exp_block(const float *src, float *dst, uint32_t valid,
-                      float32x4_t vmax, float32x4_t vinv, float32x4_t sum[4])
+/* dst = e (a block) and the partial sums of its first `valid` elements */
+INLINE void store_and_sum(float *dst, float32x4_t e[U], uint32_t valid,
+                          float32x4_t sum[4])
 {
-    float32x4_t e[U];
-    EACH(k) e[k] = vmulq_f32(vsubq_f32(vld1q_f32(src + k * VL), vmax), vinv);
-    exp_ps(e);
     EACH(k) {
         vst1q_f32(dst + k * VL, e[k]);
         if (valid < BLOCK) {
@@ -188,6 +186,15 @@ INLINE void exp_block(const float *src, float *dst, uint32_t valid,
         }
         sum[k % 4] = vaddq_f32(sum[k % 4], e[k]);
     }
+}
+
+INLINE void exp_block(const float *src, float *dst, uint32_t valid,
+                      float32x4_t vmax, float32x4_t vinv, float32x4_t sum[4])
+{
+    float32x4_t e[U];
+    EACH(k) e[k] = vmulq_f32(vsubq_f32(vld1q_f32(src + k * VL), vmax), vinv);
+    exp_ps(e);
+    store_and_sum(dst, e, valid, sum);
 }
 
 /* acc[j] += e_r[j] * (1 / sum_r) for rows r in order, e_r = scratch +
@@ -283,16 +290,8 @@ INLINE void unit_tau_block(const float *x, const int32_t *pos, float *dst,
     neg_ln_ps(big_e, 24);
     EACH(k) e[k] = vsubq_f32(vld1q_f32(x + k * VL), vmax);
     exp_ps(e);
-    EACH(k) {
-        e[k] = vdivq_f32(e[k], big_e[k]);
-        vst1q_f32(dst + k * VL, e[k]);
-        if (valid < BLOCK) {
-            uint32_t left = valid > (uint32_t)k * VL ? valid - (uint32_t)k * VL : 0;
-            e[k] = vreinterpretq_f32_u32(
-                vandq_u32(vreinterpretq_u32_f32(e[k]), lane_mask(left)));
-        }
-        sum[k % 4] = vaddq_f32(sum[k % 4], e[k]);
-    }
+    EACH(k) e[k] = vdivq_f32(e[k], big_e[k]);
+    store_and_sum(dst, e, valid, sum);
 }
 
 static void unit_tau_pass(float *scratch, const float *x, const int32_t *pos,
