@@ -231,13 +231,19 @@ int kf_cache_reset(kf_cache *c)
     return KF_OK;
 }
 
-float kf_tau_at(const kf_config *cfg, uint32_t step)
+/* Temperature of generation step `step` (0 = prompt). */
+static float kf_tau_at(const kf_config *cfg, uint32_t step)
 {
     if (step >= cfg->tau_steps)
         return cfg->tau_end;
     return (float)(cfg->tau_init
                    + (double)step * ((double)cfg->tau_end - cfg->tau_init)
                          / cfg->tau_steps);
+}
+
+float kf_row_tau(const kf_cache *c, const kf_layer *l, uint32_t i)
+{
+    return kf_tau_at(&c->cfg, l->in_prompt ? 0 : l->steps + 1 + i);
 }
 
 /* ---- queries ---- */
@@ -316,7 +322,7 @@ int kf_current_tau(const kf_cache *c, int layer, float *tau)
     if (!kf_layer_ok(c, layer))
         return KF_ERANGE;
     const kf_layer *l = &c->layers[layer];
-    *tau = l->in_prompt ? c->cfg.tau_init : kf_tau_at(&c->cfg, l->steps + 1);
+    *tau = kf_row_tau(c, l, 0);
     return KF_OK;
 }
 

@@ -130,8 +130,9 @@ int kf_check_rows(const void *base, size_t elem, size_t len, size_t sa,
 /* Picks the cache's kernels from cfg.cpu_mask & KF_CPU_MASK (dsp.c). */
 void kf_cache_init_dsp(kf_cache *c);
 
-/* Temperature of generation step `step` (0 = prompt). */
-float kf_tau_at(const kf_config *cfg, uint32_t step);
+/* Temperature of row i of the layer's next call: step 0 while the layer
+ * is in its prompt, else generation step steps + 1 + i. */
+float kf_row_tau(const kf_cache *c, const kf_layer *l, uint32_t i);
 
 /* w = floor(recent_ratio * k), as Python's int(r * k) computes it. */
 static inline uint32_t kf_window_of(double recent_ratio, uint32_t k)

@@ -38,8 +38,7 @@ int kf_score_row(const kf_cache *c, uint32_t layer, uint32_t h, uint32_t i,
     const kf_layer *l = &c->layers[layer];
     if (c->cfg.policy == KF_POLICY_KEYFORMER) {
         const int32_t *pos = c->positions + kf_lane(c, layer, h / c->group);
-        uint32_t step = l->in_prompt ? 0 : l->steps + 1 + i;
-        float inv_tau = 1.0f / kf_tau_at(&c->cfg, step);
+        float inv_tau = 1.0f / kf_row_tau(c, l, i);
         kf_noise_key key = kf_noise_row_key(c->cfg.seed, layer, h,
                                             l->next_pos + (int32_t)i);
         uint32_t failed;
@@ -95,7 +94,7 @@ static int score_group_rows(kf_cache *c, uint32_t layer, uint32_t g,
 {
     const kf_layer *l = &c->layers[layer];
     const int32_t *pos = c->positions + kf_lane(c, layer, g);
-    float inv_tau = 1.0f / kf_tau_at(&c->cfg, l->in_prompt ? 0 : l->steps + 1);
+    float inv_tau = 1.0f / kf_row_tau(c, l, 0);
     uint32_t h0 = g * c->group;
     kf_noise_key keys[KF_SCORE_ROWS_MAX];
     for (uint32_t m = 0; m < c->group; m++)

@@ -180,25 +180,9 @@ static __m256 bad_lanes(__m256 x)
     return _mm256_cmp_ps(x, splat(INFINITY), _CMP_NLT_UQ); /* !(x < inf) */
 }
 
-/* acc[j] += e_r[j] * (1 / sum_r) for rows r in order, e_r = scratch +
- * r * n, sum_r the 16 lanes of half[r][0..1]: one fused multiply-add per
- * row, as `rows` one-row updates. */
-static void add_normalised(float *acc, const float *scratch, uint32_t n,
-                           uint32_t rows, __m256 (*half)[2])
+INLINE void add_rows(float *acc, const float *scratch, uint32_t n,
+                     uint32_t rows, const __m256 *inv_sum)
 {
-    __m256 inv_sum[KF_SCORE_ROWS_MAX];
-    for (uint32_t r = 0; r < rows; r++)
-        inv_sum[r] = splat(1.0f / fold16(half[r][0], half[r][1]));
-    if (rows == 1) { /* the row count as a constant: no inner loop */
-        for (uint32_t j = 0; j < n; j += VL) {
-            uint32_t left = n - j;
-            __m256i m = tail_mask(left);
-            __m256 a = loadu_mask(acc + j, m, left);
-            a = _mm256_fmadd_ps(loadu_mask(scratch + j, m, left), inv_sum[0], a);
-            storeu_mask(acc + j, m, left, a);
-        }
-        return;
-    }
     for (uint32_t j = 0; j < n; j += VL) {
         uint32_t left = n - j;
         __m256i m = tail_mask(left);
@@ -208,6 +192,21 @@ static void add_normalised(float *acc, const float *scratch, uint32_t n,
                                 inv_sum[r], a);
         storeu_mask(acc + j, m, left, a);
     }
+}
+
+/* acc[j] += e_r[j] * (1 / sum_r) for rows r in order, e_r = scratch +
+ * r * n, sum_r the 16 lanes of half[r][0..1]: one fused multiply-add per
+ * row, as `rows` one-row updates. */
+static void add_normalised(float *acc, const float *scratch, uint32_t n,
+                           uint32_t rows, __m256 (*half)[2])
+{
+    __m256 inv_sum[KF_SCORE_ROWS_MAX];
+    for (uint32_t r = 0; r < rows; r++)
+        inv_sum[r] = splat(1.0f / fold16(half[r][0], half[r][1]));
+    if (rows == 1) /* the row count as a constant: no inner loop */
+        add_rows(acc, scratch, n, 1, inv_sum);
+    else
+        add_rows(acc, scratch, n, rows, inv_sum);
 }
 
 /* The maximum of x[0..n) into *max, with the NaN / +inf check. */
@@ -229,6 +228,32 @@ static int row_max(const float *x, uint32_t n, float *max)
     return *max == -INFINITY ? KF_ROW_EMPTY : KF_ROW_OK;
 }
 
+/* Vector k < u of a block `left` elements before the end: its lanes in
+ * lane_left[k] and m[k], and its key positions in p[k] (masked lanes 0). */
+INLINE void block_lanes(const int32_t *pos, uint32_t left, int u, __m256i *m,
+                        uint32_t *lane_left, __m256i *p)
+{
+    for (int k = 0; k < u; k++) {
+        lane_left[k] = left > (uint32_t)k * VL ? left - (uint32_t)k * VL : 0;
+        m[k] = tail_mask(lane_left[k]);
+        p[k] = lane_left[k] >= VL
+                   ? _mm256_loadu_si256((const __m256i *)(pos + k * VL))
+                   : _mm256_maskload_epi32(pos + k * VL, m[k]);
+    }
+}
+
+/* dst[k*VL ..] = e[k] and half[k & 1] += e[k] for k < u, lanes outside
+ * m[k] skipped (U is even, so vector k always feeds half k & 1). */
+INLINE void store_and_sum(float *dst, const __m256 *e, int u, const __m256i *m,
+                          const uint32_t *lane_left, __m256 half[2])
+{
+    for (int k = 0; k < u; k++) {
+        storeu_mask(dst + k * VL, m[k], lane_left[k], e[k]);
+        half[k & 1] = _mm256_add_ps(half[k & 1],
+                                    _mm256_and_ps(e[k], _mm256_castsi256_ps(m[k])));
+    }
+}
+
 /* scratch[j] = e^((src[j] - max) * inv_tau) (src may be scratch), summed
  * into half[0..1]. Blocks of U vectors (U/2 rounds of lanes 0-7 then
  * 8-15), the last one masked. */
@@ -248,24 +273,20 @@ static void exp_pass(float *scratch, const float *src, uint32_t n, float max,
             half[k & 1] = _mm256_add_ps(half[k & 1], e[k]);
         }
     }
-    if (j < n) { /* the last, partial block, masked, only its u vectors:
-                  * U is even, so vector k of it again feeds half k & 1 */
+    if (j < n) { /* the last, partial block, masked, only its u vectors */
         int u = (int)((n - j + VL - 1) / VL);
         __m256i m[U];
         __m256 e[U];
+        uint32_t lane_left[U];
         for (int k = 0; k < u; k++) {
-            uint32_t left = n - j > (uint32_t)k * VL ? n - j - (uint32_t)k * VL : 0;
-            m[k] = tail_mask(left);
+            lane_left[k] = n - j > (uint32_t)k * VL ? n - j - (uint32_t)k * VL : 0;
+            m[k] = tail_mask(lane_left[k]);
             e[k] = _mm256_mul_ps(
-                _mm256_sub_ps(loadu_mask(src + j + k * VL, m[k], left), vmax), vinv);
+                _mm256_sub_ps(loadu_mask(src + j + k * VL, m[k], lane_left[k]), vmax),
+                vinv);
         }
         exp_ps(e, u);
-        for (int k = 0; k < u; k++) {
-            uint32_t left = n - j > (uint32_t)k * VL ? n - j - (uint32_t)k * VL : 0;
-            storeu_mask(scratch + j + k * VL, m[k], left, e[k]);
-            half[k & 1] = _mm256_add_ps(half[k & 1],
-                                        _mm256_and_ps(e[k], _mm256_castsi256_ps(m[k])));
-        }
+        store_and_sum(scratch + j, e, u, m, lane_left, half);
     }
 }
 
@@ -279,16 +300,10 @@ INLINE void noised_block(float *scratch, const float *x, const int32_t *pos,
     __m256i m[U], p[U];
     __m256 g[U];
     uint32_t lane_left[U];
-    for (int k = 0; k < u; k++) {
-        lane_left[k] = left > (uint32_t)k * VL ? left - (uint32_t)k * VL : 0;
-        m[k] = tail_mask(lane_left[k]);
-        p[k] = lane_left[k] >= VL
-                   ? _mm256_loadu_si256((const __m256i *)(pos + j + k * VL))
-                   : _mm256_maskload_epi32(pos + j + k * VL, m[k]);
-        if (k % 2 == 0) /* one prefetch per 64-byte line */
-            _mm_prefetch((const char *)(x + j + KF_PREFETCH_AHEAD + k * VL),
-                         _MM_HINT_T0);
-    }
+    block_lanes(pos + j, left, u, m, lane_left, p);
+    for (int k = 0; k < u; k += 2) /* one prefetch per 64-byte line */
+        _mm_prefetch((const char *)(x + j + KF_PREFETCH_AHEAD + k * VL),
+                     _MM_HINT_T0);
     gumbel_ps(g, p, u, salt);
     for (int k = 0; k < u; k++) {
         __m256 xj = loadu_mask(x + j + k * VL, m[k], lane_left[k]);
@@ -314,14 +329,8 @@ INLINE void unit_tau_block(float *scratch, const float *x, const int32_t *pos,
     if (pf) /* the same block of the next row, one prefetch per line */
         for (int k = 0; k < u; k += 2)
             _mm_prefetch((const char *)(pf + j + k * VL), _MM_HINT_T0);
-    for (int k = 0; k < u; k++) {
-        lane_left[k] = left > (uint32_t)k * VL ? left - (uint32_t)k * VL : 0;
-        m[k] = tail_mask(lane_left[k]);
-        __m256i p = lane_left[k] >= VL
-                        ? _mm256_loadu_si256((const __m256i *)(pos + j + k * VL))
-                        : _mm256_maskload_epi32(pos + j + k * VL, m[k]);
-        h[k] = _mm256_xor_si256(p, salt);
-    }
+    block_lanes(pos + j, left, u, m, lane_left, h);
+    EACH(k) h[k] = _mm256_xor_si256(h[k], salt);
     hash32(h, u);
     EACH(k) big_e[k] = _mm256_cvtepi32_ps(
         _mm256_or_si256(_mm256_srli_epi32(h[k], 8), isplat(1)));
@@ -329,12 +338,8 @@ INLINE void unit_tau_block(float *scratch, const float *x, const int32_t *pos,
     EACH(k) e[k] = _mm256_sub_ps(loadu_mask(x + j + k * VL, m[k], lane_left[k]),
                                  vmax);
     exp_ps(e, u);
-    for (int k = 0; k < u; k++) {
-        e[k] = _mm256_div_ps(e[k], big_e[k]);
-        storeu_mask(scratch + j + k * VL, m[k], lane_left[k], e[k]);
-        half[k & 1] = _mm256_add_ps(half[k & 1],
-                                    _mm256_and_ps(e[k], _mm256_castsi256_ps(m[k])));
-    }
+    EACH(k) e[k] = _mm256_div_ps(e[k], big_e[k]);
+    store_and_sum(scratch + j, e, u, m, lane_left, half);
 }
 
 static void unit_tau_pass(float *scratch, const float *x, const int32_t *pos,

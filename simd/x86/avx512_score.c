@@ -166,7 +166,7 @@ static int row_max(const float *x, uint32_t n, float *max)
 
 /* Vectors the last, partial block of `left` < U * VL elements runs: the
  * fewest of 1, 2, 4 or U that cover it. Each count is a compile-time
- * constant at its call (PARTIAL_BLOCK), so the block's arrays stay in
+ * constant at its call (FOR_EACH_BLOCK), so the block's arrays stay in
  * registers (with a run-time count they went to the stack, and a
  * 127-element block cost 2.8 full ones); the extra vectors run fully
  * masked. */
@@ -209,6 +209,11 @@ static int block_vectors(uint32_t left)
 INLINE __m512 load_block(const float *p, const __mmask16 *m, int k)
 {
     return m ? _mm512_maskz_loadu_ps(m[k], p) : _mm512_loadu_ps(p);
+}
+
+INLINE __m512i load_pos(const int32_t *p, const __mmask16 *m, int k)
+{
+    return m ? _mm512_maskz_loadu_epi32(m[k], p) : _mm512_loadu_si512(p);
 }
 
 /* dst[j + k*VL] = e[k] and *sum += e[k], in vector order, lanes outside
@@ -262,8 +267,7 @@ INLINE void noised_block(float *dst, const float *x, const int32_t *pos, int u,
     __m512i p[U];
     __m512 g[U];
     for (int k = 0; k < u; k++) {
-        p[k] = m ? _mm512_maskz_loadu_epi32(m[k], pos + k * VL)
-                 : _mm512_loadu_si512(pos + k * VL);
+        p[k] = load_pos(pos + k * VL, m, k);
         _mm_prefetch((const char *)(x + KF_PREFETCH_AHEAD + k * VL),
                      _MM_HINT_T0);
     }
@@ -306,9 +310,7 @@ INLINE void unit_tau_block(float *dst, const float *x, const int32_t *pos,
         for (int k = 0; k < u; k++)
             _mm_prefetch((const char *)(pf + k * VL), _MM_HINT_T0);
     for (int k = 0; k < u; k++)
-        h[k] = _mm512_xor_si512(m ? _mm512_maskz_loadu_epi32(m[k], pos + k * VL)
-                                  : _mm512_loadu_si512(pos + k * VL),
-                                salt);
+        h[k] = _mm512_xor_si512(load_pos(pos + k * VL, m, k), salt);
     hash32(h, u);
     for (int k = 0; k < u; k++)
         big_e[k] = _mm512_cvtepi32_ps(
@@ -335,23 +337,9 @@ INLINE __m512 unit_tau_pass(float *scratch, const float *x, const int32_t *pos,
     return sum;
 }
 
-/* acc[j] += e_r[j] * (1 / sum_r) for rows r in order, e_r = scratch +
- * r * n: one fused multiply-add per row, as `rows` one-row updates. */
-static void add_normalised(float *acc, const float *scratch, uint32_t n,
-                           uint32_t rows, const __m512 *sum)
+INLINE void add_rows(float *acc, const float *scratch, uint32_t n,
+                     uint32_t rows, const __m512 *inv_sum)
 {
-    __m512 inv_sum[KF_SCORE_ROWS_MAX];
-    for (uint32_t r = 0; r < rows; r++)
-        inv_sum[r] = splat(1.0f / fold16(sum[r]));
-    if (rows == 1) { /* the row count as a constant: no inner loop */
-        for (uint32_t j = 0; j < n; j += VL) {
-            __mmask16 m = tail_mask(n - j);
-            __m512 a = _mm512_maskz_loadu_ps(m, acc + j);
-            a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, scratch + j), inv_sum[0], a);
-            _mm512_mask_storeu_ps(acc + j, m, a);
-        }
-        return;
-    }
     for (uint32_t j = 0; j < n; j += VL) {
         __mmask16 m = tail_mask(n - j);
         __m512 a = _mm512_maskz_loadu_ps(m, acc + j);
@@ -360,6 +348,22 @@ static void add_normalised(float *acc, const float *scratch, uint32_t n,
                                 inv_sum[r], a);
         _mm512_mask_storeu_ps(acc + j, m, a);
     }
+}
+
+/* acc[j] += e_r[j] * (1 / sum_r) for rows r in order, e_r = scratch +
+ * r * n: one fused multiply-add per row, as `rows` one-row updates. One
+ * row gets a copy of the loop with the count constant (no inner loop:
+ * n = 513, 0.569 -> 0.535 ns per logit). */
+static void add_normalised(float *acc, const float *scratch, uint32_t n,
+                           uint32_t rows, const __m512 *sum)
+{
+    __m512 inv_sum[KF_SCORE_ROWS_MAX];
+    for (uint32_t r = 0; r < rows; r++)
+        inv_sum[r] = splat(1.0f / fold16(sum[r]));
+    if (rows == 1)
+        add_rows(acc, scratch, n, 1, inv_sum);
+    else
+        add_rows(acc, scratch, n, rows, inv_sum);
 }
 
 /* Each pass runs over all rows before the next starts, so one row's
