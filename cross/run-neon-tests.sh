@@ -2,15 +2,16 @@
 # Cross-builds libkeyformer for AArch64 (NEON kernels) and runs its test
 # suite under qemu-aarch64, twice: with the NEON kernels (the default) and
 # with KF_CPU_MASK=0 (portable C), then prints the cmocka summaries of the
-# variant-vs-C tests (tests/simd). Needs root for apt-get on first use.
+# variant-vs-C tests (tests/simd). On first use it adds the arm64 dpkg
+# architecture and installs the packages below, through sudo when not root.
 #
-# usage: cross/run-neon-tests.sh [build-dir]     (default /tmp/build-neon)
+# usage: cross/run-neon-tests.sh [build-dir]     (default ./build-neon)
 # Takes about 5 minutes on 2 cores from scratch (build included) once the
 # packages are installed.
 set -eu
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=${1:-/tmp/build-neon}
+BUILD=${1:-$SRC/build-neon}
 CROSS="$SRC/cross/aarch64-linux-gnu.ini"
 QEMU="qemu-aarch64 -L /"
 
@@ -23,13 +24,16 @@ missing=""
 for p in gcc-aarch64-linux-gnu qemu-user libcmocka-dev:arm64 libgomp1:arm64; do
     have_pkg "$p" || missing="$missing $p"
 done
+as_root=""
+[ "$(id -u)" -eq 0 ] || as_root=sudo
 if [ -n "$missing" ]; then
     echo "== installing:$missing"
     if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-        dpkg --add-architecture arm64
+        echo "== adding the arm64 dpkg architecture"
+        $as_root dpkg --add-architecture arm64
     fi
-    apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+    $as_root apt-get update
+    $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user \
         libcmocka-dev:arm64 libgomp1:arm64
 fi

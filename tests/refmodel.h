@@ -1,5 +1,5 @@
 /* An independent, deliberately plain model of the Keyformer spec
- * (../shared/spec/keyformer.md) in double precision with libm, used to
+ * (doc/algorithm.md) in double precision with libm, used to
  * check the library's scores and selections. Shares only the noise bits
  * (rng.h) with the library. */
 #ifndef KF_REFMODEL_H

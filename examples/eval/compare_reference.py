@@ -6,7 +6,7 @@ usage: compare_reference.py REFERENCE_JSON DYNAMIC_CSV [REFERENCE_RULE_CSV]
                             [--tolerance-deterministic X]
                             [--tolerance-keyformer Y]
 
-REFERENCE_JSON is shared/data/reference-eval-dev.json: rows of
+REFERENCE_JSON is examples/data/reference-eval-dev.json: rows of
 {doc, policy, budget, nll, full_nll, dnll, top1} for the policies window,
 sinks, h2o, keyformer (dynamic eviction rule) and h2o-frozen,
 keyformer-reference-rule (the authors' rule). DYNAMIC_CSV is a kf-eval run

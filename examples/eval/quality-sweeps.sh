@@ -4,15 +4,15 @@
 #   examples/eval/quality-sweeps.sh BUILD_DIR OUT_DIR [DATA_DIR]
 #
 # BUILD_DIR holds a configured build (examples/kf-eval); OUT_DIR receives
-# the CSV, Markdown and PNG files; DATA_DIR defaults to ../shared/data next
-# to the source tree. Runs take one core per job (--threads, default all
+# the CSV, Markdown and PNG files; DATA_DIR defaults to examples/data
+# (the bundled dev set). Runs take one core per job (--threads, default all
 # cores); on 2 cores the whole set takes 1 to 1.5 hours of wall time.
 set -eu
 
 build=$1
 out=$2
 here=$(cd "$(dirname "$0")" && pwd)
-data=${3:-$here/../../../shared/data}
+data=${3:-$here/../data}
 eval_bin=$build/examples/kf-eval
 tokens=$data/sotu-dev.tokens.jsonl
 mkdir -p "$out"

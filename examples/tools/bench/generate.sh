@@ -4,8 +4,8 @@
 # at 0.5 with each speed setting, 3 interleaved rounds, 1 and 2 threads.
 #   examples/tools/bench/generate.sh [BUILD_DIR]   (default /tmp/build-e2e)
 G=${1:-/tmp/build-e2e}/examples/kf-generate
-P=/tmp/kf-prompt-1536.txt
-/usr/bin/python3 -c "import json; t = json.loads(open('$(dirname "$0")/../../../../shared/data/sotu-dev.jsonl').readline())['text']; open('$P', 'w').write(' '.join(t.split()[:1150]))"
+P=${TMPDIR:-/tmp}/kf-prompt-1536.txt
+/usr/bin/python3 -c "import json; t = json.loads(open('$(dirname "$0")/../../data/sotu-dev.jsonl').readline())['text']; open('$P', 'w').write(' '.join(t.split()[:1150]))"
 export OMP_WAIT_POLICY=passive
 for T in 1 2; do
   for rep in 1 2 3; do
