@@ -260,6 +260,9 @@ static int config_verdict(const kf_config *cfg)
         bad |= tokens == ratio || cfg->budget_tokens > cfg->capacity;
         bad |= cfg->policy == KF_POLICY_SINKS && tokens
                && cfg->budget_tokens <= cfg->n_sinks;
+        /* batched eviction holds k + B slots: capacity >= k + B */
+        bad |= tokens && cfg->evict_interval > 1
+               && (uint64_t)cfg->budget_tokens + cfg->evict_interval > cfg->capacity;
         /* a negative ratio: "resolved k is 0" at select, or refused here */
         open |= cfg->budget_ratio < 0.0;
     } else {
@@ -317,7 +320,7 @@ static void gen_config(fz_input *in, kf_config *cfg)
     /* then maybe break it */
     int n_breaks = fz_chance(in, 64) ? (int)fz_range(in, 1, 3) : 0;
     for (int i = 0; i < n_breaks; i++) {
-        switch (fz_range(in, 0, 23)) {
+        switch (fz_range(in, 0, 24)) {
         case 0: cfg->n_layers = 0; break;
         case 1: cfg->n_heads = 0; break;
         case 2: cfg->n_kv_heads = 0; break;
@@ -363,6 +366,14 @@ static void gen_config(fz_input *in, kf_config *cfg)
         case 21: /* budget above capacity */
             cfg->budget_ratio = 0.0;
             cfg->budget_tokens = cfg->capacity + fz_range(in, 1, 3);
+            break;
+        case 23: /* batched eviction without room for k + B */
+            cfg->evict_interval = fz_range(in, 2, 6);
+            if (cfg->evict_interval > cfg->capacity)
+                cfg->capacity = cfg->evict_interval;
+            cfg->budget_ratio = 0.0;
+            cfg->budget_tokens = cfg->capacity - cfg->evict_interval
+                                 + fz_range(in, 1, cfg->evict_interval);
             break;
         case 22: /* the sinks take the whole budget */
             cfg->budget_ratio = 0.0;
@@ -545,6 +556,7 @@ static void copy_layer(const session *s, int layer, lane_copy *lc)
 typedef struct logits_plan {
     kf_logits_view v;
     float *buf;
+    uint8_t *shifted; /* a misaligned copy of buf (data points into it) */
     size_t ext;  /* elements allocated */
     int verdict; /* 1 valid by the header, 0 invalid, -1 open */
     int filled;  /* values written through the view (defects below known) */
@@ -615,7 +627,7 @@ static int plan_logits(session *s, uint32_t cur, uint32_t rows,
     uint32_t cap = s->cfg.capacity, heads = s->cfg.n_heads;
     uint32_t room = cap > cur ? cap - cur : 0;
     memset(p, 0, sizeof *p);
-    int shape = 1, strides = 1, null_data = 0;
+    int shape = 1, strides = 1, null_data = 0, misalign = 0, short_bytes = 0;
 
     if (rows)
         v->n_rows = rows;
@@ -634,7 +646,7 @@ static int plan_logits(session *s, uint32_t cur, uint32_t rows,
 
     int n_breaks = random_shape ? (int)fz_range(in, 1, 2) : 0;
     for (int k = 0; k < n_breaks; k++) {
-        switch (fz_range(in, 0, 8)) {
+        switch (fz_range(in, 0, 10)) {
         case 0: v->n_rows = 0; break;
         case 1: v->n_slots += fz_chance(in, 128) ? 1u : UINT32_MAX; break;
         case 2: v->n_slots = fz_chance(in, 128) ? 0 : UINT32_MAX; break;
@@ -654,6 +666,8 @@ static int plan_logits(session *s, uint32_t cur, uint32_t rows,
             v->head_stride = (size_t)v->n_rows * v->n_slots;
             break;
         case 7: null_data = 1; break;
+        case 8: misalign = (int)fz_range(in, 1, 3); break;
+        case 9: short_bytes = 1; break; /* declared bytes too few */
         default: break;
         }
     }
@@ -686,6 +700,23 @@ static int plan_logits(session *s, uint32_t cur, uint32_t rows,
         for (size_t e = 0; e < ext; e++)
             p->buf[e] = (float)(e % 7);
 
+    /* the buffer's size, declared or not: exactly, generously, or (a
+     * break) short of the farthest float, which is KF_ELAYOUT */
+    size_t have = ext * sizeof(float);
+    if (short_bytes && strides && have > 1) {
+        v->bytes = fz_range(in, 1, (uint32_t)(have - 1 < UINT32_MAX ? have - 1 : UINT32_MAX));
+        strides = 0;
+    } else if (strides && fz_chance(in, 128)) {
+        v->bytes = have + (fz_chance(in, 128) ? 0 : fz_range(in, 1, 64));
+    }
+    if (misalign) { /* float data at an odd address: KF_ELAYOUT */
+        p->shifted = malloc(have + 3);
+        CHECK(p->shifted != NULL);
+        memcpy(p->shifted + misalign, p->buf, have);
+        v->data = (const float *)(const void *)(p->shifted + misalign);
+        strides = 0;
+    }
+
     if (null_data) {
         v->data = NULL;
         p->filled = 0;
@@ -696,6 +727,12 @@ static int plan_logits(session *s, uint32_t cur, uint32_t rows,
         p->verdict = verdict_and(shape, strides);
     }
     return 1;
+}
+
+static void free_logits(logits_plan *p)
+{
+    free(p->buf);
+    free(p->shifted);
 }
 
 /* What a successful observe (logits or q.k) of `rows` rows promises. */
@@ -773,16 +810,46 @@ static void op_observe(session *s, int layer, uint32_t rows, int random_shape)
             else
                 CHECK(status == KF_ENAN || status == KF_EEMPTYROW);
         }
-        free(p.buf);
+        free_logits(&p);
         return;
     }
     CHECK(verdict != 0);
     CHECK(!defects);
     check_observed(s, layer, cur, p.v.n_rows, &before_lane, steps0, next0);
-    free(p.buf);
+    free_logits(&p);
 }
 
 /* ---- observe a KV head at a time: kf_observe_begin / kv_head / end ---- */
+
+/* A KV head's view the open round must refuse with KF_ELAYOUT, changing
+ * nothing (the head can be handed over again): its logits at a misaligned
+ * address, or declared bytes one short of (or far below) its last float. */
+static void refused_kv_head(session *s, int layer, uint32_t g,
+                            const kf_logits_view *v, snapshot before)
+{
+    fz_input *in = &s->in;
+    uint32_t group = s->cfg.n_heads / s->cfg.n_kv_heads;
+    size_t ext;
+    CHECK(extent_of(v->n_slots, v->row_stride, v->n_rows, v->head_stride,
+                    group, &ext));
+    size_t span = ext * sizeof(float);
+    kf_logits_view bad = *v;
+    uint8_t *shifted = NULL;
+    if (fz_chance(in, 128)) {
+        uint32_t off = fz_range(in, 1, 3);
+        shifted = malloc(span + 3);
+        CHECK(shifted != NULL);
+        memcpy(shifted + off, v->data, span);
+        bad.data = (const float *)(const void *)(shifted + off);
+    } else {
+        bad.bytes = fz_chance(in, 128) ? span - 1 : fz_range(in, 1, (uint32_t)(span - 1 < UINT32_MAX ? span - 1 : UINT32_MAX));
+    }
+    int rc = kf_observe_kv_head(s->cache, layer, (int)g, &bad);
+    trace("round kv_head %u (refused view) -> %d\n", g, rc);
+    CHECK(rc == KF_ELAYOUT);
+    check_unchanged(s->cache, before);
+    free(shifted);
+}
 
 /* A round over a valid view of the layer: begin (sometimes with a wrong
  * row count), the KV heads in an input-chosen order, sometimes one skipped
@@ -815,7 +882,7 @@ static void op_observe_round(session *s, int layer)
     CHECK((status == KF_OK) == begin_ok);
     if (status) {
         check_unchanged(c, before);
-        free(p.buf);
+        free_logits(&p);
         return;
     }
     check_unchanged(c, before); /* nothing visible until the end */
@@ -839,8 +906,13 @@ static void op_observe_round(session *s, int layer)
         if ((int)g == skip)
             continue;
         kf_logits_view v = p.v;
+        size_t skip_bytes = (size_t)g * group * v.head_stride * sizeof(float);
         if (v.data)
             v.data += (size_t)g * group * v.head_stride;
+        if (v.bytes) /* declared from the KV head's own data on */
+            v.bytes -= skip_bytes < v.bytes ? skip_bytes : v.bytes - 1;
+        if (v.data && begin_rows == p.v.n_rows && fz_chance(in, 24))
+            refused_kv_head(s, layer, g, &v, before);
         int rc = kf_observe_kv_head(c, layer, (int)g, &v);
         trace("round kv_head %u -> %d\n", g, rc);
         check_code(rc, CODES_OBSERVE);
@@ -866,7 +938,7 @@ static void op_observe_round(session *s, int layer)
         check_observed(s, layer, cur, p.v.n_rows, &before_lane, steps0, next0);
     }
     CHECK(kf_observe_end(c, layer) == KF_ESTATE); /* closed either way */
-    free(p.buf);
+    free_logits(&p);
 }
 
 /* src[i]: the old slot that slot i of KV head g holds after compaction
@@ -1075,6 +1147,8 @@ static void op_select(session *s, int layer)
     CHECK(kf_budget(c, &k, &w) == KF_OK);
     if (s->cfg.policy != KF_POLICY_FULL)
         CHECK(k >= 1 && k <= s->cfg.capacity && w <= k);
+    if (s->cfg.policy != KF_POLICY_FULL && s->cfg.evict_interval > 1)
+        CHECK((uint64_t)k + s->cfg.evict_interval <= s->cfg.capacity);
     for (uint32_t l = 0; l < n_layers; l++) {
         if (!all && (int)l != layer)
             continue;
@@ -1172,7 +1246,7 @@ static int plan_kv(session *s, uint32_t cur, int random, int values, kv_plan *p)
     kf_kv_view *v = &p->v;
     uint32_t hd = s->cfg.head_dim, n_kv = s->cfg.n_kv_heads;
     memset(p, 0, sizeof *p);
-    int strides = 1, misalign = 0, null_data = 0;
+    int strides = 1, misalign = 0, null_data = 0, short_bytes = 0;
     v->dtype = (kf_dtype)fz_range(in, 0, 2);
     v->n_slots = cur;
     size_t pad_t = fz_range(in, 0, 2), pad_h = fz_range(in, 0, 2);
@@ -1185,7 +1259,7 @@ static int plan_kv(session *s, uint32_t cur, int random, int values, kv_plan *p)
     }
     int n_breaks = random ? (int)fz_range(in, 1, 2) : 0;
     for (int k = 0; k < n_breaks; k++) {
-        switch (fz_range(in, 0, 7)) {
+        switch (fz_range(in, 0, 8)) {
         case 0: v->dtype = (kf_dtype)(fz_chance(in, 128) ? 3 : -1); break;
         case 1: v->n_slots += fz_chance(in, 128) ? 1u : UINT32_MAX; break;
         case 2: v->token_stride = fz_size(in, 2u * hd * n_kv); strides = -1; break;
@@ -1193,6 +1267,7 @@ static int plan_kv(session *s, uint32_t cur, int random, int values, kv_plan *p)
         case 4: misalign = 1; break;
         case 5: null_data = 1; break;
         case 6: v->n_slots = 0; break;
+        case 7: short_bytes = 1; break; /* declared bytes too few */
         default: break;
         }
     }
@@ -1211,6 +1286,11 @@ static int plan_kv(session *s, uint32_t cur, int random, int values, kv_plan *p)
         p->bytes = p->elem;
     } else if (p->bytes > MAX_BUFFER_BYTES) {
         return 0;
+    } else if (short_bytes && p->bytes > 1) { /* KF_ELAYOUT */
+        v->bytes = fz_range(in, 1, (uint32_t)(p->bytes - 1));
+        verdict = 0;
+    } else if (fz_chance(in, 128)) { /* declared: exactly, or generously */
+        v->bytes = p->bytes + (fz_chance(in, 128) ? 0 : fz_range(in, 1, 64));
     }
     p->mem = malloc(p->bytes + 1);
     p->before = malloc(p->bytes);
@@ -1366,6 +1446,9 @@ static void op_compact(session *s, int layer, int random)
             uint32_t every = s->cfg.evict_interval;
             if (budget_st == KF_OK && s->cfg.policy != KF_POLICY_FULL)
                 CHECK(now.n <= k || (every > 1 && now.n < k + every));
+            /* and room for the next decode row (k + B <= capacity) */
+            if (s->cfg.policy != KF_POLICY_FULL && every > 1)
+                CHECK(now.n < s->cfg.capacity);
             static uint32_t src[MAX_CAPACITY];
             for (uint32_t g = 0; g < s->cfg.n_kv_heads; g++) {
                 sources(s, old, g, src);
@@ -1476,6 +1559,17 @@ static void op_observe_qk(session *s, int layer, uint32_t rows, int random)
         memmove(q_mem + 1, q_mem, ext * sizeof(float));
         strides = 0; /* KF_ELAYOUT */
     }
+    /* the query buffer's size, declared or not; short of its last float
+     * it is KF_ELAYOUT */
+    if (strides && fz_chance(in, 128)) {
+        size_t have = ext * sizeof(float);
+        if (random && have > 1 && fz_chance(in, 96)) {
+            q.bytes = fz_range(in, 1, (uint32_t)(have - 1 < UINT32_MAX ? have - 1 : UINT32_MAX));
+            strides = 0;
+        } else {
+            q.bytes = have + (fz_chance(in, 128) ? 0 : fz_range(in, 1, 64));
+        }
+    }
 
     kv_plan kp;
     if (!plan_kv(s, cur + q.n_rows, random, 1, &kp)) {
@@ -1576,7 +1670,7 @@ static void op_null_cache(fz_input *in)
     const uint32_t *keep;
     size_t bytes;
     float x = 0.0f;
-    kf_logits_view lv = { &x, 1, 1, 1, 1, 0 };
+    kf_logits_view lv = { &x, 1, 1, 1, 1, 0, 0 };
     int layer = (int)fz_range(in, 0, 2) - 1;
     CHECK(kf_cache_reset(NULL) == KF_EINVAL);
     CHECK(kf_observe_logits(NULL, layer, &lv) == KF_EINVAL);

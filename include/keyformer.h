@@ -1,8 +1,12 @@
-/*
- * libkeyformer — KV-cache reduction by key-token selection (Keyformer,
- * Adnan et al., MLSys 2024) for any host inference loop.
+/* Copyright (c) 2026 the libkeyformer developers. BSD-2-Clause, see COPYING. */
+/** @file keyformer.h
+ * @brief The whole public API of libkeyformer: KV-cache reduction by
+ * key-token selection (Keyformer, Adnan et al., MLSys 2024) for any host
+ * inference loop.
  *
- * Copyright (c) 2026 the libkeyformer developers. BSD-2-Clause, see COPYING.
+ * This overview comes first, then every type, constant and function. The
+ * guides (doc/concepts.md, doc/walkthrough.md, doc/recipes.md, ...) are
+ * linked from the main page of the API reference.
  *
  * ## What it does
  * The host runs its own transformer. For every layer it hands the library the
@@ -16,25 +20,36 @@
  *   ascending original position (or in no particular order with
  *   KF_ORDER_ANY); slot i of a layer is row i of the host's K/V buffers for
  *   that layer and head.
+ * - capacity (kf_config): the most slots a (layer, KV head) may hold. The
+ *   host's buffers hold `rows` >= capacity rows per KV head, and a
+ *   kf_kv_view's strides describe those buffers: for [head][row][dim],
+ *   head_stride = rows * head_dim, from the buffer's own row count, never
+ *   from capacity unless the two are equal. A head_stride that is too small
+ *   for the buffer is a valid view of other memory: every call succeeds and
+ *   KV head 1 onwards read and move the wrong rows. Set kf_kv_view::bytes
+ *   to the buffer's size so the library rejects views that run past it.
  * - budget k: slots kept per (layer, KV head) after each selection; window
  *   w = floor(recent_ratio * k) most recent slots are always kept.
  * - phase: a layer is in the prompt phase until its first kf_select(); every
  *   row observed after that is one generation step (t = 1, 2, ...).
  *
  * ## One prefill, one decode step (per layer l)
- *     // prompt of S tokens: logits [head][row i][slot j], j <= i visible
- *     kf_logits_view lv = { .data = logits, .n_rows = S, .n_slots = S,
- *                           .row_stride = S, .head_stride = (size_t)S * S,
- *                           .flags = KF_LOGITS_CAUSAL };
- *     kf_observe_logits(cache, l, &lv);   // scores accumulate
- *     kf_select(cache, l);                // keep window + top scores
- *     kf_compact(cache, l, &k_view, &v_view); // host K/V shrink in place
- *     // decode: append one token's K/V at row n (n = kf_slot_count), then
- *     // logits of the new query over n + 1 slots:
- *     lv = (kf_logits_view){ .data = row, .n_rows = 1, .n_slots = n + 1,
- *                            .row_stride = n + 1, .head_stride = n + 1 };
- *     kf_observe_logits(cache, l, &lv); kf_select(cache, l);
- *     kf_compact(cache, l, &k_view, &v_view); // evicts back to k slots
+ * @code{.c}
+ * // prompt of S tokens: logits [head][row i][slot j], j <= i visible
+ * kf_logits_view lv = { .data = logits, .n_rows = S, .n_slots = S,
+ *                       .row_stride = S, .head_stride = (size_t)S * S,
+ *                       .flags = KF_LOGITS_CAUSAL,
+ *                       .bytes = sizeof(float) * n_heads * S * S };
+ * kf_observe_logits(cache, l, &lv);   // scores accumulate
+ * kf_select(cache, l);                // keep window + top scores
+ * kf_compact(cache, l, &k_view, &v_view); // host K/V shrink in place
+ * // decode: append one token's K/V at row n (n = kf_slot_count), then
+ * // logits of the new query over n + 1 slots:
+ * lv = (kf_logits_view){ .data = row, .n_rows = 1, .n_slots = n + 1,
+ *                        .row_stride = n + 1, .head_stride = n + 1 };
+ * kf_observe_logits(cache, l, &lv); kf_select(cache, l);
+ * kf_compact(cache, l, &k_view, &v_view); // evicts back to k slots
+ * @endcode
  *
  * ## Threads
  * A kf_cache is used by one thread at a time (the library may run OpenMP
@@ -57,10 +72,6 @@
  * kf_strerror() describes it. A failed call leaves the cache exactly as it
  * was before the call.
  */
-/** @file keyformer.h
- *  The whole public API of libkeyformer: the overview above, then every
- *  type, constant and function. Guides: doc/concepts.md, doc/walkthrough.md,
- *  doc/recipes.md. */
 #ifndef KEYFORMER_H
 #define KEYFORMER_H
 
@@ -178,7 +189,9 @@ typedef struct kf_config {
     /** Most slots one (layer, KV head) may hold at once, including rows
      *  appended before their selection: at least the prompt length for the
      *  prefill, and k + 1 for one-token decode steps (k + B with
-     *  evict_interval B). */
+     *  evict_interval B). The host's K/V buffers need at least this many
+     *  rows per KV head; they may hold more, and then their kf_kv_view
+     *  strides come from their own row count, not from capacity. */
     uint32_t capacity;
     kf_policy policy;           /**< default KF_POLICY_KEYFORMER */
     kf_rule rule;               /**< default KF_RULE_DYNAMIC */
@@ -209,8 +222,9 @@ typedef struct kf_config {
      *  slot until a (layer, KV head) holds k + B, then evicts B at once
      *  (the lowest scores under the policy and rule): compaction moves rows
      *  once per B tokens instead of every token, and up to k + B slots are
-     *  held, so capacity must be >= k + B. The prompt selection is
-     *  unchanged. <= capacity. */
+     *  held, so capacity must be >= k + B: kf_cache_create() checks it for
+     *  budget_tokens, the first kf_select() for a ratio budget (both
+     *  KF_ERANGE). The prompt selection is unchanged. <= capacity. */
     uint32_t evict_interval;
     /** Slot order after compaction; default KF_ORDER_POSITION. */
     kf_slot_order slot_order;
@@ -233,26 +247,56 @@ typedef struct kf_cache kf_cache;
  *  Element (head h, row i, slot j) is at data[h*head_stride + i*row_stride
  *  + j]. Row i is the query of the i-th new token; its slot j is the cached
  *  token in slot j, with the n_rows new tokens in the last n_rows slots.
- *  Masked entries are -INFINITY. */
+ *  Masked entries are -INFINITY.
+ *
+ *  Every view ends with `bytes`, the size of the caller's buffer (0: not
+ *  declared). Initialisers written before `bytes` existed, positional or
+ *  designated, leave it 0 and work as before, though GCC's and Clang's
+ *  -Wextra (-Wmissing-field-initializers) warn about positional ones that
+ *  stop short of it: add the size, or 0. Code that fills a view member by
+ *  member must set it too, or start from a zeroed view (`= { 0 }`): an
+ *  uninitialised `bytes` is taken as a declared size. Programs compiled
+ *  against a header without it pass shorter views: rebuild them. */
 typedef struct kf_logits_view {
-    const float *data; /**< may be NULL for WINDOW, SINKS and FULL */
+    const float *data; /**< aligned to float; may be NULL for WINDOW, SINKS
+                            and FULL */
     uint32_t n_rows;   /**< new tokens in this call, >= 1 */
     uint32_t n_slots;  /**< slots held before the call + n_rows */
     size_t row_stride; /**< elements between rows; >= n_slots if n_rows > 1 */
     size_t head_stride; /**< elements between heads; rows must not overlap */
     uint32_t flags;     /**< 0 or KF_LOGITS_CAUSAL */
+    /** Bytes of the caller's buffer from data on, or 0 (not declared).
+     *  When nonzero, every call that takes the view fails with KF_ELAYOUT,
+     *  reading nothing, if the last byte it would read (of the last row of
+     *  the last head) lies past data + bytes. */
+    size_t bytes;
 } kf_logits_view;
 
 /** One layer's K or V buffer of the host. Row (KV head g, slot j) of
  *  head_dim elements starts at element g*head_stride + j*token_stride of
  *  data: [head][token][dim] has token_stride = head_dim, [token][head][dim]
- *  has head_stride = head_dim. Strides are in elements, not bytes. */
+ *  has head_stride = head_dim. Strides are in elements, not bytes.
+ *
+ *  The strides describe the buffer as allocated, not the cache: a
+ *  [head][row][dim] buffer of `rows` rows per KV head (rows >= capacity)
+ *  has head_stride = rows * head_dim. A stride computed from capacity
+ *  while the buffer holds more rows is still a valid view, of the wrong
+ *  rows: no call can tell, and KV heads 1 onwards get other heads' rows.
+ *  Declare `bytes` (the buffer's size) so that a view reaching past the
+ *  buffer is rejected instead of read or written. */
 typedef struct kf_kv_view {
     void *data;          /**< aligned to the element size */
     kf_dtype dtype;      /**< element type */
-    uint32_t n_slots;    /**< rows per head in the buffer = kf_slot_count() */
+    uint32_t n_slots;    /**< rows per head in use = kf_slot_count() (+ the
+                              new rows for kf_observe_qk), not the buffer's */
     size_t token_stride; /**< elements between slots of one head */
-    size_t head_stride;  /**< elements between KV heads */
+    size_t head_stride;  /**< elements between KV heads: for [head][row][dim]
+                              the buffer's rows per head * head_dim */
+    /** Bytes of the caller's buffer from data on, or 0 (not declared).
+     *  When nonzero, kf_observe_qk() and kf_compact() fail with KF_ELAYOUT,
+     *  touching nothing, if the last byte they would touch (of row n_slots
+     *  - 1 of the last KV head) lies past data + bytes. */
+    size_t bytes;
 } kf_kv_view;
 
 /** One layer's query rows for kf_observe_qk(), fp32, all query heads.
@@ -262,13 +306,18 @@ typedef struct kf_kv_view {
  *  row_stride = n_heads * head_dim. Row i is the query of the i-th new
  *  token exactly as the host's attention uses it (RoPE already applied). */
 typedef struct kf_query_view {
-    const float *data;  /**< may be NULL for WINDOW, SINKS and FULL */
+    const float *data;  /**< aligned to float; may be NULL for WINDOW,
+                             SINKS and FULL */
     uint32_t n_rows;    /**< new tokens in this call, >= 1 */
     size_t row_stride;  /**< elements between rows of one head */
     size_t head_stride; /**< elements between query heads */
     /** Logit = scale * (q . k): >= 0, finite; 0 means 1/sqrt(head_dim). */
     float scale;
     uint32_t flags;     /**< 0 or KF_LOGITS_CAUSAL */
+    /** Bytes of the caller's buffer from data on, or 0 (not declared), as
+     *  kf_logits_view::bytes: a call that would read past it fails with
+     *  KF_ELAYOUT. */
+    size_t bytes;
 } kf_query_view;
 
 /** Fill *cfg with the defaults (Keyformer, budget 0.5 of the prompt, recent
@@ -287,7 +336,8 @@ KF_API int kf_config_default(kf_config *cfg);
  *  n_kv_heads, budget_tokens > capacity, recent_ratio outside [0, 1],
  *  negative budget_ratio, tau <= 0 or so small that 1/tau overflows,
  *  tau_steps 0, SINKS with budget_tokens <= n_sinks, capacity above
- *  2^31 - 1, n_threads above 1024, evict_interval above capacity);
+ *  2^31 - 1, n_threads above 1024, evict_interval above capacity,
+ *  evict_interval B > 1 with budget_tokens + B above capacity);
  *  KF_EOVERFLOW (total size overflows); KF_ENOMEM.
  *  Thread-safe. */
 KF_API int kf_cache_create(kf_cache **out, const kf_config *cfg);
@@ -311,8 +361,10 @@ KF_API int kf_cache_reset(kf_cache *cache);
  *  @return KF_OK; KF_EINVAL (NULL cache/view, NULL data for a scoring
  *  policy, unknown flags, n_rows 0); KF_ERANGE (layer out of range, slots
  *  would exceed capacity, or positions 2^31); KF_EMISMATCH (n_slots is not
- *  the layer's slot count + n_rows); KF_ELAYOUT (row_stride or head_stride
- *  too small); KF_EOVERFLOW; KF_ESTATE (a selection awaits kf_compact, or
+ *  the layer's slot count + n_rows); KF_ELAYOUT (data not aligned to
+ *  float, row_stride or head_stride too small, or the rows reach past a
+ *  declared view->bytes); KF_EOVERFLOW; KF_ESTATE (a selection awaits
+ *  kf_compact, or
  *  a kf_observe_begin round is open); KF_ENAN (a visible logit is NaN or
  *  +inf); KF_EEMPTYROW (a row of some head has no visible finite logit).
  *  NaN is rejected, never treated as -inf: it signals a host bug. A failed
@@ -360,7 +412,9 @@ KF_API int kf_observe_begin(kf_cache *cache, int layer, uint32_t n_rows);
  *  policy, unknown flags, n_rows 0); KF_ERANGE (layer or kv_head out of
  *  range); KF_ESTATE (no round open for `layer`, or this KV head already
  *  handed over); KF_EMISMATCH (n_rows differs from the round's, or n_slots
- *  from the slot count + n_rows); KF_ELAYOUT; KF_EOVERFLOW; KF_ENAN;
+ *  from the slot count + n_rows); KF_ELAYOUT (as kf_observe_logits:
+ *  misaligned data, overlapping rows, past view->bytes); KF_EOVERFLOW;
+ *  KF_ENAN;
  *  KF_EEMPTYROW (as kf_observe_logits). A failed call changes nothing: the
  *  KV head can be handed over again. */
 KF_API int kf_observe_kv_head(kf_cache *cache, int layer, int kv_head,
@@ -401,7 +455,8 @@ KF_API int kf_observe_end(kf_cache *cache, int layer);
  *  scale negative, NaN or infinite); KF_ERANGE (layer out of range, slots
  *  would exceed capacity, or positions 2^31); KF_EMISMATCH (k->n_slots is
  *  not the layer's slot count + n_rows); KF_ELAYOUT (rows of q or k
- *  overlap, or data misaligned); KF_EOVERFLOW; KF_ESTATE (a selection
+ *  overlap, data misaligned, or rows past a declared q->bytes or
+ *  k->bytes); KF_EOVERFLOW; KF_ESTATE (a selection
  *  awaits kf_compact); KF_ENAN (a visible logit is NaN or +inf, from NaN or
  *  infinite q or k values); KF_EEMPTYROW (a row of some head has no visible
  *  finite logit). A failed call leaves the cache unchanged. */
@@ -420,7 +475,8 @@ KF_API int kf_observe_qk(kf_cache *cache, int layer, const kf_query_view *q,
  *  last k; SINKS the first n_sinks and the last k - n_sinks; FULL keeps all.
  *  The choice is visible through kf_kept_slots() and applied by kf_compact().
  *  @return KF_OK; KF_EINVAL (NULL); KF_ERANGE (layer out of range, resolved
- *  k is 0, above capacity, or not above n_sinks for SINKS); KF_ESTATE
+ *  k is 0, above capacity, not above n_sinks for SINKS, or, with
+ *  evict_interval B > 1, k + B above capacity); KF_ESTATE
  *  (nothing observed since the last compaction, a selection already waits,
  *  a single layer asked under UNIFORM, layers out of step under UNIFORM, or
  *  a layer's prompt length differs from the one that fixed k). */
@@ -438,8 +494,8 @@ KF_API int kf_select(kf_cache *cache, int layer);
  *  @return KF_OK; KF_EINVAL (NULL cache, NULL data, bad dtype, views with
  *  KF_ALL_LAYERS); KF_ERANGE (layer); KF_ESTATE (no selection waits:
  *  compact before select); KF_EMISMATCH (view n_slots differs from
- *  kf_slot_count); KF_ELAYOUT (rows overlap, data misaligned, K and V
- *  ranges overlap); KF_EOVERFLOW. */
+ *  kf_slot_count); KF_ELAYOUT (rows overlap, data misaligned, rows past
+ *  a declared view bytes, K and V ranges overlap); KF_EOVERFLOW. */
 KF_API int kf_compact(kf_cache *cache, int layer, const kf_kv_view *k_view,
                       const kf_kv_view *v_view);
 

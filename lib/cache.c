@@ -61,6 +61,10 @@ static int check_config(const kf_config *cfg)
         if (cfg->policy == KF_POLICY_SINKS && by_tokens
             && cfg->budget_tokens <= cfg->n_sinks)
             return KF_ERANGE;
+        /* batched eviction holds up to k + B slots before it evicts: with
+         * less room every decode step would fail once the layer fills */
+        if (by_tokens && !kf_budget_fits(cfg, cfg->budget_tokens))
+            return KF_ERANGE;
     }
     if (cfg->recent_ratio < 0.0 || cfg->recent_ratio > 1.0
         || !(1.0f / cfg->tau_init < INFINITY) || !(1.0f / cfg->tau_end < INFINITY)

@@ -24,11 +24,10 @@ static int check_kv_view(const kf_cache *c, const kf_layer *l,
         return KF_EINVAL;
     if (v->n_slots != l->n_slots)
         return KF_EMISMATCH;
-    if ((uintptr_t)v->data % elem)
-        return KF_ELAYOUT;
     size_t bytes;
     return kf_check_rows(v->data, elem, c->cfg.head_dim, v->token_stride,
-                         v->n_slots, v->head_stride, c->cfg.n_kv_heads, &bytes);
+                         v->n_slots, v->head_stride, c->cfg.n_kv_heads,
+                         v->bytes, &bytes);
 }
 
 /* K and V must not share memory: a move in one would corrupt the other. */
@@ -44,7 +43,7 @@ static size_t view_bytes(const kf_cache *c, const kf_kv_view *v)
     size_t bytes = 0;
     kf_check_rows(v->data, dtype_size(v->dtype), c->cfg.head_dim,
                   v->token_stride, v->n_slots, v->head_stride,
-                  c->cfg.n_kv_heads, &bytes);
+                  c->cfg.n_kv_heads, 0, &bytes);
     return bytes;
 }
 

@@ -122,10 +122,13 @@ static inline int kf_policy_scores(kf_policy p)
 /* Rows of len elements of elem bytes at element offsets sa*i + sb*j from
  * base (i < na, j < nb) are pairwise disjoint, for the nested layouts hosts
  * use, and the whole span, in bytes, neither overflows size_t nor wraps the
- * address space; *bytes receives it. Returns KF_OK, KF_EINVAL (empty),
- * KF_ELAYOUT or KF_EOVERFLOW. */
+ * address space; *bytes receives it. base must be aligned to elem, and
+ * the span fit in `declared` bytes unless that is 0 (a view's `bytes`:
+ * not declared). Returns KF_OK, KF_EINVAL (empty), KF_ELAYOUT or
+ * KF_EOVERFLOW. */
 int kf_check_rows(const void *base, size_t elem, size_t len, size_t sa,
-                  size_t na, size_t sb, size_t nb, size_t *bytes);
+                  size_t na, size_t sb, size_t nb, size_t declared,
+                  size_t *bytes);
 
 /* Picks the cache's kernels from cfg.cpu_mask & KF_CPU_MASK (dsp.c). */
 void kf_cache_init_dsp(kf_cache *c);
@@ -138,6 +141,16 @@ float kf_row_tau(const kf_cache *c, const kf_layer *l, uint32_t i);
 static inline uint32_t kf_window_of(double recent_ratio, uint32_t k)
 {
     return (uint32_t)(recent_ratio * (double)k);
+}
+
+/* Room for budget k: a generation step with evict_interval B > 1 evicts
+ * only once a (layer, KV head) holds k + B slots, so capacity >= k + B
+ * (64-bit sum: no wrap). */
+static inline int kf_budget_fits(const kf_config *cfg, uint32_t k)
+{
+    uint64_t held = (uint64_t)k + (cfg->evict_interval > 1
+                                       ? cfg->evict_interval : 0);
+    return held <= cfg->capacity;
 }
 
 /* kf_observe_qk blocks: query rows per block, keys per converted tile. */

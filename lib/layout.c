@@ -10,11 +10,14 @@ static int mul_add(size_t a, size_t b, size_t c, size_t *out)
 }
 
 int kf_check_rows(const void *base, size_t elem, size_t len, size_t sa,
-                  size_t na, size_t sb, size_t nb, size_t *bytes)
+                  size_t na, size_t sb, size_t nb, size_t declared,
+                  size_t *bytes)
 {
     size_t span_a, total;
     if (na == 0 || nb == 0 || len == 0 || elem == 0)
         return KF_EINVAL;
+    if ((uintptr_t)base % elem) /* the kernels load whole elements */
+        return KF_ELAYOUT;
     if (!mul_add(na - 1, sa, 0, &span_a) || !mul_add(nb - 1, sb, span_a, &total)
         || total > SIZE_MAX - len)
         return KF_EOVERFLOW;
@@ -45,5 +48,9 @@ int kf_check_rows(const void *base, size_t elem, size_t len, size_t sa,
         if (sb < inner)
             return KF_ELAYOUT;
     }
+    /* the caller's declared buffer size (0: not declared) must hold the
+     * farthest byte the call touches */
+    if (declared && *bytes > declared)
+        return KF_ELAYOUT;
     return KF_OK;
 }

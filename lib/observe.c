@@ -26,7 +26,7 @@ int kf_check_logits_view(const kf_cache *c, const kf_layer *l,
         return KF_OK;
     size_t bytes;
     return kf_check_rows(v->data, sizeof(float), v->n_slots, v->row_stride,
-                         v->n_rows, v->head_stride, n_heads, &bytes);
+                         v->n_rows, v->head_stride, n_heads, v->bytes, &bytes);
 }
 
 /* One row's scores into acc: the policy's kernel with the row's noise key

@@ -206,21 +206,16 @@ static int check_call(const kf_cache *c, const kf_layer *l,
     size_t bytes;
     int status;
     if (q->data) {
-        if ((uintptr_t)q->data % sizeof(float))
-            return KF_ELAYOUT;
         status = kf_check_rows(q->data, sizeof(float), c->cfg.head_dim,
                                q->row_stride, q->n_rows, q->head_stride,
-                               c->cfg.n_heads, &bytes);
+                               c->cfg.n_heads, q->bytes, &bytes);
         if (status)
             return status;
     }
     if (k) {
-        size_t elem = dtype_size(k->dtype);
-        if ((uintptr_t)k->data % elem)
-            return KF_ELAYOUT;
-        status = kf_check_rows(k->data, elem, c->cfg.head_dim,
+        status = kf_check_rows(k->data, dtype_size(k->dtype), c->cfg.head_dim,
                                k->token_stride, k->n_slots, k->head_stride,
-                               c->cfg.n_kv_heads, &bytes);
+                               c->cfg.n_kv_heads, k->bytes, &bytes);
         if (status)
             return status;
     }

@@ -243,6 +243,8 @@ static int resolve_budget(const kf_cache *c, uint32_t len, uint32_t *k,
     *k = (uint32_t)want; /* floor, as Python's int(ratio * S) */
     if (c->cfg.policy == KF_POLICY_SINKS && *k <= c->cfg.n_sinks)
         return KF_ERANGE;
+    if (!kf_budget_fits(&c->cfg, *k)) /* k + evict_interval > capacity */
+        return KF_ERANGE;
     *w = kf_window_of(c->cfg.recent_ratio, *k);
     return KF_OK;
 }

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Installs libkeyformer to a temporary prefix and builds a program outside
-# the tree against it the way users do: with pkg-config only, once against
-# the shared library and once statically (pkg-config --static). Checks the
-# installed header, libraries and keyformer.pc, runs both programs, and ends
-# with one summary line "install-check: N passed, N failed[, N skipped]".
+# the tree against it the way users do, with pkg-config: against the shared
+# library (pkg-config --cflags --libs), and against the static archive the
+# two ways README.md gives, since pkg-config --static alone still says
+# -lkeyformer and the linker then takes libkeyformer.so: -lkeyformer
+# between -Wl,-Bstatic and -Wl,-Bdynamic, and the archive's path, each with
+# the private dependencies pkg-config --static lists. Checks the installed
+# header, libraries and keyformer.pc, runs every program, and ends with one
+# summary line "install-check: N passed, N failed[, N skipped]".
 #
 #   scripts/install-check.sh [BUILD_DIR]
 #
@@ -127,6 +131,18 @@ cflags_find_header() { # the first -I of --cflags holds keyformer.h
 libs_name_library() { case " $(pc --libs) " in *" -lkeyformer "*) ;; *) return 1 ;; esac; }
 check "pkg-config --cflags points at the installed header" cflags_find_header
 check "pkg-config --libs names -lkeyformer" libs_name_library
+libdir_var() { # README.md's rpath advice; pkgconf prefixes the sysroot
+    local got
+    got=$(pc --variable=libdir)
+    test "$got" = "$libdir" || test "$got" = "$root_lib"
+}
+check "pkg-config --variable=libdir is the installed libdir" libdir_var
+private_once() { # no flag twice in Libs.private
+    local words
+    words=$(pc --static --libs-only-other --libs-only-l | tr ' ' '\n' | grep -v '^$')
+    test "$(printf '%s\n' "$words" | sort | uniq -d)" = ""
+}
+check "pkg-config --static lists each private flag once" private_once
 
 # ---- an out-of-tree consumer ----
 work=$tmp/consumer
@@ -158,24 +174,46 @@ if [ "$default_library" != static ]; then
 fi
 
 if [ "$default_library" != shared ]; then
-    # pkg-config --static adds Libs.private (OpenMP, libm) after -lkeyformer;
-    # the archive is chosen by name so an installed .so cannot win.
-    static_libs=
-    for word in $(pc --static --libs); do
-        [ "$word" = -lkeyformer ] && word=$root_lib/libkeyformer.a
-        static_libs="$static_libs $word"
+    # pkg-config --static adds Libs.private (OpenMP, libm) but keeps
+    # -lkeyformer, which finds libkeyformer.so first when both are
+    # installed: the archive is asked for by name between -Bstatic and
+    # -Bdynamic, or by path. -lkeyformer appears once, so the .so is never
+    # named; the private -l flags other than it follow the archive.
+    private_l=
+    for word in $(pc --static --libs-only-l); do
+        [ "$word" = -lkeyformer ] || private_l="$private_l $word"
     done
-    # shellcheck disable=SC2086
-    check "consumer builds with pkg-config --static (static libkeyformer)" \
-        $cc $cflags consumer.c -o consumer-static $(pc --cflags) $static_libs -lm
-    if [ -x consumer-static ]; then
+    private="$(pc --static --libs-only-L --libs-only-other) $private_l"
+    static_consumer() { # name, how the archive is named; builds and checks
+        local exe=consumer-$1
+        shift
+        # shellcheck disable=SC2086
+        check "$exe: static libkeyformer ($*) + pkg-config --static private libs" \
+            $cc $cflags consumer.c -o "$exe" $(pc --cflags) "$@" $private
+        [ -x "$exe" ] || return
         if command -v readelf >/dev/null; then
-            check "consumer-static does not need libkeyformer.so" \
-                not needs_library consumer-static libkeyformer
+            check "$exe does not need libkeyformer.so" \
+                not needs_library "$exe" libkeyformer
         fi
-        check "consumer-static runs without the prefix on any path" \
-            env -u LD_LIBRARY_PATH ./consumer-static
-        ./consumer-static 2>/dev/null | sed -n 's/^/        /; /keeps/p'
+        check "$exe runs without the prefix on any path" \
+            env -u LD_LIBRARY_PATH "./$exe"
+    }
+    if [ "$(uname -s)" = Darwin ]; then # Apple's ld has no -Bstatic
+        skip "consumer-static-bstatic" "no -Bstatic on Darwin"
+    else
+        static_consumer static-bstatic -Wl,-Bstatic -lkeyformer -Wl,-Bdynamic
+    fi
+    static_consumer static-path "$root_lib/libkeyformer.a"
+    [ -x consumer-static-path ] &&
+        ./consumer-static-path 2>/dev/null | sed -n 's/^/        /; /keeps/p'
+    # what README.md warns about: plain pkg-config --static links the .so
+    if [ "$default_library" = both ] && command -v readelf >/dev/null; then
+        # shellcheck disable=SC2046
+        if $cc $cflags consumer.c -o consumer-static-plain \
+            $(pc --cflags) $(pc --static --libs) -lm 2>/dev/null &&
+            needs_library consumer-static-plain libkeyformer; then
+            echo "note    pkg-config --static --libs alone links libkeyformer.so (README.md)"
+        fi
     fi
 fi
 

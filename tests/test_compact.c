@@ -113,7 +113,7 @@ static void host_init(host_buf *b, const kf_config *cfg, const kv_layout *lay,
     }
     fill_bits(b->mem + GUARD, extent, lay->dtype, r);
     b->view = (kf_kv_view){ b->mem + GUARD, lay->dtype, 0, token_stride,
-                            head_stride };
+                            head_stride, 0 };
 }
 
 static void host_free(host_buf *b)

@@ -195,6 +195,7 @@ static void observe_rows(kf_cache *c, int layer, uint32_t rows, test_rng *r)
 /* Host logits of one call, dense [head][row][slot], with the view. */
 typedef struct logits {
     float *data;
+    size_t elems; /* floats at data */
     kf_logits_view view;
 } logits;
 
@@ -203,12 +204,13 @@ static logits make_logits(const kf_cache *c, int layer, uint32_t rows,
 {
     logits l;
     uint32_t heads = n_heads_of(c), slots = slots_of(c, layer) + rows;
-    l.data = malloc((size_t)heads * rows * slots * sizeof *l.data);
+    l.elems = (size_t)heads * rows * slots;
+    l.data = malloc(l.elems * sizeof *l.data);
     assert_non_null(l.data);
     test_fill_logits(l.data, heads, rows, slots, causal, r);
     l.view = (kf_logits_view){ l.data, rows, slots, slots,
                                (size_t)rows * slots,
-                               causal ? KF_LOGITS_CAUSAL : 0u };
+                               causal ? KF_LOGITS_CAUSAL : 0u, 0 };
     return l;
 }
 
@@ -265,8 +267,11 @@ static kv_pair make_kv(const kf_cache *c, int layer, test_rng *r)
     }
     uint32_t n = slots_of(c, layer);
     size_t hs = (size_t)cfg.capacity * cfg.head_dim;
-    p.kview = (kf_kv_view){ p.k, KF_DTYPE_F32, n, cfg.head_dim, hs };
-    p.vview = (kf_kv_view){ p.v, KF_DTYPE_F32, n, cfg.head_dim, hs };
+    /* the buffers' sizes are declared: every compaction of these views is
+     * bounds-checked too */
+    size_t bytes = p.elems * sizeof(float);
+    p.kview = (kf_kv_view){ p.k, KF_DTYPE_F32, n, cfg.head_dim, hs, bytes };
+    p.vview = (kf_kv_view){ p.v, KF_DTYPE_F32, n, cfg.head_dim, hs, bytes };
     return p;
 }
 
@@ -564,6 +569,63 @@ static void test_create_threads_limit(void **state)
     EXPECT_CREATE_FAILS(cfg, KF_ERANGE);
     cfg.n_threads = 1024;
     EXPECT_CREATE_OK(cfg);
+}
+
+/* evict_interval B > 1 holds up to k + B slots before it evicts: an
+ * absolute budget without that room is rejected at creation, instead of
+ * every decode observe failing once the layer fills (k = 8, B = 4 and
+ * capacity 10 failed from the third step on). */
+static void test_create_evict_interval_room(void **state)
+{
+    (void)state;
+    kf_config cfg = test_config(1, 2, 1, 4, 10);
+    cfg.budget_ratio = 0.0;
+    cfg.budget_tokens = 8;
+    cfg.evict_interval = 4;
+    EXPECT_CREATE_FAILS(cfg, KF_ERANGE);
+    cfg.evict_interval = 3; /* 8 + 3 > 10 */
+    EXPECT_CREATE_FAILS(cfg, KF_ERANGE);
+    static const kf_policy evicting[] = { KF_POLICY_KEYFORMER, KF_POLICY_H2O,
+                                          KF_POLICY_WINDOW, KF_POLICY_SINKS };
+    for (size_t i = 0; i < 4; i++) {
+        cfg.policy = evicting[i];
+        cfg.evict_interval = 4;
+        EXPECT_CREATE_FAILS(cfg, KF_ERANGE);
+        cfg.evict_interval = 2; /* k + B = 10 = capacity: room enough */
+        EXPECT_CREATE_OK(cfg);
+    }
+    /* B <= 1 evicts every step: k + 1 <= capacity is the host's concern
+     * (k == capacity still serves a prompt), as before */
+    cfg.policy = KF_POLICY_KEYFORMER;
+    cfg.budget_tokens = 10;
+    cfg.evict_interval = 1;
+    EXPECT_CREATE_OK(cfg);
+    cfg.evict_interval = 0;
+    EXPECT_CREATE_OK(cfg);
+    /* FULL never evicts: B does not matter */
+    cfg.policy = KF_POLICY_FULL;
+    cfg.budget_tokens = 0;
+    cfg.evict_interval = 10;
+    EXPECT_CREATE_OK(cfg);
+    cfg.budget_tokens = 4;
+    cfg.budget_ratio = 0.0;
+    EXPECT_CREATE_OK(cfg);
+
+    /* k + B = capacity: every decode step of a long generation works */
+    cfg = test_config(1, 2, 1, 4, 12);
+    cfg.budget_ratio = 0.0;
+    cfg.budget_tokens = 8;
+    cfg.evict_interval = 4;
+    kf_cache *c = new_cache(&cfg);
+    test_rng r;
+    test_rng_seed(&r, 50);
+    observe_rows(c, 0, 10, &r);
+    for (int t = 0; t < 40; t++) {
+        EXPECT_OK(kf_select(c, 0));
+        EXPECT_OK(kf_compact(c, 0, NULL, NULL));
+        observe_rows(c, 0, 1, &r);
+    }
+    kf_cache_destroy(&c);
 }
 
 static void test_create_size_overflow(void **state)
@@ -942,12 +1004,12 @@ static void test_observe_null_data(void **state)
         kf_config cfg = base_config();
         cfg.policy = blind[i];
         kf_cache *c = new_cache(&cfg);
-        kf_logits_view v = { NULL, 16, 16, 0, 0, KF_LOGITS_CAUSAL };
+        kf_logits_view v = { NULL, 16, 16, 0, 0, KF_LOGITS_CAUSAL, 0 };
         EXPECT_OK(kf_observe_logits(c, 0, &v));
         EXPECT_OK(kf_select(c, 0));
         EXPECT_OK(kf_compact(c, 0, NULL, NULL));
         uint32_t n = slots_of(c, 0);
-        v = (kf_logits_view){ NULL, 1, n + 1, 0, 0, 0 };
+        v = (kf_logits_view){ NULL, 1, n + 1, 0, 0, 0, 0 };
         EXPECT_OK(kf_observe_logits(c, 0, &v));
         kf_cache_destroy(&c);
     }
@@ -1288,6 +1350,130 @@ static void test_round_kv_head(void **state)
     kf_cache_destroy(&twin);
 }
 
+/* A copy of lg's logits `offset` bytes into a fresh block (misaligned for
+ * offset % 4 != 0); *mem gets the block to free. */
+static const float *shifted_logits(const logits *lg, size_t offset,
+                                   uint8_t **mem)
+{
+    size_t bytes = lg->elems * sizeof(float);
+    *mem = malloc(bytes + offset);
+    assert_non_null(*mem);
+    memcpy(*mem + offset, lg->data, bytes);
+    return (const float *)(const void *)(*mem + offset);
+}
+
+/* Logits must be aligned to float like every other view's data: a
+ * misaligned pointer is KF_ELAYOUT, nothing read, the cache unchanged, from
+ * kf_observe_logits and kf_observe_kv_head alike (the score kernels load
+ * whole floats). */
+static void test_observe_misaligned(void **state)
+{
+    (void)state;
+    test_rng r;
+    test_rng_seed(&r, 52);
+    static const kf_policy policies[] = { KF_POLICY_KEYFORMER, KF_POLICY_H2O,
+                                          KF_POLICY_WINDOW };
+    for (size_t p = 0; p < 3; p++) {
+        kf_config cfg = base_config();
+        cfg.policy = policies[p];
+        if (cfg.policy == KF_POLICY_WINDOW) {
+            cfg.budget_ratio = 0.0;
+            cfg.budget_tokens = 8;
+        }
+        kf_cache *c = generating_cache(&cfg, &r);
+        for (int l = 0; l < 2; l++) {
+            EXPECT_OK(kf_select(c, l));
+            EXPECT_OK(kf_compact(c, l, NULL, NULL));
+        }
+        for (uint32_t rows = 1; rows <= 3; rows += 2) {
+            logits lg = make_logits(c, 0, rows, 1, &r);
+            for (size_t off = 1; off < sizeof(float); off++) {
+                uint8_t *mem;
+                kf_logits_view v = lg.view;
+                v.data = shifted_logits(&lg, off, &mem);
+                EXPECT_FAIL(c, KF_ELAYOUT, kf_observe_logits(c, 0, &v));
+                /* the same, one KV head at a time */
+                EXPECT_OK(kf_observe_begin(c, 0, rows));
+                kf_logits_view g1 = v;
+                g1.data = v.data + 2 * v.head_stride;
+                EXPECT_FAIL(c, KF_ELAYOUT, kf_observe_kv_head(c, 0, 0, &v));
+                EXPECT_FAIL(c, KF_ELAYOUT, kf_observe_kv_head(c, 0, 1, &g1));
+                EXPECT_FAIL(c, KF_ESTATE, kf_observe_end(c, 0));
+                free(mem);
+            }
+            /* aligned, shifted by a whole float: accepted */
+            uint8_t *mem;
+            kf_logits_view v = lg.view;
+            v.data = shifted_logits(&lg, sizeof(float), &mem);
+            EXPECT_OK(kf_observe_logits(c, 0, &v));
+            EXPECT_OK(kf_select(c, 0));
+            EXPECT_OK(kf_compact(c, 0, NULL, NULL));
+            free(mem);
+            free(lg.data);
+        }
+        kf_cache_destroy(&c);
+    }
+}
+
+/* A logits view's declared `bytes` bounds the farthest float any call
+ * reads: exactly enough is accepted, one byte less is KF_ELAYOUT with the
+ * cache unchanged; 0 means not declared. */
+static void test_observe_view_bytes(void **state)
+{
+    (void)state;
+    test_rng r, r_twin;
+    test_rng_seed(&r, 53);
+    test_rng_seed(&r_twin, 53);
+    kf_config cfg = base_config();
+    kf_cache *c = generating_cache(&cfg, &r);
+    kf_cache *twin = generating_cache(&cfg, &r_twin);
+    for (int l = 0; l < 2; l++) {
+        EXPECT_OK(kf_select(c, l));
+        EXPECT_OK(kf_compact(c, l, NULL, NULL));
+        EXPECT_OK(kf_select(twin, l));
+        EXPECT_OK(kf_compact(twin, l, NULL, NULL));
+    }
+    logits lg = make_logits(c, 0, 3, 1, &r); /* 4 heads x 3 rows x n */
+    size_t exact = lg.elems * sizeof(float);
+    kf_logits_view v = lg.view;
+    v.bytes = exact - 1;
+    EXPECT_FAIL(c, KF_ELAYOUT, kf_observe_logits(c, 0, &v));
+    v.bytes = sizeof(float);
+    EXPECT_FAIL(c, KF_ELAYOUT, kf_observe_logits(c, 0, &v));
+    /* rows further apart than the buffer has room for */
+    v.bytes = exact;
+    v.row_stride = v.n_slots + 1;
+    EXPECT_FAIL(c, KF_ELAYOUT, kf_observe_logits(c, 0, &v));
+    /* one KV head's view: two query heads from its own data on */
+    EXPECT_OK(kf_observe_begin(c, 0, 3));
+    kf_logits_view g0 = kv_head_view(&lg, 0, 2), g1 = kv_head_view(&lg, 1, 2);
+    g0.bytes = g1.bytes = exact / 2 - 1;
+    EXPECT_FAIL(c, KF_ELAYOUT, kf_observe_kv_head(c, 0, 0, &g0));
+    EXPECT_FAIL(c, KF_ELAYOUT, kf_observe_kv_head(c, 0, 1, &g1));
+    g0.bytes = g1.bytes = exact / 2;
+    EXPECT_OK(kf_observe_kv_head(c, 0, 0, &g0));
+    EXPECT_OK(kf_observe_kv_head(c, 0, 1, &g1));
+    EXPECT_OK(kf_observe_end(c, 0));
+    /* exact, and undeclared: the same result */
+    v = lg.view;
+    v.bytes = exact;
+    EXPECT_OK(kf_observe_logits(twin, 0, &v));
+    assert_true(test_cache_digest(c) == test_cache_digest(twin));
+    free(lg.data);
+
+    /* a causal prompt reads the last row in full: its end bounds it too */
+    kf_cache_reset(c);
+    lg = make_logits(c, 1, 16, 1, &r);
+    v = lg.view;
+    v.bytes = lg.elems * sizeof(float) - 1;
+    EXPECT_FAIL(c, KF_ELAYOUT, kf_observe_logits(c, 1, &v));
+    v.bytes++;
+    EXPECT_OK(kf_observe_logits(c, 1, &v));
+    free(lg.data);
+    kf_cache_destroy(&c);
+    kf_cache_destroy(&twin);
+}
+
 /* Positions are int32: the layer stops before its next position would pass
  * 2^31 - 1. WINDOW with NULL logits keeps the walk there cheap. */
 static void test_observe_position_limit(void **state)
@@ -1306,7 +1492,7 @@ static void test_observe_position_limit(void **state)
         uint32_t rows = cap - n;
         if ((int64_t)next + rows > INT32_MAX)
             break;
-        kf_logits_view v = { NULL, rows, n + rows, 0, 0, 0 };
+        kf_logits_view v = { NULL, rows, n + rows, 0, 0, 0, 0 };
         EXPECT_OK(kf_observe_logits(c, 0, &v));
         EXPECT_OK(kf_select(c, 0));
         EXPECT_OK(kf_compact(c, 0, NULL, NULL));
@@ -1314,9 +1500,9 @@ static void test_observe_position_limit(void **state)
     }
     uint32_t n = slots_of(c, 0);
     uint32_t fits = (uint32_t)(INT32_MAX - next);
-    kf_logits_view v = { NULL, fits + 1, n + fits + 1, 0, 0, 0 };
+    kf_logits_view v = { NULL, fits + 1, n + fits + 1, 0, 0, 0, 0 };
     EXPECT_FAIL(c, KF_ERANGE, kf_observe_logits(c, 0, &v));
-    v = (kf_logits_view){ NULL, fits, n + fits, 0, 0, 0 };
+    v = (kf_logits_view){ NULL, fits, n + fits, 0, 0, 0, 0 };
     EXPECT_OK(kf_observe_logits(c, 0, &v));
     EXPECT_OK(kf_layer_progress(c, 0, &steps, &next));
     assert_int_equal(next, INT32_MAX);
@@ -1325,10 +1511,10 @@ static void test_observe_position_limit(void **state)
     assert_int_equal(pos[n - 1], INT32_MAX - 1);
     EXPECT_OK(kf_select(c, 0));
     EXPECT_OK(kf_compact(c, 0, NULL, NULL));
-    v = (kf_logits_view){ NULL, 1, 2, 0, 0, 0 };
+    v = (kf_logits_view){ NULL, 1, 2, 0, 0, 0, 0 };
     EXPECT_FAIL(c, KF_ERANGE, kf_observe_logits(c, 0, &v));
     EXPECT_OK(kf_cache_reset(c));
-    EXPECT_OK(kf_observe_logits(c, 0, &(kf_logits_view){ NULL, 1, 1, 0, 0, 0 }));
+    EXPECT_OK(kf_observe_logits(c, 0, &(kf_logits_view){ NULL, 1, 1, 0, 0, 0, 0 }));
     kf_cache_destroy(&c);
 }
 
@@ -1464,6 +1650,35 @@ static void test_select_ratio_budget_above_capacity(void **state)
     EXPECT_OK(kf_cache_reset(c));
     observe_rows(c, 0, 21, &r); /* k = floor(31.5) = 31 fits */
     EXPECT_OK(kf_select(c, 0));
+    kf_cache_destroy(&c);
+}
+
+/* A ratio budget with evict_interval B > 1: k + B must fit the capacity,
+ * checked when the first selection fixes k, before anything changes. */
+static void test_select_ratio_budget_evict_interval(void **state)
+{
+    (void)state;
+    test_rng r;
+    test_rng_seed(&r, 51);
+    kf_config cfg = base_config(); /* ratio 0.5, capacity 32 */
+    cfg.evict_interval = 18;
+    kf_cache *c = observed_cache(&cfg, 30, &r); /* k = 15, 15 + 18 > 32 */
+    EXPECT_FAIL(c, KF_ERANGE, kf_select(c, 0));
+    EXPECT_FAIL(c, KF_ERANGE, kf_select(c, KF_ALL_LAYERS));
+    uint32_t k, w;
+    EXPECT_FAIL(c, KF_ESTATE, kf_budget(c, &k, &w)); /* still not fixed */
+    EXPECT_OK(kf_cache_reset(c));
+    observe_rows(c, 0, 28, &r); /* k = 14, 14 + 18 = 32 fits */
+    EXPECT_OK(kf_select(c, 0));
+    EXPECT_OK(kf_budget(c, &k, &w));
+    assert_int_equal(k, 14);
+    /* and the layer then decodes until it holds k + B = capacity */
+    EXPECT_OK(kf_compact(c, 0, NULL, NULL));
+    for (int t = 0; t < 40; t++) {
+        observe_rows(c, 0, 1, &r);
+        EXPECT_OK(kf_select(c, 0));
+        EXPECT_OK(kf_compact(c, 0, NULL, NULL));
+    }
     kf_cache_destroy(&c);
 }
 
@@ -1757,6 +1972,50 @@ static void test_compact_token_major_tight(void **state)
     kf_cache_destroy(&c);
 }
 
+/* A K/V view's declared `bytes` bounds the farthest row kf_compact
+ * touches: a view that claims more rows per KV head than its buffer holds
+ * (head_stride from a larger row count), so that slots in use lie past
+ * the buffer, is KF_ELAYOUT, buffers and cache untouched, instead of
+ * moving memory past the buffer. */
+static void test_compact_view_bytes(void **state)
+{
+    (void)state;
+    test_rng r;
+    test_rng_seed(&r, 54);
+    kv_pair kv;
+    kf_cache *c = selected_layer0(&r, &kv); /* capacity 32, 16 slots */
+    size_t exact = kv.elems * sizeof(float); /* 2 heads x 32 rows x 8 */
+    kf_kv_view bad = kv.kview;
+    bad.head_stride = 50 * 8; /* 50 rows per head, 32 allocated: head 1's
+                               * 16 slots run past the buffer */
+    EXPECT_VIEW_FAILS(c, &kv, bad, KF_ELAYOUT);
+    /* the farthest byte is row 15 of head 1: (32 + 15) * 8 + 8 floats */
+    bad = kv.kview;
+    size_t span = ((size_t)32 * 8 + 15 * 8 + 8) * sizeof(float);
+    bad.bytes = span - 1;
+    EXPECT_VIEW_FAILS(c, &kv, bad, KF_ELAYOUT);
+    bad.bytes = 1;
+    EXPECT_VIEW_FAILS(c, &kv, bad, KF_ELAYOUT);
+    /* f16 elements: half the bytes */
+    bad = kv.kview;
+    bad.dtype = KF_DTYPE_F16;
+    bad.bytes = span / 2 - 1;
+    EXPECT_VIEW_FAILS(c, &kv, bad, KF_ELAYOUT);
+    /* rows twice as far apart as the buffer's: past it */
+    bad = kv.kview;
+    bad.token_stride = 16;
+    bad.head_stride = (size_t)32 * 16;
+    assert_true(bad.bytes == exact);
+    EXPECT_VIEW_FAILS(c, &kv, bad, KF_ELAYOUT);
+    /* exactly the span, and 0 (not declared), are accepted */
+    kf_kv_view k = kv.kview, v = kv.vview;
+    k.bytes = span;
+    v.bytes = 0;
+    EXPECT_OK(kf_compact(c, 0, &k, &v));
+    free_kv(&kv);
+    kf_cache_destroy(&c);
+}
+
 static void test_compact_all_layers_with_views(void **state)
 {
     (void)state;
@@ -1795,6 +2054,7 @@ int main(void)
         cmocka_unit_test(test_create_reserved_nonzero),
         cmocka_unit_test(test_create_sinks_budget),
         cmocka_unit_test(test_create_threads_limit),
+        cmocka_unit_test(test_create_evict_interval_room),
         cmocka_unit_test(test_create_size_overflow),
         cmocka_unit_test(test_create_enomem_no_leak),
         cmocka_unit_test(test_destroy_null),
@@ -1817,6 +2077,8 @@ int main(void)
         cmocka_unit_test(test_observe_nan_after_heads_scored),
         cmocka_unit_test(test_observe_while_selection_waits),
         cmocka_unit_test(test_observe_position_limit),
+        cmocka_unit_test(test_observe_misaligned),
+        cmocka_unit_test(test_observe_view_bytes),
         cmocka_unit_test(test_round_begin),
         cmocka_unit_test(test_round_kv_head),
         cmocka_unit_test(test_select_null_and_range),
@@ -1826,6 +2088,7 @@ int main(void)
         cmocka_unit_test(test_select_ratio_budget_zero),
         cmocka_unit_test(test_select_ratio_budget_above_capacity),
         cmocka_unit_test(test_select_ratio_budget_floor_fits),
+        cmocka_unit_test(test_select_ratio_budget_evict_interval),
         cmocka_unit_test(test_select_sinks_ratio_budget),
         cmocka_unit_test(test_select_prompt_length_differs),
         cmocka_unit_test(test_compact_null_range_state),
@@ -1833,6 +2096,7 @@ int main(void)
         cmocka_unit_test(test_compact_view_mismatch),
         cmocka_unit_test(test_compact_view_layout),
         cmocka_unit_test(test_compact_token_major_tight),
+        cmocka_unit_test(test_compact_view_bytes),
         cmocka_unit_test(test_compact_all_layers_with_views),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -78,12 +78,14 @@ int main()
     qv.head_stride = 6 * 8;
     qv.scale = 0.0f;
     qv.flags = KF_LOGITS_CAUSAL;
+    qv.bytes = sizeof q; // checked: the farthest row must lie inside
     kf_kv_view kv;
     kv.data = k;
     kv.dtype = KF_DTYPE_F32;
     kv.n_slots = 6;
     kv.token_stride = 8;
     kv.head_stride = 16 * 8;
+    kv.bytes = sizeof k;
     int rc = kf_observe_qk(cache, 0, &qv, &kv);
     if (rc == KF_OK)
         rc = kf_select(cache, 0);

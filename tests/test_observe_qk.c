@@ -109,7 +109,7 @@ static kbuf kbuf_new(const shape *s)
 
 static kf_kv_view kbuf_view(const kbuf *b, uint32_t n_slots)
 {
-    kf_kv_view v;
+    kf_kv_view v = { 0 }; /* bytes 0: not declared */
     v.data = b->data;
     v.dtype = b->dtype;
     v.n_slots = n_slots;
@@ -166,6 +166,7 @@ static qbuf qbuf_new(const shape *s, uint32_t rows, float scale,
     }
     q.view.scale = scale;
     q.view.flags = flags;
+    q.view.bytes = 0; /* not declared */
     return q;
 }
 
@@ -293,7 +294,7 @@ static void pair_observe(pair *p, uint32_t rows, float scale, uint32_t flags)
         uint32_t n_slots = n_old + rows;
         float *x = reference_logits(&p->s, &q, &p->kr[l], n_slots);
         kf_logits_view lv = { x, rows, n_slots, n_slots,
-                              (size_t)rows * n_slots, flags };
+                              (size_t)rows * n_slots, flags, 0 };
         assert_int_equal(kf_observe_logits(p->ref, l, &lv), KF_OK);
         free(x);
         free(q.data);
@@ -503,8 +504,8 @@ static void test_non_scoring_policies(void **state)
         kf_cache *a, *b;
         assert_int_equal(kf_cache_create(&a, &cfg), KF_OK);
         assert_int_equal(kf_cache_create(&b, &cfg), KF_OK);
-        kf_query_view q = { NULL, 12, 8, 96, 0.0f, KF_LOGITS_CAUSAL };
-        kf_logits_view lv = { NULL, 12, 12, 12, 144, KF_LOGITS_CAUSAL };
+        kf_query_view q = { NULL, 12, 8, 96, 0.0f, KF_LOGITS_CAUSAL, 0 };
+        kf_logits_view lv = { NULL, 12, 12, 12, 144, KF_LOGITS_CAUSAL, 0 };
         assert_int_equal(kf_observe_qk(a, 0, &q, NULL), KF_OK);
         assert_int_equal(kf_observe_logits(b, 0, &lv), KF_OK);
         assert_true(test_cache_digest(a) == test_cache_digest(b));

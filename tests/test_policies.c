@@ -27,7 +27,7 @@ static void assert_positions(kf_cache *c, int layer, int g,
 static void step(kf_cache *c, int layer, const float *x, uint32_t rows,
                  uint32_t slots, uint32_t heads, uint32_t flags)
 {
-    kf_logits_view v = { x, rows, slots, slots, (size_t)rows * slots, flags };
+    kf_logits_view v = { x, rows, slots, slots, (size_t)rows * slots, flags, 0 };
     (void)heads;
     assert_int_equal(kf_observe_logits(c, layer, &v), KF_OK);
     assert_int_equal(kf_select(c, layer), KF_OK);
@@ -56,7 +56,7 @@ static void h2o_case(kf_rule rule, const int32_t *after_decode)
     const float I = -INFINITY, N = NAN;
     const float prompt[25] = { 0, N, N, N, N, 0, I, N, N, N, 0, I, I, N, N,
                                0, 0, I, I, N, 0, I, 0, I, I };
-    kf_logits_view v = { prompt, 5, 5, 5, 25, KF_LOGITS_CAUSAL };
+    kf_logits_view v = { prompt, 5, 5, 5, 25, KF_LOGITS_CAUSAL, 0 };
     assert_int_equal(kf_observe_logits(c, 0, &v), KF_OK);
     const float *s;
     uint32_t n;
@@ -73,7 +73,7 @@ static void h2o_case(kf_rule rule, const int32_t *after_decode)
     assert_positions(c, 0, 0, (const int32_t[]){ 0, 1, 4 }, 3);
 
     const float decode[4] = { I, I, logf(3.0f), 0 };
-    kf_logits_view d = { decode, 1, 4, 4, 4, 0 };
+    kf_logits_view d = { decode, 1, 4, 4, 4, 0, 0 };
     assert_int_equal(kf_observe_logits(c, 0, &d), KF_OK);
     assert_int_equal(kf_slot_scores(c, 0, 0, &s, &n), KF_OK);
     const float want_d[4] = { 4, .5f, .75f, .25f };
@@ -273,7 +273,7 @@ static void compare_run(kf_config cfg, uint32_t prompt, uint32_t steps,
             test_fill_logits(x, cfg.n_heads, rows, n + rows, t == 0, &r);
             kf_logits_view v = { x, rows, n + rows, n + rows,
                                  (size_t)rows * (n + rows),
-                                 t == 0 ? KF_LOGITS_CAUSAL : 0u };
+                                 t == 0 ? KF_LOGITS_CAUSAL : 0u, 0 };
             assert_int_equal(kf_observe_logits(c, (int)l, &v), KF_OK);
             if (cfg.slot_order == KF_ORDER_ANY)
                 to_position_order(c, &cfg, l, x, rows, n + rows);
@@ -404,7 +404,7 @@ static void test_evict_interval(void **state)
         test_fill_logits(x, 6, rows, n + rows, t == 0, &r);
         kf_logits_view v = { x, rows, n + rows, n + rows,
                              (size_t)rows * (n + rows),
-                             t == 0 ? KF_LOGITS_CAUSAL : 0u };
+                             t == 0 ? KF_LOGITS_CAUSAL : 0u, 0 };
         assert_int_equal(kf_observe_logits(c, 0, &v), KF_OK);
         assert_int_equal(kf_select(c, 0), KF_OK);
         assert_int_equal(kf_compact(c, 0, NULL, NULL), KF_OK);
@@ -418,7 +418,11 @@ static void test_evict_interval(void **state)
     cfg.evict_interval = cfg.capacity + 1;
     assert_int_equal(kf_cache_create(&c, &cfg), KF_ERANGE);
     assert_null(c);
-    cfg.evict_interval = cfg.capacity;
+    /* up to k + B slots are held: capacity >= k + B (test_errors.c) */
+    cfg.evict_interval = cfg.capacity - cfg.budget_tokens + 1;
+    assert_int_equal(kf_cache_create(&c, &cfg), KF_ERANGE);
+    assert_null(c);
+    cfg.evict_interval = cfg.capacity - cfg.budget_tokens;
     assert_int_equal(kf_cache_create(&c, &cfg), KF_OK);
     kf_cache_destroy(&c);
 }

@@ -203,12 +203,12 @@ static void test_chunked_prefill(void **state)
     test_rng r;
     test_rng_seed(&r, 9);
     test_fill_logits(x, 4, S, S, 1, &r);
-    kf_logits_view v = { x, S, S, S, (size_t)S * S, KF_LOGITS_CAUSAL };
+    kf_logits_view v = { x, S, S, S, (size_t)S * S, KF_LOGITS_CAUSAL, 0 };
     assert_int_equal(kf_observe_logits(one, 0, &v), KF_OK);
     for (uint32_t at = 0; at < S; at += 50) {
         uint32_t rows = S - at < 50 ? S - at : 50;
         kf_logits_view part = { x + (size_t)at * slots, rows, at + rows, slots,
-                                (size_t)S * S, KF_LOGITS_CAUSAL };
+                                (size_t)S * S, KF_LOGITS_CAUSAL, 0 };
         assert_int_equal(kf_observe_logits(chunked, 0, &part), KF_OK);
     }
     for (int g = 0; g < 2; g++) {

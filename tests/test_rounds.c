@@ -43,7 +43,7 @@ static kf_logits_view group_view(const float *x, const kf_logits_view *whole,
                        + i * whole->row_stride,
                    whole->n_slots * sizeof *dst);
     kf_logits_view v = { dst, whole->n_rows, whole->n_slots, row_stride,
-                         head_stride, whole->flags };
+                         head_stride, whole->flags, 0 };
     return v;
 }
 
@@ -80,7 +80,7 @@ static void observe_both(kf_cache *a, kf_cache *b, const kf_config *cfg,
         uint32_t slots = slots_of(a, l) + rows;
         test_fill_logits(x, cfg->n_heads, rows, slots, causal, r);
         kf_logits_view v = { x, rows, slots, slots, (size_t)rows * slots,
-                             causal ? KF_LOGITS_CAUSAL : 0u };
+                             causal ? KF_LOGITS_CAUSAL : 0u, 0 };
         assert_int_equal(kf_observe_logits(a, l, &v), KF_OK);
         observe_by_kv_head(b, l, cfg, &v, copy, r);
         assert_true(test_cache_digest(a) == test_cache_digest(b));

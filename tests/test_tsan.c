@@ -89,7 +89,7 @@ static int observe_in_round(kf_cache *c, int layer, float *buf, uint32_t rows,
         calls[g] = (kv_head_call){
             c, layer, (int)g,
             { buf + g * group * head_stride, rows, slots, slots, head_stride,
-              KF_LOGITS_CAUSAL },
+              KF_LOGITS_CAUSAL, 0 },
             KF_OK };
         assert_int_equal(pthread_create(&threads[g], NULL, hand_over, &calls[g]), 0);
     }
@@ -155,9 +155,9 @@ static result run_workload(const workload *w)
             size_t layer_off = (size_t)l * kv * cap * dim;
             /* [head][token][dim] for K, [token][head][dim] for V */
             kf_kv_view kvw = { k_buf + layer_off, KF_DTYPE_F32, n, dim,
-                               (size_t)cap * dim };
+                               (size_t)cap * dim, 0 };
             kf_kv_view vvw = { v_buf + layer_off, KF_DTYPE_F32, n,
-                               (size_t)kv * dim, dim };
+                               (size_t)kv * dim, dim, 0 };
             r.status = kf_compact(c, (int)l, &kvw, &vvw);
         }
     }

@@ -111,7 +111,7 @@ int test_observe(kf_cache *c, int layer, float *buf, uint32_t rows,
     uint32_t slots = n + rows;
     test_fill_logits(buf, cfg.n_heads, rows, slots, causal, r);
     kf_logits_view v = { buf, rows, slots, slots, (size_t)rows * slots,
-                         causal ? KF_LOGITS_CAUSAL : 0u };
+                         causal ? KF_LOGITS_CAUSAL : 0u, 0 };
     return kf_observe_logits(c, layer, &v);
 }
 

@@ -72,8 +72,8 @@ int main(void)
                     j > i ? -INFINITY
                           : rnd() - alibi_slope(h) * (float)(i - j);
     kf_logits_view lv = { logits, PROMPT, PROMPT, PROMPT, PROMPT * PROMPT,
-                          KF_LOGITS_CAUSAL };
-    kf_kv_view kv = { keys, KF_DTYPE_F32, PROMPT, DIM, CAPACITY * DIM };
+                          KF_LOGITS_CAUSAL, 0 };
+    kf_kv_view kv = { keys, KF_DTYPE_F32, PROMPT, DIM, CAPACITY * DIM, 0 };
     int rc = kf_observe_logits(cache, 0, &lv);
     if (rc == KF_OK)
         rc = kf_select(cache, 0);
@@ -92,7 +92,7 @@ int main(void)
             for (int d = 0; d < DIM; d++)
                 query[h][d] = rnd();
         alibi_decode_logits(cache, 0, n + 1, query_pos);
-        kf_logits_view row = { logits, 1, n + 1, n + 1, n + 1, 0 };
+        kf_logits_view row = { logits, 1, n + 1, n + 1, n + 1, 0, 0 };
         kv.n_slots = n + 1;
         rc = kf_observe_logits(cache, 0, &row);
         if (rc == KF_OK)

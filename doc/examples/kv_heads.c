@@ -47,7 +47,8 @@ static int attend_layer(kf_cache *cache, int layer, uint32_t n_slots,
         float *rows = scores + (size_t)g * GROUP * CAPACITY;
         for (int m = 0; m < GROUP; m++)
             head_logits(rows + m * CAPACITY, g * GROUP + m, n_slots, t);
-        kf_logits_view view = { rows, 1, n_slots, n_slots, CAPACITY, 0 };
+        kf_logits_view view = { rows, 1, n_slots, n_slots, CAPACITY, 0,
+                                sizeof(float) * GROUP * CAPACITY };
         int status = kf_observe_kv_head(cache, layer, g, &view);
         if (status != KF_OK) {
 #pragma omp critical
@@ -91,7 +92,7 @@ int main(void)
                 row[j] = -INFINITY;
         }
     kf_logits_view pv = { prompt, PROMPT, PROMPT, PROMPT, PROMPT * PROMPT,
-                          KF_LOGITS_CAUSAL };
+                          KF_LOGITS_CAUSAL, 0 };
     kf_cache *both[2] = { by_head, by_layer };
     for (int k = 0; k < 2; k++)
         if (kf_observe_logits(both[k], 0, &pv) || kf_select(both[k], 0)
@@ -109,7 +110,7 @@ int main(void)
         }
         for (int h = 0; h < HEADS; h++) /* the same logits, whole layer */
             head_logits(scores + h * CAPACITY, h, n, t);
-        kf_logits_view lv = { scores, 1, n, n, CAPACITY, 0 };
+        kf_logits_view lv = { scores, 1, n, n, CAPACITY, 0, 0 };
         if (kf_observe_logits(by_layer, 0, &lv))
             return 1;
         for (int k = 0; k < 2; k++)

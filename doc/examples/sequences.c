@@ -41,7 +41,7 @@ static void *run_sequence(void *arg)
             seq->logits[e] = j > n_old + i ? -INFINITY : rnd(&s);
         }
         kf_logits_view lv = { seq->logits, rows, n_slots, n_slots,
-                              (size_t)rows * n_slots, KF_LOGITS_CAUSAL };
+                              (size_t)rows * n_slots, KF_LOGITS_CAUSAL, 0 };
         rc = kf_observe_logits(seq->cache, 0, &lv);
         if (rc == KF_OK)
             rc = kf_select(seq->cache, 0);

@@ -66,7 +66,8 @@ static kf_kv_view view_of(float (*rows)[CAPACITY][DIM], uint32_t n_slots)
     v.dtype = KF_DTYPE_F32;
     v.n_slots = n_slots;
     v.token_stride = DIM;
-    v.head_stride = (size_t)CAPACITY * DIM;
+    v.head_stride = (size_t)CAPACITY * DIM; /* the buffer's rows per head */
+    v.bytes = sizeof(float[KV_HEADS][CAPACITY][DIM]); /* checked */
     return v;
 }
 
@@ -85,7 +86,8 @@ static int observe(kf_cache *cache, int layer, layer_kv *kv, uint32_t n_old,
     kf_kv_view keys = view_of(kv->k, n_slots);
     if (layer == 1) {
         kf_query_view qv = { &q[0][0][0], n_rows, DIM,
-                             (size_t)PROMPT * DIM, 0.0f, KF_LOGITS_CAUSAL };
+                             (size_t)PROMPT * DIM, 0.0f, KF_LOGITS_CAUSAL,
+                             sizeof q };
         CALL(kf_observe_qk(cache, layer, &qv, &keys));
         return KF_OK;
     }
@@ -100,7 +102,8 @@ static int observe(kf_cache *cache, int layer, layer_kv *kv, uint32_t n_old,
                                                 : dot / sqrtf((float)DIM);
             }
     kf_logits_view lv = { &logits[0][0][0], n_rows, n_slots, CAPACITY,
-                          (size_t)PROMPT * CAPACITY, KF_LOGITS_CAUSAL };
+                          (size_t)PROMPT * CAPACITY, KF_LOGITS_CAUSAL,
+                          sizeof logits };
     CALL(kf_observe_logits(cache, layer, &lv));
     return KF_OK;
 }

@@ -265,7 +265,7 @@ static run_result run_cache(kf_cache *c, uint64_t seed)
                     for (uint32_t i = 0; i < rows; i++)
                         logits[((size_t)hh * rows + i) * n + n_old + i] = 0.5f;
                 kf_logits_view lv = { logits, rows, n, n, (size_t)rows * n,
-                                      KF_LOGITS_CAUSAL };
+                                      KF_LOGITS_CAUSAL, 0 };
                 res.status = kf_observe_logits(c, (int)l, &lv);
             }
             if (res.status)
@@ -283,7 +283,7 @@ static run_result run_cache(kf_cache *c, uint64_t seed)
                     h = mix(h, kept, nk * sizeof *kept);
                 }
                 kf_kv_view kvw = { k + (size_t)l * kv * cap * dim, KF_DTYPE_F32, n,
-                                   dim, (size_t)cap * dim };
+                                   dim, (size_t)cap * dim, 0 };
                 kf_kv_view vvw = kvw;
                 vvw.data = v + (size_t)l * kv * cap * dim;
                 res.status = kf_compact(c, (int)l, &kvw, &vvw);
