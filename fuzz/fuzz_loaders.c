@@ -1,5 +1,6 @@
 /* fuzz_loaders: the example engine's checkpoint and tokenizer loaders on
- * corrupt files (truncated, absurd header values, wrong sizes, garbage).
+ * corrupt files (truncated, absurd header values, wrong sizes, garbage), in
+ * each checkpoint format (llama2.c versions 0, 1 and 2).
  * A loader must return a clean error with a message, or succeed on a file
  * that really is consistent; never crash, leak or read past the file.
  *
@@ -78,6 +79,7 @@ static void fuzz_model(const uint8_t *file, size_t size)
         eng_error err = { { 0 } };
         if (eng_model_config_from_header(&cfg, header, &err) == ENG_OK) {
             size_t bytes = 0;
+            CHECK(cfg.version == 0);
             CHECK(cfg.head_size * cfg.n_heads == cfg.dim);
             CHECK(cfg.kv_dim == cfg.n_kv_heads * cfg.head_size);
             if (eng_model_expected_file_size(&cfg, &bytes, &err) == ENG_OK)
@@ -85,6 +87,23 @@ static void fuzz_model(const uint8_t *file, size_t size)
         } else {
             CHECK(err.message[0] != '\0');
         }
+    }
+    /* the header of whichever version the file says it is */
+    eng_model_config file_cfg;
+    eng_error header_err = { { 0 } };
+    const int header_rc = eng_model_config_from_file(&file_cfg, file, size, &header_err);
+    if (header_rc == ENG_OK) {
+        CHECK(file_cfg.version >= 0 && file_cfg.version <= 2);
+        CHECK(file_cfg.head_size * file_cfg.n_heads == file_cfg.dim);
+        CHECK((file_cfg.version == 2) == (file_cfg.group_size > 0));
+        if (file_cfg.version == 2)
+            CHECK(file_cfg.dim % file_cfg.group_size == 0);
+        size_t bytes = 0;
+        if (eng_model_expected_file_size(&file_cfg, &bytes, &header_err) == ENG_OK)
+            CHECK(bytes > (file_cfg.version ? ENG_MODEL_V1_HEADER_BYTES
+                                            : ENG_MODEL_HEADER_BYTES));
+    } else {
+        CHECK(header_rc == ENG_EFORMAT && header_err.message[0] != '\0');
     }
 
     write_file(file, size);
@@ -99,18 +118,26 @@ static void fuzz_model(const uint8_t *file, size_t size)
         return;
     }
     /* a success means the file is exactly what the header describes */
+    CHECK(header_rc == ENG_OK && file_cfg.version == model.config.version);
     size_t expected = 0;
     CHECK(eng_model_expected_file_size(&model.config, &expected, NULL) == ENG_OK);
-    CHECK(expected == size && model.mapping_size == size);
+    CHECK(expected == size && model.file_size == size);
+    /* versions 0 and 1 map the file; version 2 holds the dequantized weights */
+    if (model.config.version < 2)
+        CHECK(model.mapping_size == size);
     const eng_model_weights *w = &model.weights;
-    const float *end = (const float *)((const char *)model.mapping + size);
+    const float *begin = (const float *)model.mapping;
+    const float *end = (const float *)((const char *)model.mapping + model.mapping_size);
     const float *tensors[] = { w->token_embedding, w->rms_att, w->wq, w->wk, w->wv,
                                w->wo, w->rms_ffn, w->w1, w->w2, w->w3,
                                w->rms_final, w->wcls };
     for (size_t i = 0; i < sizeof tensors / sizeof tensors[0]; i++)
-        CHECK(tensors[i] && tensors[i] >= (const float *)model.mapping
-              && tensors[i] < end);
+        CHECK(tensors[i] && tensors[i] >= begin && tensors[i] < end);
     CHECK(w->rms_final + model.config.dim <= end);
+    volatile float sink = 0; /* every byte of the weights is readable */
+    for (const float *p = begin; p < end; p++)
+        sink += *p;
+    (void)sink;
     eng_model_close(&model);
     eng_model_close(&model); /* closing twice is safe */
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Writes the hand-made seeds of fuzz/corpus/fuzz_loaders: tiny valid
-llama2.c checkpoints and tokenizers, and the ways such files go wrong
-(truncation, trailing bytes, absurd or inconsistent header values, NaN
-weights, bad piece lengths). The fuzz_api and fuzz_kernels corpora come
+llama2.c checkpoints (format versions 0, 1 and 2 of llama2.c's export.py)
+and tokenizers, and the ways such files go wrong (truncation, trailing
+bytes, absurd or inconsistent header values, unknown versions, bad Q8_0
+group sizes, NaN weights or scales, bad piece lengths). The fuzz_api and fuzz_kernels corpora come
 from short fuzzing runs instead (scripts/robustness.sh --refresh-corpus).
 
 Input layout of fuzz_loaders: byte 0 = 0 model / 1 tokenizer, bytes 1-2 =
@@ -35,6 +36,54 @@ def model_file(dim, hidden, layers, heads, kv_heads, vocab, seq_len,
     body = struct.pack("<7i", dim, hidden, layers, heads, kv_heads, vocab, seq_len)
     body += struct.pack("<%df" % n, *weights) + extra
     return body[:len(body) - cut] if cut else body
+
+
+MAGIC = 0x616b3432  # "ak42"
+
+
+def versioned_model_file(version, dim, hidden, layers, heads, kv_heads, vocab,
+                         seq_len, tied=True, group=None, fill=0.01, extra=b"",
+                         cut=0, flag=None, poison_scale=False):
+    """The same tensors as model_file in the order of export.py's
+    version1_export (fp32) or version2_export (Q8_0 matrices, fp32 norms)."""
+    head_size = dim // heads if heads else 0
+    kv_dim = kv_heads * head_size
+    v = abs(vocab)
+    # (name, elements, separately quantized pieces)
+    norms = [("rms_att", layers * dim, 1), ("rms_ffn", layers * dim, 1),
+             ("rms_final", dim, 1)]
+    mats = [("emb", v * dim, 1), ("wq", layers * dim * dim, layers),
+            ("wk", layers * kv_dim * dim, layers),
+            ("wv", layers * kv_dim * dim, layers),
+            ("wo", layers * dim * dim, layers),
+            ("w1", layers * hidden * dim, layers),
+            ("w2", layers * dim * hidden, layers),
+            ("w3", layers * hidden * dim, layers)]
+    if not tied:
+        mats.append(("wcls", v * dim, 1))
+    head = struct.pack("<Ii7i", MAGIC, version, dim, hidden, layers, heads,
+                       kv_heads, vocab, seq_len)
+    head += struct.pack("<B", int(tied) if flag is None else flag)
+    if version == 2:
+        head += struct.pack("<i", group if group is not None else dim)
+    head += b"\0" * (256 - len(head))
+    body = b""
+    i = 0
+    for name, n, _ in norms + (mats if version != 2 else []):
+        body += struct.pack("<%df" % n, *[fill * (((i + k) % 7) - 3) for k in range(n)])
+        i += n
+    if version == 2:
+        g = group if group and group > 0 else 1
+        for name, n, pieces in mats:
+            per = n // pieces if pieces else 0
+            for p in range(pieces):
+                q = [((i + k) % 7) - 3 for k in range(per)]
+                scales = [float("nan") if poison_scale else fill] * (per // g)
+                body += struct.pack("<%db" % per, *q)
+                body += struct.pack("<%df" % len(scales), *scales)
+                i += per
+    out = head + body + extra
+    return out[:len(out) - cut] if cut else out
 
 
 def model_seed(data):
@@ -83,6 +132,41 @@ def main():
     seeds["model-negative"] = struct.pack("<7i", -2, -2, -1, -1, -1, -4, -2)
     seeds["model-overflow"] = struct.pack("<7i", 2**31 - 1, 2**31 - 1,
                                           2**31 - 1, 1, 1, 2**31 - 1, 2**31 - 1)
+    # format versions 1 and 2 (the "ak42" header)
+    seeds["model-v1-tiny"] = versioned_model_file(1, 2, 2, 1, 1, 1, 4, 2)
+    seeds["model-v1-untied"] = versioned_model_file(1, 4, 3, 1, 2, 2, 3, 2, tied=False)
+    seeds["model-v1-gqa"] = versioned_model_file(1, 8, 4, 2, 2, 1, 5, 3)
+    seeds["model-v2-tiny"] = versioned_model_file(2, 2, 2, 1, 1, 1, 4, 2, group=2)
+    seeds["model-v2-group1"] = versioned_model_file(2, 4, 2, 1, 1, 1, 3, 2, group=1)
+    seeds["model-v2-untied-gqa"] = versioned_model_file(2, 8, 4, 2, 2, 1, 5, 3,
+                                                        tied=False, group=4)
+    seeds["model-v1-truncated"] = versioned_model_file(1, 2, 2, 1, 1, 1, 4, 2, cut=1)
+    seeds["model-v2-truncated"] = versioned_model_file(2, 4, 2, 1, 1, 1, 3, 2,
+                                                       group=2, cut=3)
+    seeds["model-v1-trailing"] = versioned_model_file(1, 2, 2, 1, 1, 1, 4, 2, extra=b"\0")
+    seeds["model-v1-header-cut"] = versioned_model_file(1, 2, 2, 1, 1, 1, 4, 2)[:100]
+    seeds["model-v2-header-only"] = versioned_model_file(2, 2, 2, 1, 1, 1, 4, 2)[:256]
+    seeds["model-magic-only"] = struct.pack("<I", MAGIC)
+    seeds["model-magic-version"] = struct.pack("<Ii", MAGIC, 1)
+    seeds["model-v3"] = versioned_model_file(1, 2, 2, 1, 1, 1, 4, 2)
+    seeds["model-v3"] = seeds["model-v3"][:4] + struct.pack("<i", 3) + seeds["model-v3"][8:]
+    seeds["model-v-negative"] = seeds["model-v3"][:4] + struct.pack("<i", -1) + \
+        seeds["model-v3"][8:]
+    seeds["model-v1-bad-flag"] = versioned_model_file(1, 2, 2, 1, 1, 1, 4, 2, flag=7)
+    seeds["model-v1-negative-vocab"] = versioned_model_file(1, 2, 2, 1, 1, 1, -4, 2)
+    seeds["model-v2-group-zero"] = versioned_model_file(2, 2, 2, 1, 1, 1, 4, 2, group=0)
+    seeds["model-v2-group-negative"] = versioned_model_file(2, 2, 2, 1, 1, 1, 4, 2,
+                                                            group=-2)
+    seeds["model-v2-group-not-dividing"] = versioned_model_file(2, 4, 2, 1, 1, 1, 3, 2,
+                                                                group=3)
+    seeds["model-v2-nan-scale"] = versioned_model_file(2, 2, 2, 1, 1, 1, 4, 2, group=2,
+                                                       poison_scale=True)
+    # 1024 layers of 32 heads, every other field at its bound: only the
+    # header, whose sizes must be computed without overflow
+    for version in (1, 2):
+        huge = struct.pack("<Ii7i", MAGIC, version, 65536, 1 << 20, 1024, 32, 32,
+                           1 << 22, 1 << 24) + b"\0" + struct.pack("<i", 1)
+        seeds["model-v%d-huge" % version] = huge + b"\0" * (256 - len(huge))
     for name in [n for n in seeds if n.startswith("model")]:
         seeds[name] = model_seed(seeds[name])
 

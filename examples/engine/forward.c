@@ -1,13 +1,15 @@
 #include "forward.h"
 
 #include <limits.h>
-#include <omp.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "attention.h"
 #include "ops.h"
+#include "threads.h"
 
 /* Automatic block size: keep the logits buffer near 64 MiB and blocks no
  * larger than the point where sgemm stops gaining. */
@@ -44,13 +46,23 @@ static size_t layer_cache_floats(const eng_state *s)
     return (size_t)c->n_kv_heads * (size_t)s->capacity * (size_t)c->head_size;
 }
 
+/* A clamped thread count is worth one line per process, not one per state. */
+static void warn_once(const char *warning)
+{
+    static atomic_flag warned = ATOMIC_FLAG_INIT;
+    if (warning[0] && !atomic_flag_test_and_set(&warned))
+        fprintf(stderr, "engine: %s\n", warning);
+}
+
 static int resolve_options(eng_state *s, const eng_model_config *c,
                            const eng_state_options *o, eng_error *err)
 {
     s->capacity = o->kv_capacity > 0 ? o->kv_capacity : c->seq_len;
     if (o->kv_capacity < 0 || o->max_block_rows < 0 || o->n_threads < 0)
         return eng_fail(err, ENG_EINVAL, "negative capacity, block size or thread count");
-    s->n_threads = o->n_threads > 0 ? o->n_threads : omp_get_max_threads();
+    char warning[160];
+    s->n_threads = eng_thread_count(o->n_threads, warning, sizeof warning);
+    warn_once(warning);
     long rows = o->max_block_rows;
     if (rows == 0) {
         rows = AUTO_LOGITS_FLOATS / ((long)c->n_heads * s->capacity);

@@ -57,7 +57,9 @@ typedef int (*eng_layer_hook)(void *user_data, const eng_layer_event *event);
 typedef struct eng_state_options {
     int kv_capacity;     /* slots per layer and KV head; 0 = the model's seq_len */
     int max_block_rows;  /* rows per prefill block; 0 = chosen from the capacity */
-    int n_threads;       /* OpenMP threads; 0 = OpenMP's default */
+    int n_threads;       /* OpenMP threads; 0 = OMP_NUM_THREADS or the CPUs;
+                            eng_thread_count() clamps it (threads.h) and
+                            the first clamp of a process is told on stderr */
     eng_layer_hook hook; /* NULL = full cache */
     void *hook_user_data;
 } eng_state_options;

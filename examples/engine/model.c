@@ -1,3 +1,6 @@
+/* MAP_ANONYMOUS (version 2 weights) is not in POSIX.1-2008, which the build
+ * asks for. */
+#define _DEFAULT_SOURCE
 #include "model.h"
 
 #include <errno.h>
@@ -8,6 +11,8 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "file.h"
 
 /* Upper bounds far above any model this engine could run on a CPU; they only
  * exist so that a corrupt header cannot ask for absurd sizes. */
@@ -92,23 +97,112 @@ static bool mul_u64(uint64_t a, uint64_t b, uint64_t *out)
     return true;
 }
 
+static bool add_u64(uint64_t a, uint64_t b, uint64_t *out)
+{
+    if (b > UINT64_MAX - a)
+        return false;
+    *out = a + b;
+    return true;
+}
+
 static bool count3(uint64_t a, uint64_t b, uint64_t c, uint64_t *out)
 {
     uint64_t ab;
     return mul_u64(a, b, &ab) && mul_u64(ab, c, out);
 }
 
-/* One tensor of the file in storage order; field is NULL for skipped data. */
+static uint32_t read_le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+static int read_int32(const unsigned char *p)
+{
+    const uint32_t u = read_le32(p);
+    int32_t v;
+    memcpy(&v, &u, sizeof v); /* two's complement, as the writer's */
+    return (int)v;
+}
+
+int eng_model_config_from_file(eng_model_config *config, const void *file, size_t size,
+                               eng_error *err)
+{
+    memset(config, 0, sizeof *config);
+    const unsigned char *bytes = file;
+    int header[7];
+    if (size < 4 || read_le32(bytes) != ENG_MODEL_MAGIC) {
+        if (size < ENG_MODEL_HEADER_BYTES)
+            return eng_fail(err, ENG_EFORMAT,
+                            "truncated: %zu bytes, shorter than the %d-byte header of a "
+                            "version 0 checkpoint (and no version 1/2 magic \"ak42\")",
+                            size, ENG_MODEL_HEADER_BYTES);
+        for (int i = 0; i < 7; i++)
+            header[i] = read_int32(bytes + 4 * i);
+        return eng_model_config_from_header(config, header, err);
+    }
+    if (size < 8)
+        return eng_fail(err, ENG_EFORMAT,
+                        "truncated: %zu bytes, the llama2.c magic \"ak42\" without a version",
+                        size);
+    const int version = read_int32(bytes + 4);
+    if (version != 1 && version != 2)
+        return eng_fail(err, ENG_EFORMAT,
+                        "llama2.c checkpoint version %d is not supported (this engine "
+                        "reads versions 0, 1 and 2)", version);
+    if (size < ENG_MODEL_V1_HEADER_BYTES)
+        return eng_fail(err, ENG_EFORMAT,
+                        "truncated: %zu bytes, shorter than the %d-byte header of a "
+                        "version %d checkpoint", size, ENG_MODEL_V1_HEADER_BYTES, version);
+    for (int i = 0; i < 7; i++)
+        header[i] = read_int32(bytes + 8 + 4 * i);
+    /* Versions 1 and 2 flag a tied classifier in a byte of their own. */
+    if (header[5] < 0)
+        return eng_fail(err, ENG_EFORMAT,
+                        "version %d header: vocab_size = %d is negative", version, header[5]);
+    int rc = eng_model_config_from_header(config, header, err);
+    if (rc) {
+        eng_error inner = *err;
+        return eng_fail(err, rc, "version %d %s", version, inner.message);
+    }
+    const unsigned shared = bytes[36];
+    if (shared > 1)
+        return eng_fail(err, ENG_EFORMAT,
+                        "version %d header: shared-classifier flag is %u, not 0 or 1",
+                        version, shared);
+    config->shared_classifier = shared == 1;
+    config->version = version;
+    if (version == 2) {
+        const int group = read_int32(bytes + 37);
+        /* export.py halves the group until it divides dim; every matrix has
+         * a dim-long side, so it then divides each matrix and each layer */
+        if (group < 1 || config->dim % group != 0) {
+            const int dim = config->dim;
+            memset(config, 0, sizeof *config);
+            return eng_fail(err, ENG_EFORMAT,
+                            "version 2 header: Q8_0 group size %d does not divide dim %d",
+                            group, dim);
+        }
+        config->group_size = group;
+    }
+    return ENG_OK;
+}
+
+/* One tensor of the file in storage order; field is NULL for skipped data.
+ * A Q8_0 tensor is stored as `pieces` separately quantized parts (one per
+ * layer for the stacked matrices), each its int8 values then its scales. */
 typedef struct tensor_spec {
     const char *name;
     const float **field;
     uint64_t count;
+    uint64_t pieces;
+    bool q8;
 } tensor_spec;
 
 enum { MAX_TENSORS = 14 };
 
-/* Lists the file's tensors in order. Returns the number of entries, or 0 if
- * an element count overflows. */
+/* Lists the file's tensors in storage order for config->version. Returns
+ * the number of entries, or 0 if an element count overflows. */
 static int list_tensors(const eng_model_config *c, eng_model_weights *w,
                         tensor_spec specs[MAX_TENSORS])
 {
@@ -116,52 +210,98 @@ static int list_tensors(const eng_model_config *c, eng_model_weights *w,
     const uint64_t KV = (uint64_t)c->kv_dim, H = (uint64_t)c->hidden_dim;
     const uint64_t V = (uint64_t)c->vocab_size;
     const uint64_t rope_table = (uint64_t)c->seq_len * (uint64_t)(c->head_size / 2);
+    const bool q8 = c->version == 2;
     int n = 0;
     bool ok = true;
-#define ADD(NAME, FIELD, A, B, C_)                                        \
+#define ADD(NAME, FIELD, A, B, C_, PIECES, Q8)                            \
     do {                                                                  \
-        specs[n].name = NAME;                                             \
-        specs[n].field = FIELD;                                           \
+        specs[n] = (tensor_spec){ NAME, FIELD, 0, PIECES, Q8 };           \
         ok = ok && count3(A, B, C_, &specs[n].count);                     \
         n++;                                                              \
     } while (0)
-    ADD("token_embedding", &w->token_embedding, V, D, 1);
-    ADD("rms_att", &w->rms_att, L, D, 1);
-    ADD("wq", &w->wq, L, D, D);
-    ADD("wk", &w->wk, L, KV, D);
-    ADD("wv", &w->wv, L, KV, D);
-    ADD("wo", &w->wo, L, D, D);
-    ADD("rms_ffn", &w->rms_ffn, L, D, 1);
-    ADD("w1", &w->w1, L, H, D);
-    ADD("w2", &w->w2, L, D, H);
-    ADD("w3", &w->w3, L, H, D);
-    ADD("rms_final", &w->rms_final, D, 1, 1);
-    /* Legacy RoPE tables: the engine computes rotations itself. */
-    ADD("rope_cos", NULL, rope_table, 1, 1);
-    ADD("rope_sin", NULL, rope_table, 1, 1);
+#define ADD_MATRICES()                                                    \
+    do {                                                                  \
+        ADD("wq", &w->wq, L, D, D, L, q8);                                \
+        ADD("wk", &w->wk, L, KV, D, L, q8);                               \
+        ADD("wv", &w->wv, L, KV, D, L, q8);                               \
+        ADD("wo", &w->wo, L, D, D, L, q8);                                \
+    } while (0)
+    if (c->version == 0) {
+        ADD("token_embedding", &w->token_embedding, V, D, 1, 1, false);
+        ADD("rms_att", &w->rms_att, L, D, 1, 1, false);
+        ADD_MATRICES();
+        ADD("rms_ffn", &w->rms_ffn, L, D, 1, 1, false);
+        ADD("w1", &w->w1, L, H, D, 1, false);
+        ADD("w2", &w->w2, L, D, H, 1, false);
+        ADD("w3", &w->w3, L, H, D, 1, false);
+        ADD("rms_final", &w->rms_final, D, 1, 1, 1, false);
+        /* Legacy RoPE tables: the engine computes rotations itself. */
+        ADD("rope_cos", NULL, rope_table, 1, 1, 1, false);
+        ADD("rope_sin", NULL, rope_table, 1, 1, 1, false);
+    } else {
+        ADD("rms_att", &w->rms_att, L, D, 1, 1, false);
+        ADD("rms_ffn", &w->rms_ffn, L, D, 1, 1, false);
+        ADD("rms_final", &w->rms_final, D, 1, 1, 1, false);
+        ADD("token_embedding", &w->token_embedding, V, D, 1, 1, q8);
+        ADD_MATRICES();
+        ADD("w1", &w->w1, L, H, D, L, q8);
+        ADD("w2", &w->w2, L, D, H, L, q8);
+        ADD("w3", &w->w3, L, H, D, L, q8);
+    }
     if (!c->shared_classifier)
-        ADD("wcls", &w->wcls, V, D, 1);
+        ADD("wcls", &w->wcls, V, D, 1, 1, q8);
+#undef ADD_MATRICES
 #undef ADD
     return ok ? n : 0;
+}
+
+/* Bytes of one tensor in the file: fp32, or Q8_0 (a byte per value and a
+ * 4-byte scale per group). */
+static bool stored_bytes(const tensor_spec *t, uint64_t group, uint64_t *out)
+{
+    uint64_t values;
+    if (!mul_u64(t->count, t->q8 ? 1 : sizeof(float), &values))
+        return false;
+    if (!t->q8) {
+        *out = values;
+        return true;
+    }
+    uint64_t scales;
+    return mul_u64(t->count / group, sizeof(float), &scales) &&
+           add_u64(values, scales, out);
+}
+
+static uint64_t header_bytes(const eng_model_config *c)
+{
+    return c->version == 0 ? ENG_MODEL_HEADER_BYTES : ENG_MODEL_V1_HEADER_BYTES;
+}
+
+/* File bytes and the floats the engine keeps (what a version 2 file
+ * dequantizes to); false if either overflows. */
+static bool model_sizes(const eng_model_config *c, uint64_t *file_bytes,
+                        uint64_t *weight_floats)
+{
+    eng_model_weights unused;
+    tensor_spec specs[MAX_TENSORS];
+    const int n = list_tensors(c, &unused, specs);
+    uint64_t bytes = header_bytes(c), floats = 0;
+    bool ok = n > 0;
+    for (int i = 0; ok && i < n; i++) {
+        uint64_t b;
+        ok = stored_bytes(&specs[i], (uint64_t)c->group_size, &b) &&
+             add_u64(bytes, b, &bytes) && add_u64(floats, specs[i].count, &floats);
+    }
+    *file_bytes = bytes;
+    *weight_floats = floats;
+    return ok;
 }
 
 int eng_model_expected_file_size(const eng_model_config *config, size_t *bytes,
                                  eng_error *err)
 {
-    eng_model_weights unused;
-    tensor_spec specs[MAX_TENSORS];
-    const int n = list_tensors(config, &unused, specs);
-    uint64_t floats = 0;
-    bool ok = n > 0;
-    for (int i = 0; ok && i < n; i++) {
-        ok = specs[i].count <= UINT64_MAX - floats;
-        floats += ok ? specs[i].count : 0;
-    }
-    uint64_t total = 0;
-    ok = ok && mul_u64(floats, sizeof(float), &total) &&
-         total <= UINT64_MAX - ENG_MODEL_HEADER_BYTES;
-    total += ENG_MODEL_HEADER_BYTES;
-    if (!ok || total > SIZE_MAX)
+    uint64_t total, floats, weight_bytes;
+    if (!model_sizes(config, &total, &floats) || total > SIZE_MAX ||
+        !mul_u64(floats, sizeof(float), &weight_bytes) || weight_bytes > SIZE_MAX)
         return eng_fail(err, ENG_EFORMAT,
                         "the header describes a model too large for this host");
     *bytes = (size_t)total;
@@ -181,19 +321,68 @@ static int check_finite(const char *path, const tensor_spec *spec, eng_error *er
     return ENG_OK;
 }
 
-/* Points the weights into the mapping and checks them. */
+/* Writes the fp32 values of one Q8_0 tensor read from src. */
+static void dequantize(float *dst, const unsigned char *src, const tensor_spec *t,
+                       size_t group)
+{
+    const size_t per_piece = (size_t)(t->count / t->pieces);
+    for (uint64_t p = 0; p < t->pieces; p++) {
+        const signed char *q = (const signed char *)src;
+        const unsigned char *scales = src + per_piece;
+        for (size_t g = 0; g < per_piece / group; g++) {
+            float scale;
+            memcpy(&scale, scales + g * sizeof scale, sizeof scale);
+            for (size_t j = g * group; j < (g + 1) * group; j++)
+                dst[j] = (float)q[j] * scale;
+        }
+        dst += per_piece;
+        src += per_piece + per_piece / group * sizeof(float);
+    }
+}
+
+/* Points the weights at their data: into the file mapping (fp32), or into
+ * anonymous memory that replaces the mapping (version 2). Then checks them. */
 static int bind_weights(eng_model *model, const char *path, eng_error *err)
 {
+    const eng_model_config *c = &model->config;
     tensor_spec specs[MAX_TENSORS];
-    const int n = list_tensors(&model->config, &model->weights, specs);
-    const float *cursor =
-        (const float *)((const char *)model->mapping + ENG_MODEL_HEADER_BYTES);
-    for (int i = 0; i < n; i++) {
-        if (specs[i].field)
-            *specs[i].field = cursor;
-        cursor += specs[i].count;
+    const int n = list_tensors(c, &model->weights, specs);
+    const unsigned char *cursor =
+        (const unsigned char *)model->mapping + header_bytes(c);
+    if (c->version == 2) {
+        uint64_t file_bytes, floats;
+        model_sizes(c, &file_bytes, &floats); /* checked by the caller */
+        const size_t size = (size_t)floats * sizeof(float);
+        void *weights = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (weights == MAP_FAILED)
+            return eng_fail(err, ENG_ENOMEM,
+                            "%s: out of memory for %zu bytes of dequantized weights", path,
+                            size);
+        float *out = weights;
+        for (int i = 0; i < n; i++) {
+            uint64_t bytes = 0;
+            stored_bytes(&specs[i], (uint64_t)c->group_size, &bytes);
+            if (specs[i].q8)
+                dequantize(out, cursor, &specs[i], (size_t)c->group_size);
+            else
+                memcpy(out, cursor, (size_t)bytes);
+            *specs[i].field = out;
+            out += specs[i].count;
+            cursor += bytes;
+        }
+        mprotect(weights, size, PROT_READ);
+        munmap(model->mapping, model->mapping_size);
+        model->mapping = weights;
+        model->mapping_size = size;
+    } else {
+        for (int i = 0; i < n; i++) {
+            if (specs[i].field)
+                *specs[i].field = (const float *)(const void *)cursor;
+            cursor += specs[i].count * sizeof(float);
+        }
     }
-    if (model->config.shared_classifier)
+    if (c->shared_classifier)
         model->weights.wcls = model->weights.token_embedding;
     for (int i = 0; i < n; i++) {
         int rc;
@@ -203,35 +392,29 @@ static int bind_weights(eng_model *model, const char *path, eng_error *err)
     return ENG_OK;
 }
 
-static int map_file(eng_model *model, int fd, const char *path, eng_error *err)
+/* Reads the header from fd and checks the file's size against it. */
+static int read_header(eng_model *model, int fd, const char *path, eng_error *err)
 {
     struct stat st;
     if (fstat(fd, &st) != 0)
         return eng_fail(err, ENG_EIO, "%s: cannot stat: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode))
-        return eng_fail(err, ENG_EIO, "%s: not a regular file", path);
-    if (st.st_size < ENG_MODEL_HEADER_BYTES)
-        return eng_fail(err, ENG_EFORMAT,
-                        "%s: truncated: %lld bytes, shorter than the %d-byte header",
-                        path, (long long)st.st_size, ENG_MODEL_HEADER_BYTES);
     if ((uint64_t)st.st_size > SIZE_MAX)
         return eng_fail(err, ENG_EFORMAT, "%s: too large to map", path);
-    void *mapping = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (mapping == MAP_FAILED)
-        return eng_fail(err, ENG_EIO, "%s: cannot map: %s", path, strerror(errno));
-    model->mapping = mapping;
-    model->mapping_size = (size_t)st.st_size;
-    return ENG_OK;
-}
-
-static int validate_and_bind(eng_model *model, const char *path, eng_error *err)
-{
-    int32_t raw[7];
-    memcpy(raw, model->mapping, sizeof raw);
-    int header[7];
-    for (int i = 0; i < 7; i++)
-        header[i] = (int)raw[i];
-    int rc = eng_model_config_from_header(&model->config, header, err);
+    model->file_size = (size_t)st.st_size;
+    unsigned char header[ENG_MODEL_V1_HEADER_BYTES];
+    const size_t want = model->file_size < sizeof header ? model->file_size : sizeof header;
+    size_t got = 0;
+    while (got < want) {
+        const ssize_t r = pread(fd, header + got, want - got, (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return eng_fail(err, ENG_EIO, "%s: read error: %s", path, strerror(errno));
+        if (r == 0)
+            return eng_fail(err, ENG_EIO, "%s: file shrank while being read", path);
+        got += (size_t)r;
+    }
+    int rc = eng_model_config_from_file(&model->config, header, want, err);
     if (rc) {
         /* Prefix the path without losing the specific reason. */
         eng_error inner = *err;
@@ -241,12 +424,22 @@ static int validate_and_bind(eng_model *model, const char *path, eng_error *err)
     if ((rc = eng_model_expected_file_size(&model->config, &expected, err)))
         return eng_fail(err, rc, "%s: the header describes a model too large for this host",
                         path);
-    if (model->mapping_size != expected)
+    if (model->file_size != expected)
         return eng_fail(err, ENG_EFORMAT,
-                        "%s: %s: file has %zu bytes but its header implies %zu",
-                        path, model->mapping_size < expected ? "truncated" : "trailing data",
-                        model->mapping_size, expected);
-    return bind_weights(model, path, err);
+                        "%s: %s: version %d file has %zu bytes but its header implies %zu",
+                        path, model->file_size < expected ? "truncated" : "trailing data",
+                        model->config.version, model->file_size, expected);
+    return ENG_OK;
+}
+
+static int map_file(eng_model *model, int fd, const char *path, eng_error *err)
+{
+    void *mapping = mmap(NULL, model->file_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (mapping == MAP_FAILED)
+        return eng_fail(err, ENG_EIO, "%s: cannot map: %s", path, strerror(errno));
+    model->mapping = mapping;
+    model->mapping_size = model->file_size;
+    return ENG_OK;
 }
 
 int eng_model_open(eng_model *model, const char *path, eng_error *err)
@@ -259,13 +452,15 @@ int eng_model_open(eng_model *model, const char *path, eng_error *err)
         return eng_fail(err, ENG_EINVAL, "no model path given");
     if (!host_is_little_endian())
         return eng_fail(err, ENG_EINVAL, "checkpoints are little-endian; this host is not");
-    const int fd = open(path, O_RDONLY);
+    const int fd = eng_open_regular_file(path, err);
     if (fd < 0)
-        return eng_fail(err, ENG_EIO, "%s: cannot open: %s", path, strerror(errno));
-    int rc = map_file(model, fd, path, err);
+        return fd;
+    int rc = read_header(model, fd, path, err);
+    if (rc == ENG_OK)
+        rc = map_file(model, fd, path, err);
     close(fd); /* the mapping outlives the descriptor */
     if (rc == ENG_OK)
-        rc = validate_and_bind(model, path, err);
+        rc = bind_weights(model, path, err);
     if (rc != ENG_OK)
         eng_model_close(model);
     return rc;

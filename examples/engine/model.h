@@ -1,10 +1,26 @@
-/* Loader for llama2.c "version 0" checkpoints (see
- * examples/models/sotu-llama-6m/README.md for the byte layout).
+/* Loader for llama2.c checkpoints as its export.py writes them:
  *
- * The file is memory-mapped read-only; the weight pointers point into the
- * mapping and stay valid until eng_model_close(). Every header value and the
- * exact file size are checked first, so a truncated or corrupt file yields
- * ENG_EFORMAT and a message instead of a crash. */
+ *   version 0 (legacy_export): seven int32 (the header below), then fp32
+ *     tensors (see examples/models/sotu-llama-6m/README.md for the order);
+ *     a negative vocab_size marks an untied classifier.
+ *   version 1 (version1_export): a 256-byte header: uint32 magic "ak42"
+ *     (0x616b3432), int32 version, the same seven int32, a byte that is 1
+ *     when the classifier is tied to the embedding, zero padding; then fp32
+ *     tensors in the order rms_att, rms_ffn, rms_final, embedding, wq, wk,
+ *     wv, wo, w1, w2, w3 [, classifier]; no RoPE tables.
+ *   version 2 (version2_export): the version 1 header plus an int32 group
+ *     size at byte 37; the three norms in fp32, then every matrix (the
+ *     embedding, each layer's wq, ..., each layer's w3 [, classifier]) as
+ *     Q8_0: its int8 values, then one fp32 scale per group of group-size
+ *     values. The loader dequantizes them to fp32 (value * scale).
+ *
+ * Versions 0 and 1 are memory-mapped read-only and the weight pointers point
+ * into the mapping; version 2 is dequantized into anonymous memory, which
+ * then is the mapping. Either way the pointers stay valid until
+ * eng_model_close(). Every header value and the exact file size are checked
+ * (in 64-bit arithmetic that cannot overflow) before anything is mapped or
+ * allocated, so a truncated or corrupt file yields ENG_EFORMAT and a
+ * message instead of a crash. */
 #ifndef ENG_MODEL_H
 #define ENG_MODEL_H
 
@@ -24,6 +40,8 @@ typedef struct eng_model_config {
     int head_size;    /* dim / n_heads */
     int kv_dim;       /* n_kv_heads * head_size */
     bool shared_classifier; /* true: output head = token embedding */
+    int version;      /* file format: 0, 1 or 2 (see above) */
+    int group_size;   /* Q8_0 group of version 2; 0 otherwise */
 } eng_model_config;
 
 /* Row-major fp32 tensors, [out][in], stacked over layers where noted. */
@@ -45,20 +63,33 @@ typedef struct eng_model_weights {
 typedef struct eng_model {
     eng_model_config config;
     eng_model_weights weights;
-    void *mapping;       /* whole file, owned */
+    void *mapping;       /* owned: the whole file (versions 0, 1) or the
+                            dequantized weights (version 2) */
     size_t mapping_size;
+    size_t file_size;    /* bytes of the checkpoint file */
 } eng_model;
 
-/* Size in bytes of the fixed header (seven little-endian int32). */
+/* Size in bytes of the version 0 header (seven little-endian int32). */
 #define ENG_MODEL_HEADER_BYTES 28
+/* Size in bytes of the version 1 and 2 headers, and their magic number
+ * (the bytes "24ka" read as a little-endian uint32). */
+#define ENG_MODEL_V1_HEADER_BYTES 256
+#define ENG_MODEL_MAGIC 0x616b3432u
 
-/* Checks a header's seven values (in file order) and fills config.
- * Returns ENG_OK or ENG_EFORMAT. */
+/* Checks a version 0 header's seven values (in file order) and fills
+ * config (version 0). Returns ENG_OK or ENG_EFORMAT. */
 int eng_model_config_from_header(eng_model_config *config, const int header[7],
                                  eng_error *err);
 
-/* Exact file size implied by config, or ENG_EFORMAT if it does not fit in
- * size_t. */
+/* Reads the header of any version from the first size bytes of a file
+ * (size may be less than the header; it is then reported truncated) and
+ * fills config. Returns ENG_OK or ENG_EFORMAT; the message names the format
+ * version when the file has the magic number. */
+int eng_model_config_from_file(eng_model_config *config, const void *file, size_t size,
+                               eng_error *err);
+
+/* Exact file size implied by config (of its version), or ENG_EFORMAT if it
+ * does not fit in size_t. */
 int eng_model_expected_file_size(const eng_model_config *config, size_t *bytes,
                                  eng_error *err);
 

@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "file.h"
 
 /* Sentencepiece pieces are short; anything longer is a corrupt length. */
 enum { MAX_PIECE_LENGTH = 1 << 16, MAX_VOCAB = 1 << 22 };
@@ -182,9 +185,15 @@ int eng_tokenizer_load(eng_tokenizer *tok, const char *path, int vocab_size,
     if (vocab_size < ENG_TOKEN_EOS + 1 || vocab_size > MAX_VOCAB)
         return eng_fail(err, ENG_EINVAL, "vocabulary size %d is outside %d..%d",
                         vocab_size, ENG_TOKEN_EOS + 1, MAX_VOCAB);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return eng_fail(err, ENG_EIO, "%s: cannot open: %s", path, strerror(errno));
+    const int fd = eng_open_regular_file(path, err);
+    if (fd < 0)
+        return fd;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return eng_fail(err, ENG_ENOMEM, "%s: cannot open a stream: %s", path,
+                        strerror(errno));
+    }
     int rc = allocate_tables(tok, vocab_size, err);
     if (rc == ENG_OK)
         rc = read_entries(tok, f, path, err);

@@ -64,9 +64,11 @@
  */
 #include <cblas.h>
 #include <cpuid.h>
+#include <errno.h>
 #include <immintrin.h>
 #include <math.h>
 #include <omp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +82,9 @@ typedef struct shape {
     const char *name;
     int layers, heads, kv_heads, dim;
 } shape;
+
+/* Longest context or prompt the command line takes. */
+enum { MAX_TOKENS = 1 << 20 };
 
 static const shape shapes[] = {
     {"bundled", 6, 6, 2, 48},
@@ -214,7 +219,7 @@ static void observe_hook(kv_hook *hk, const float *logits, int n)
         return;
     double t0 = wall_now();
     /* one row per query head, G heads n apart */
-    kf_logits_view v = {logits, 1, (uint32_t)n, (size_t)n, (size_t)n, 0};
+    kf_logits_view v = {logits, 1, (uint32_t)n, (size_t)n, (size_t)n, 0, 0};
     check(kf_observe_kv_head(hk->cache, hk->layer, hk->kv_head, &v),
           "observe kv head");
     hk->seconds += wall_now() - t0;
@@ -372,7 +377,7 @@ static void decode_setup(const dopts *o, int ctx, double ratio, void **src,
             for (uint32_t s = 0; s < n0; s += chunk) {
                 uint32_t rows = n0 - s < chunk ? n0 - s : chunk;
                 kf_logits_view lv = {logits, rows, s + rows, cap,
-                                     (size_t)chunk * cap, KF_LOGITS_CAUSAL};
+                                     (size_t)chunk * cap, KF_LOGITS_CAUSAL, 0};
                 check(kf_observe_logits(st->cache, l, &lv), "prefill observe");
             }
             check(kf_select(st->cache, l), "prefill select");
@@ -450,7 +455,7 @@ static void decode_round(const dopts *o, dstate *st, int round, size_t cap,
                     check(kf_observe_end(cache, l), "observe end");
                 } else {
                     kf_logits_view lv = {logits, 1, (uint32_t)m, (size_t)m,
-                                         (size_t)m, 0};
+                                         (size_t)m, 0, 0};
                     check(kf_observe_logits(cache, l, &lv), "observe");
                 }
                 double b1 = now();
@@ -461,8 +466,8 @@ static void decode_round(const dopts *o, dstate *st, int round, size_t cap,
                     check(kf_select(cache, l), "select");
                     double b2 = now();
                     kf_dtype dt = o->f16 ? KF_DTYPE_F16 : KF_DTYPE_F32;
-                    kf_kv_view kvw = {K, dt, (uint32_t)m, (size_t)d, cap * d};
-                    kf_kv_view vvw = {V, dt, (uint32_t)m, (size_t)d, cap * d};
+                    kf_kv_view kvw = {K, dt, (uint32_t)m, (size_t)d, cap * d, 0};
+                    kf_kv_view vvw = {V, dt, (uint32_t)m, (size_t)d, cap * d, 0};
                     check(kf_compact(cache, l, &kvw, &vvw), "compact");
                     double b3 = now();
                     sel += span(b1, b2);
@@ -493,26 +498,180 @@ static void decode_free(const dopts *o, dstate *st)
     kf_cache_destroy(&st->cache);
 }
 
-static int parse_list(const char *s, double *out, int max)
+/* ---- the command line: every value checked, every error named ---- */
+
+static void usage_decode(FILE *out)
 {
-    int n = 0;
-    while (*s && n < max) {
-        char *e;
-        out[n++] = strtod(s, &e);
-        if (e == s)
-            return -1;
-        s = *e == ',' ? e + 1 : e;
-    }
-    return n;
+    fprintf(out,
+            "usage: kf-bench-decode decode --context N[,N...] [options]\n"
+            "Per decode step: the host's attention next to libkeyformer's observe,\n"
+            "select and compact, for each budget and the full cache.\n"
+            "  --context N[,N...]   context lengths, 1..%d (required, at most 16)\n"
+            "  --budgets R[,R...]   budget ratios, each > 0 and < 1 (0.3,0.5,0.7);\n"
+            "                       floor(R * N) must keep at least one slot\n"
+            "  --shape S            bundled or llama3-8b (bundled)\n"
+            "  --dtype T            f32 or f16 (f32; f16 needs F16C)\n"
+            "  --threads T          OpenMP threads, 1..1024 (1)\n"
+            "  --layers L           layers timed, 1..1024 (all, or 1 from 16K)\n"
+            "  --kv-heads N         KV heads timed, 1..1024 (all, or 2 from 16K)\n"
+            "  --steps S            decode steps, best of S, 1..1048576 (16)\n"
+            "  --evict-every B      evict B slots every B tokens, 1..65536 (1)\n"
+            "  --policy P           keyformer, h2o, window or sinks (keyformer)\n"
+            "  --rule R             dynamic or reference (dynamic)\n"
+            "  --order O            position or any (position)\n"
+            "  --observe W          layer or kv-head (layer)\n"
+            "  --blas               OpenBLAS sgemm attention (f32)\n"
+            "  --no-attention       the library alone, no host attention\n"
+            "  --json               one JSON object per line\n",
+            MAX_TOKENS);
 }
 
-static const shape *find_shape(const char *name)
+static void usage_prefill(FILE *out)
 {
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-        if (!strcmp(shapes[i].name, name))
-            return &shapes[i];
-    fprintf(stderr, "kf-bench-decode: unknown shape %s\n", name);
-    exit(2);
+    fprintf(out,
+            "usage: kf-bench-decode prefill --prompt N[,N...] [options]\n"
+            "Per prompt: the host's attention (sgemm) next to libkeyformer's\n"
+            "observe, select and compact over the whole prompt.\n"
+            "  --prompt N[,N...]    prompt lengths, 1..%d (required, at most 16)\n"
+            "  --shape S            bundled or llama3-8b (bundled)\n"
+            "  --threads T          OpenMP threads, 1..1024 (1)\n"
+            "  --reps R             repetitions, best of R, 1..1000 (3)\n"
+            "  --budget R           budget ratio, > 0 and < 1 (0.5)\n"
+            "  --layers L           first L layers timed, 1..1024 (all)\n"
+            "  --json               one JSON object per line\n",
+            MAX_TOKENS);
+}
+
+static void usage_main(FILE *out)
+{
+    fprintf(out,
+            "usage: kf-bench-decode decode --context N[,N...] [options]\n"
+            "       kf-bench-decode prefill --prompt N[,N...] [options]\n"
+            "       kf-bench-decode decode|prefill --help\n"
+            "       kf-bench-decode --help | --version\n"
+            "End-to-end cost of libkeyformer next to the attention it shrinks, on\n"
+            "synthetic attention-bound shapes (doc/performance.md, \"End to end\").\n"
+            "Also reached as `kf-bench decode|prefill ...`.\n");
+}
+
+/* Prints "kf-bench-decode: OPTION: ..." and returns -1. */
+static int bad_value(const char *option, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int bad_value(const char *option, const char *format, ...)
+{
+    va_list ap;
+    va_start(ap, format);
+    fprintf(stderr, "kf-bench-decode: %s: ", option);
+    vfprintf(stderr, format, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return -1;
+}
+
+/* A whole number in min..max, all of text. */
+static int parse_int(const char *option, const char *text, long min, long max, int *out)
+{
+    char *end;
+    errno = 0;
+    const long v = strtol(text, &end, 10);
+    if (end == text || *end || errno == ERANGE || v < min || v > max)
+        return bad_value(option, "'%s' is not a whole number from %ld to %ld", text,
+                         min, max);
+    *out = (int)v;
+    return 0;
+}
+
+/* One of n names; its index in *out. */
+static int parse_choice(const char *option, const char *text, const char *const *names,
+                        int n, int *out)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(text, names[i])) {
+            *out = i;
+            return 0;
+        }
+    fprintf(stderr, "kf-bench-decode: %s: unknown value '%s' (choose one of:", option, text);
+    for (int i = 0; i < n; i++)
+        fprintf(stderr, " %s", names[i]);
+    fprintf(stderr, ")\n");
+    return -1;
+}
+
+/* This file builds with -ffast-math, under which isfinite() may be folded
+ * to true: look at the exponent bits instead. */
+static int is_finite_bits(double v)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    return (bits >> 52 & 0x7ff) != 0x7ff;
+}
+
+/* A budget ratio: finite, strictly between 0 and 1 (1 would be labelled
+ * like the full cache, 0 keeps nothing). */
+static int parse_ratio(const char *option, const char *text, double *out)
+{
+    char *end;
+    errno = 0;
+    const double v = strtod(text, &end);
+    if (end == text || *end || errno == ERANGE || !is_finite_bits(v))
+        return bad_value(option, "'%s' is not a finite number", text);
+    if (!(v > 0 && v < 1))
+        return bad_value(option, "%s is outside (0, 1): a ratio of the context", text);
+    *out = v;
+    return 0;
+}
+
+/* A comma-separated list of at most max items, each a ratio (ratios) or a
+ * whole number of tokens in 1..MAX_TOKENS; returns the count, or -1 after
+ * naming the bad item. */
+static int parse_list(const char *option, const char *text, int ratios, double *out,
+                      int max)
+{
+    int n = 0;
+    const char *item = text;
+    for (;;) {
+        const char *comma = strchr(item, ',');
+        const size_t len = comma ? (size_t)(comma - item) : strlen(item);
+        char buf[64];
+        if (len == 0)
+            return bad_value(option, "empty item in '%s'", text);
+        if (len >= sizeof buf)
+            return bad_value(option, "item '%.*s...' is too long", 20, item);
+        if (n == max)
+            return bad_value(option, "more than %d items in '%s'", max, text);
+        memcpy(buf, item, len);
+        buf[len] = '\0';
+        if (ratios) {
+            if (parse_ratio(option, buf, &out[n]))
+                return -1;
+        } else {
+            int v = 0;
+            if (parse_int(option, buf, 1, MAX_TOKENS, &v))
+                return -1;
+            out[n] = v;
+        }
+        n++;
+        if (!comma)
+            return n;
+        item = comma + 1;
+    }
+}
+
+static const char *const shape_names[] = {"bundled", "llama3-8b"};
+
+/* Is argv[i] option `name` with a value after it? Reports a missing one
+ * through *missing. */
+static int takes(int argc, char **argv, int i, const char *name, int *missing)
+{
+    if (strcmp(argv[i], name))
+        return 0;
+    if (i + 1 >= argc) {
+        fprintf(stderr, "kf-bench-decode: %s needs a value\n", name);
+        *missing = 1;
+        return 0;
+    }
+    return 1;
 }
 
 /* CPUID.1:ECX bit 29; clang 14's __builtin_cpu_supports does not know
@@ -530,79 +689,80 @@ __attribute__((target("f16c"))) static uint16_t f32_to_f16(float f)
 
 static const char *const policy_names[] = {"keyformer", "h2o", "window", "sinks"};
 
-/* kf_policy of a name, or -1 */
-static int policy_of(const char *name)
-{
-    for (int p = 0; p < 4; p++)
-        if (!strcmp(name, policy_names[p]))
-            return p;
-    return -1;
-}
-
 static int cmd_decode(int argc, char **argv)
 {
     double ctxs[16], budgets[16] = {0.3, 0.5, 0.7};
     int nctx = 0, nb = 3;
-    dopts o = {find_shape("bundled"), 0, 1, 0, 16, 0, 0, 0, 1, 0, 0,
+    dopts o = {&shapes[0], 0, 1, 0, 16, 0, 0, 0, 1, 0, 0,
                KF_POLICY_KEYFORMER, 0, 0};
+    static const char *const dtypes[] = {"f32", "f16"};
+    static const char *const rules[] = {"dynamic", "reference"};
+    static const char *const orders[] = {"position", "any"};
+    static const char *const observes[] = {"layer", "kv-head"};
     for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--context") && i + 1 < argc)
-            nctx = parse_list(argv[++i], ctxs, 16);
-        else if (!strcmp(argv[i], "--budgets") && i + 1 < argc)
-            nb = parse_list(argv[++i], budgets, 16);
-        else if (!strcmp(argv[i], "--shape") && i + 1 < argc)
-            o.sh = find_shape(argv[++i]);
-        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc)
-            o.f16 = !strcmp(argv[++i], "f16");
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
-            o.threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--layers") && i + 1 < argc)
-            o.layers = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--steps") && i + 1 < argc)
-            o.steps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--json"))
+        int bad = 0, missing = 0, choice = 0;
+        const char *opt = argv[i];
+        if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) {
+            usage_decode(stdout);
+            return 0;
+        } else if (takes(argc, argv, i, "--context", &missing)) {
+            bad = (nctx = parse_list(opt, argv[++i], 0, ctxs, 16)) < 0;
+        } else if (takes(argc, argv, i, "--budgets", &missing)) {
+            bad = (nb = parse_list(opt, argv[++i], 1, budgets, 16)) < 0;
+        } else if (takes(argc, argv, i, "--shape", &missing)) {
+            bad = parse_choice(opt, argv[++i], shape_names, 2, &choice);
+            o.sh = &shapes[choice];
+        } else if (takes(argc, argv, i, "--dtype", &missing)) {
+            bad = parse_choice(opt, argv[++i], dtypes, 2, &o.f16);
+        } else if (takes(argc, argv, i, "--threads", &missing)) {
+            bad = parse_int(opt, argv[++i], 1, 1024, &o.threads);
+        } else if (takes(argc, argv, i, "--layers", &missing)) {
+            bad = parse_int(opt, argv[++i], 1, 1024, &o.layers);
+        } else if (takes(argc, argv, i, "--steps", &missing)) {
+            bad = parse_int(opt, argv[++i], 1, 1 << 20, &o.steps);
+        } else if (!strcmp(opt, "--json")) {
             o.json = 1;
-        else if (!strcmp(argv[i], "--blas"))
+        } else if (!strcmp(opt, "--blas")) {
             o.blas = 1;
-        else if (!strcmp(argv[i], "--kv-heads") && i + 1 < argc)
-            o.kv_timed = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--evict-every") && i + 1 < argc)
-            o.every = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--rule") && i + 1 < argc)
-            o.reference = !strcmp(argv[++i], "reference");
-        else if (!strcmp(argv[i], "--order") && i + 1 < argc)
-            o.any_order = !strcmp(argv[++i], "any");
-        else if (!strcmp(argv[i], "--observe") && i + 1 < argc)
-            o.by_kv_head = !strcmp(argv[++i], "kv-head");
-        else if (!strcmp(argv[i], "--no-attention"))
+        } else if (takes(argc, argv, i, "--kv-heads", &missing)) {
+            bad = parse_int(opt, argv[++i], 1, 1024, &o.kv_timed);
+        } else if (takes(argc, argv, i, "--evict-every", &missing)) {
+            bad = parse_int(opt, argv[++i], 1, 1 << 16, &o.every);
+        } else if (takes(argc, argv, i, "--rule", &missing)) {
+            bad = parse_choice(opt, argv[++i], rules, 2, &o.reference);
+        } else if (takes(argc, argv, i, "--order", &missing)) {
+            bad = parse_choice(opt, argv[++i], orders, 2, &o.any_order);
+        } else if (takes(argc, argv, i, "--observe", &missing)) {
+            bad = parse_choice(opt, argv[++i], observes, 2, &o.by_kv_head);
+        } else if (!strcmp(opt, "--no-attention")) {
             o.no_attention = 1;
-        else if (!strcmp(argv[i], "--policy") && i + 1 < argc) {
-            o.policy = policy_of(argv[++i]);
-            if (o.policy < 0) {
-                fprintf(stderr, "kf-bench-decode: --policy keyformer|h2o|window|sinks\n");
-                return 2;
-            }
-        }
-        else {
-            fprintf(stderr, "usage: kf-bench-decode decode --context N[,N...] "
-                    "[--budgets R,...] [--shape bundled|llama3-8b] "
-                    "[--dtype f32|f16] [--threads T] [--layers L] "
-                    "[--steps S] [--observe layer|kv-head] [--order position|any] "
-                    "[--evict-every B] [--policy P] [--json]\n");
+        } else if (takes(argc, argv, i, "--policy", &missing)) {
+            bad = parse_choice(opt, argv[++i], policy_names, 4, &o.policy);
+        } else if (!missing) {
+            fprintf(stderr, "kf-bench-decode: decode: unknown option '%s'\n", opt);
+            usage_decode(stderr);
             return 2;
         }
+        if (bad || missing)
+            return 2;
     }
     if (o.no_attention && o.by_kv_head) {
         fprintf(stderr, "kf-bench-decode: --observe kv-head needs the attention\n");
         return 2;
     }
-    if (nctx <= 0 || nb < 0 || o.threads < 1 || o.steps < 1) {
-        fprintf(stderr, "kf-bench-decode: need --context, threads/steps >= 1\n");
+    if (nctx <= 0) {
+        fprintf(stderr, "kf-bench-decode: decode needs --context N[,N...]\n");
+        usage_decode(stderr);
         return 2;
     }
+    for (int c = 0; c < nctx; c++)
+        for (int b = 0; b < nb; b++)
+            if (floor(budgets[b] * ctxs[c]) < 1) {
+                fprintf(stderr, "kf-bench-decode: --budgets: %g of context %g keeps "
+                        "no slot\n", budgets[b], ctxs[c]);
+                return 2;
+            }
     const int layers_opt = o.layers, kv_opt = o.kv_timed;
-    if (o.every < 1)
-        o.every = 1;
     if (o.f16 && !have_f16c()) {
         fprintf(stderr, "kf-bench-decode: f16 needs F16C\n");
         return 1;
@@ -737,33 +897,43 @@ static int cmd_decode(int argc, char **argv)
 static int cmd_prefill(int argc, char **argv)
 {
     double prompts[16];
-    int np = 0, threads = 1, reps = 3, json = 0, layers = 0;
-    const shape *sh = find_shape("bundled");
+    int np = 0, threads = 1, reps = 3, json = 0, layers = 0, choice = 0;
+    const shape *sh = &shapes[0];
     double ratio = 0.5;
     for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--prompt") && i + 1 < argc)
-            np = parse_list(argv[++i], prompts, 16);
-        else if (!strcmp(argv[i], "--shape") && i + 1 < argc)
-            sh = find_shape(argv[++i]);
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
-            threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
-            reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--budget") && i + 1 < argc)
-            ratio = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--layers") && i + 1 < argc)
-            layers = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--json"))
+        int bad = 0, missing = 0;
+        const char *opt = argv[i];
+        if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) {
+            usage_prefill(stdout);
+            return 0;
+        } else if (takes(argc, argv, i, "--prompt", &missing)) {
+            bad = (np = parse_list(opt, argv[++i], 0, prompts, 16)) < 0;
+        } else if (takes(argc, argv, i, "--shape", &missing)) {
+            bad = parse_choice(opt, argv[++i], shape_names, 2, &choice);
+            sh = &shapes[choice];
+        } else if (takes(argc, argv, i, "--threads", &missing)) {
+            bad = parse_int(opt, argv[++i], 1, 1024, &threads);
+        } else if (takes(argc, argv, i, "--reps", &missing)) {
+            bad = parse_int(opt, argv[++i], 1, 1000, &reps);
+        } else if (takes(argc, argv, i, "--budget", &missing)) {
+            bad = parse_ratio(opt, argv[++i], &ratio);
+        } else if (takes(argc, argv, i, "--layers", &missing)) {
+            bad = parse_int(opt, argv[++i], 1, 1024, &layers);
+        } else if (!strcmp(opt, "--json")) {
             json = 1;
-        else {
-            fprintf(stderr, "usage: kf-bench-decode prefill --prompt N[,N...] "
-                    "[--shape S] [--threads T] [--reps R] [--budget R] "
-                    "[--layers L] [--json]\n");
+        } else if (!missing) {
+            fprintf(stderr, "kf-bench-decode: prefill: unknown option '%s'\n", opt);
+            usage_prefill(stderr);
             return 2;
         }
+        if (bad || missing)
+            return 2;
     }
-    if (np <= 0 || threads < 1 || reps < 1)
+    if (np <= 0) {
+        fprintf(stderr, "kf-bench-decode: prefill needs --prompt N[,N...]\n");
+        usage_prefill(stderr);
         return 2;
+    }
     if (threads == 1)
         clock_id = CLOCK_THREAD_CPUTIME_ID;
     /* --layers times the first L layers only: every layer does the same
@@ -825,7 +995,7 @@ static int cmd_prefill(int argc, char **argv)
                     double a1 = now();
                     kf_logits_view lv = {lg, (uint32_t)rows, (uint32_t)seen,
                                          (size_t)S, (size_t)B * S,
-                                         KF_LOGITS_CAUSAL};
+                                         KF_LOGITS_CAUSAL, 0};
                     check(kf_observe_logits(cache, l, &lv), "observe");
                     double a2 = now();
                     att += a1 - a0;
@@ -834,9 +1004,9 @@ static int cmd_prefill(int argc, char **argv)
                 double c0 = now();
                 check(kf_select(cache, l), "select");
                 kf_kv_view kvw = {K, KF_DTYPE_F32, (uint32_t)S, (size_t)d,
-                                  (size_t)S * d};
+                                  (size_t)S * d, 0};
                 kf_kv_view vvw = {V, KF_DTYPE_F32, (uint32_t)S, (size_t)d,
-                                  (size_t)S * d};
+                                  (size_t)S * d, 0};
                 check(kf_compact(cache, l, &kvw, &vvw), "compact");
                 lib += now() - c0;
             }
@@ -873,7 +1043,19 @@ int kf_bench_decode_main(int argc, char **argv)
         return cmd_decode(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "prefill"))
         return cmd_prefill(argc, argv);
-    fprintf(stderr, "usage: kf-bench-decode decode|prefill ... (--help)\n");
+    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        usage_main(stdout);
+        return 0;
+    }
+    if (argc == 2 && !strcmp(argv[1], "--version")) {
+        printf("kf-bench-decode (libkeyformer) %s\n", kf_version());
+        return 0;
+    }
+    if (argc < 2)
+        fprintf(stderr, "kf-bench-decode: which run? decode or prefill\n");
+    else
+        fprintf(stderr, "kf-bench-decode: unknown command '%s'\n", argv[1]);
+    usage_main(stderr);
     return 2;
 }
 

@@ -23,7 +23,10 @@
  *   kf-bench --quick        smaller sizes and batches (a smoke run)
  *   kf-bench --kernel K     only kernel K (score, score_prompt, score_h2o,
  *                           dot, select, compact)
- *   kf-bench --isa I        only c and I (avx2, avx512, neon)
+ *   kf-bench --isa I        only c and I (c, avx2, avx512, neon); an ISA
+ *                           this CPU or this build lacks is an error
+ *   kf-bench decode|prefill ...   the end-to-end runs of kf-bench-decode
+ *   kf-bench --help | --version
  */
 #include <math.h>
 #include <stdio.h>
@@ -33,6 +36,7 @@
 
 #include "cpu.h"
 #include "dsp.h"
+#include "keyformer.h"
 
 #define BATCHES 5
 
@@ -372,37 +376,127 @@ static int want(const char *filter, const char *name)
 /* kf-bench-decode.c, linked in: the end-to-end decode and prefill runs */
 int kf_bench_decode_main(int argc, char **argv);
 
+static const char *const kernel_names[] = { "score", "score_prompt", "score_h2o",
+                                            "dot", "select", "compact" };
+enum { N_KERNELS = sizeof kernel_names / sizeof kernel_names[0] };
+static const uint32_t isas[] = { KF_CPU_AVX2, KF_CPU_AVX512, KF_CPU_NEON };
+enum { N_ISAS = sizeof isas / sizeof isas[0] };
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: kf-bench [--json] [--quick] [--kernel K] [--isa I]\n"
+            "       kf-bench decode|prefill ...  (kf-bench-decode; "
+            "kf-bench decode --help)\n"
+            "Times every kernel variant this machine runs against the portable C\n"
+            "one, on one core (best of %d batches, thread CPU time).\n"
+            "  --json       one JSON object per line: kernel, isa, n, seconds,\n"
+            "               items_per_s, bytes_per_s, speedup_vs_c\n"
+            "  --quick      smaller sizes and batches (a smoke run)\n"
+            "  --kernel K   only kernel K: score, score_prompt, score_h2o, dot,\n"
+            "               select or compact\n"
+            "  --isa I      only c and I: c, avx2, avx512 or neon (I must be built\n"
+            "               and supported by this CPU)\n"
+            "  --help       this text\n"
+            "  --version    the library version\n",
+            BATCHES);
+}
+
+/* 0 when name is a kernel; else says which ones are and returns 2. */
+static int check_kernel(const char *name)
+{
+    for (int k = 0; k < N_KERNELS; k++)
+        if (!strcmp(name, kernel_names[k]))
+            return 0;
+    fprintf(stderr, "kf-bench: unknown kernel '%s' (choose one of:", name);
+    for (int k = 0; k < N_KERNELS; k++)
+        fprintf(stderr, " %s", kernel_names[k]);
+    fprintf(stderr, ")\n");
+    return 2;
+}
+
+/* 0 when --isa name can run here; 2 for an unknown name, 1 for an ISA this
+ * CPU or this build lacks (an error rather than a quiet C-only run). */
+static int check_isa(const char *name, uint32_t detected)
+{
+    if (!strcmp(name, "c"))
+        return 0;
+    for (int i = 0; i < N_ISAS; i++) {
+        if (strcmp(name, kf_dsp_isa_name(isas[i])))
+            continue;
+        if (!(detected & isas[i])) {
+            fprintf(stderr, "kf-bench: --isa %s: this CPU does not support %s "
+                    "(it has:", name, name);
+            int any = 0;
+            for (int j = 0; j < N_ISAS; j++)
+                if (detected & isas[j]) {
+                    fprintf(stderr, " %s", kf_dsp_isa_name(isas[j]));
+                    any = 1;
+                }
+            fprintf(stderr, "%s)\n", any ? "" : " none but c");
+            return 1;
+        }
+        kf_dsp dsp;
+        kf_dsp_init(&dsp, isas[i]);
+        if (dsp.isa[KF_KERNEL_SCORE_GUMBEL] != isas[i]) {
+            fprintf(stderr, "kf-bench: --isa %s: this build has no %s kernels "
+                    "(configured with -Dsimd=none or a compiler without them)\n",
+                    name, name);
+            return 1;
+        }
+        return 0;
+    }
+    fprintf(stderr, "kf-bench: unknown ISA '%s' (choose one of: c", name);
+    for (int i = 0; i < N_ISAS; i++)
+        fprintf(stderr, " %s", kf_dsp_isa_name(isas[i]));
+    fprintf(stderr, ")\n");
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && (!strcmp(argv[1], "decode") || !strcmp(argv[1], "prefill")))
         return kf_bench_decode_main(argc, argv);
     options o = { 0, 0, NULL, NULL };
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json"))
+        const int has_value = i + 1 < argc;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--version")) {
+            printf("kf-bench (libkeyformer) %s\n", kf_version());
+            return 0;
+        } else if (!strcmp(argv[i], "--json")) {
             o.json = 1;
-        else if (!strcmp(argv[i], "--quick"))
+        } else if (!strcmp(argv[i], "--quick")) {
             o.quick = 1;
-        else if (!strcmp(argv[i], "--kernel") && i + 1 < argc)
+        } else if ((!strcmp(argv[i], "--kernel") || !strcmp(argv[i], "--isa")) &&
+                   !has_value) {
+            fprintf(stderr, "kf-bench: %s needs a value\n", argv[i]);
+            usage(stderr);
+            return 2;
+        } else if (!strcmp(argv[i], "--kernel")) {
             o.kernel = argv[++i];
-        else if (!strcmp(argv[i], "--isa") && i + 1 < argc)
+            if (check_kernel(o.kernel))
+                return 2;
+        } else if (!strcmp(argv[i], "--isa")) {
             o.isa = argv[++i];
-        else {
-            fprintf(stderr, "usage: kf-bench [--json] [--quick] [--kernel "
-                            "score|score_prompt|score_h2o|dot|select|compact] "
-                            "[--isa NAME]\n"
-                            "       kf-bench decode|prefill ... (see "
-                            "kf-bench-decode.c)\n");
-            return !strcmp(argv[i], "--help") ? 0 : 2;
+        } else {
+            fprintf(stderr, "kf-bench: unknown option '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
         }
     }
 
-    static const uint32_t isas[] = { KF_CPU_AVX2, KF_CPU_AVX512, KF_CPU_NEON };
+    uint32_t flags = kf_cpu_detect();
+    int rc;
+    if (o.isa && (rc = check_isa(o.isa, flags)))
+        return rc;
     variant v[4];
     int nv = 0;
     v[nv].name = "c";
     kf_dsp_init(&v[nv++].dsp, 0);
-    uint32_t flags = kf_cpu_detect();
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < N_ISAS; i++) {
         if (!(flags & isas[i]) || (o.isa && strcmp(o.isa, kf_dsp_isa_name(isas[i]))))
             continue;
         kf_dsp_init(&v[nv].dsp, isas[i]);

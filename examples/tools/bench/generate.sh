@@ -12,7 +12,9 @@ for T in 1 2; do
     for cfg in "full" "keyformer" "keyformer --slot-order any" "keyformer --evict-every 16" "keyformer --slot-order any --evict-every 16"; do
       set -- $cfg
       pol=$1; shift
-      line=$($G --prompt-file $P --steps 256 --temperature 0 --seed 1 --threads $T --policy $pol --budget 0.5 "$@" 2>&1 >/dev/null | tail -n 1)
+      # the full cache takes no budget (kf-generate refuses one)
+      [ "$pol" = full ] || set -- --budget-ratio 0.5 "$@"
+      line=$($G --prompt-file $P --steps 256 --temperature 0 --seed 1 --threads $T --policy $pol "$@" 2>&1 >/dev/null | tail -n 1)
       echo "T=$T cfg=[$cfg] $line"
     done
   done
