@@ -1,21 +1,32 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-#ifndef KF_MODEL_DIR
-#define KF_MODEL_DIR "examples/models/sotu-llama-6m"
-#endif
+#include "data_paths.h"
 
 void cli_common_init(cli_common *c)
 {
     *c = (cli_common){
-        .model_path = KF_MODEL_DIR "/model.bin",
-        .tokenizer_path = KF_MODEL_DIR "/tokenizer.bin",
+        .model_path = kf_examples_model_path(),
+        .tokenizer_path = kf_examples_tokenizer_path(),
     };
     kf_config_default(&c->library);
+}
+
+int cli_reject(cli_common *c, const char *format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    vsnprintf(c->why, sizeof c->why, format, args);
+    va_end(args);
+    return -1;
 }
 
 /* ---- the table and the loop ---- */
@@ -26,6 +37,17 @@ void cli_print_usage(const cli_program *p, FILE *out)
     for (int i = 0; i < p->n_options; i++)
         fprintf(out, "  %-15s %-*s %s\n", p->options[i].name, p->value_width,
                 p->options[i].value_name, p->options[i].help);
+    fprintf(out, "  %-15s %-*s %s\n  %-15s %-*s %s\n", "--help", p->value_width, "",
+            "print this and exit", "--version", p->value_width, "",
+            "print the program's and libkeyformer's version and exit");
+}
+
+static const cli_option *find_option(const cli_program *p, const char *name)
+{
+    for (int k = 0; k < p->n_options; k++)
+        if (!strcmp(name, p->options[k].name))
+            return &p->options[k];
+    return NULL;
 }
 
 int cli_parse(const cli_program *p, cli_common *c, int argc, char **argv)
@@ -35,10 +57,11 @@ int cli_parse(const cli_program *p, cli_common *c, int argc, char **argv)
             cli_print_usage(p, stdout);
             return 1;
         }
-        const cli_option *option = NULL;
-        for (int k = 0; k < p->n_options && !option; k++)
-            if (!strcmp(argv[i], p->options[k].name))
-                option = &p->options[k];
+        if (!strcmp(argv[i], "--version")) {
+            printf("%s (libkeyformer %s)\n", p->name, kf_version());
+            return 1;
+        }
+        const cli_option *option = find_option(p, argv[i]);
         if (!option) {
             fprintf(stderr, "%s: unknown option %s\n", p->name, argv[i]);
             cli_print_usage(p, stderr);
@@ -49,22 +72,26 @@ int cli_parse(const cli_program *p, cli_common *c, int argc, char **argv)
                     option->value_name);
             return -1;
         }
+        c->why[0] = '\0';
         if (option->set(c, argv[++i]) != 0) {
-            fprintf(stderr, "%s: bad value '%s' for %s\n", p->name, argv[i], option->name);
+            fprintf(stderr, "%s: bad value '%s' for %s%s%s\n", p->name, argv[i], option->name,
+                    c->why[0] ? ": " : "", c->why);
             return -1;
         }
+        if ((option->flags & CLI_LIBRARY_ONLY) && !c->library_option)
+            c->library_option = option->name;
     }
     return 0;
 }
 
 /* ---- values ---- */
 
-int cli_parse_int(const char *value, int min, int *out)
+int cli_parse_int(const char *value, int min, int max, int *out)
 {
     char *end;
     errno = 0;
     const long v = strtol(value, &end, 10);
-    if (errno || end == value || *end || v < min || v > INT_MAX)
+    if (errno || end == value || *end || v < min || v > max)
         return -1;
     *out = (int)v;
     return 0;
@@ -130,7 +157,10 @@ int cli_set_tokenizer(cli_common *c, const char *value)
 
 int cli_set_threads(cli_common *c, const char *value)
 {
-    return cli_parse_int(value, 1, &c->threads);
+    if (cli_parse_int(value, 1, CLI_MAX_THREADS, &c->threads))
+        return cli_reject(c, "a thread count from 1 to %d (the library's limit)",
+                          CLI_MAX_THREADS);
+    return 0;
 }
 
 int cli_set_rule(cli_common *c, const char *value)
@@ -140,21 +170,21 @@ int cli_set_rule(cli_common *c, const char *value)
     else if (!strcmp(value, "reference"))
         c->library.rule = KF_RULE_REFERENCE;
     else
-        return -1;
+        return cli_reject(c, "dynamic or reference");
     return 0;
 }
 
 int cli_set_granularity(cli_common *c, const char *value)
 {
     /* uniform: one model-wide selection after the last layer of a step */
-    if (!strcmp(value, "kv-head"))
+    if (!strcmp(value, "kv-head") || !strcmp(value, "head"))
         c->library.granularity = KF_GRANULARITY_KV_HEAD;
     else if (!strcmp(value, "layer"))
         c->library.granularity = KF_GRANULARITY_LAYER;
     else if (!strcmp(value, "uniform"))
         c->library.granularity = KF_GRANULARITY_UNIFORM;
     else
-        return -1;
+        return cli_reject(c, "kv-head (or head), layer or uniform");
     return 0;
 }
 
@@ -165,15 +195,15 @@ int cli_set_slot_order(cli_common *c, const char *value)
     else if (!strcmp(value, "any"))
         c->library.slot_order = KF_ORDER_ANY;
     else
-        return -1;
+        return cli_reject(c, "position or any");
     return 0;
 }
 
 int cli_set_evict_every(cli_common *c, const char *value)
 {
     int n;
-    if (cli_parse_int(value, 1, &n))
-        return -1;
+    if (cli_parse_int(value, 1, CLI_MAX_TOKENS, &n))
+        return cli_reject(c, "a step count from 1 to %d", CLI_MAX_TOKENS);
     c->library.evict_interval = (uint32_t)n;
     return 0;
 }
@@ -181,8 +211,8 @@ int cli_set_evict_every(cli_common *c, const char *value)
 int cli_set_sinks(cli_common *c, const char *value)
 {
     int n;
-    if (cli_parse_int(value, 0, &n))
-        return -1;
+    if (cli_parse_int(value, 0, CLI_MAX_TOKENS, &n))
+        return cli_reject(c, "a token count from 0 to %d", CLI_MAX_TOKENS);
     c->library.n_sinks = (uint32_t)n;
     return 0;
 }
@@ -190,10 +220,82 @@ int cli_set_sinks(cli_common *c, const char *value)
 int cli_set_tau_steps(cli_common *c, const char *value)
 {
     int n;
-    if (cli_parse_int(value, 1, &n))
-        return -1;
+    if (cli_parse_int(value, 1, INT_MAX, &n))
+        return cli_reject(c, "a step count of at least 1");
     c->library.tau_steps = (uint32_t)n;
     c->tau_steps_given = true;
+    return 0;
+}
+
+/* ---- files ---- */
+
+static const char *file_type_name(mode_t mode)
+{
+    return S_ISDIR(mode) ? "a directory" : S_ISFIFO(mode) ? "a FIFO" : S_ISCHR(mode) ? "a device"
+           : S_ISBLK(mode) ? "a block device" : S_ISSOCK(mode) ? "a socket" : "not a file";
+}
+
+int cli_open_input(const char *what, const char *path, int64_t max_bytes, char *why,
+                   size_t why_size)
+{
+    /* O_NONBLOCK: opening a FIFO with no writer would wait forever. */
+    const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(why, why_size, "%s %s: %s", what, path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    const char *problem = NULL;
+    if (fstat(fd, &st) != 0)
+        problem = strerror(errno);
+    else if (!S_ISREG(st.st_mode))
+        problem = file_type_name(st.st_mode);
+    if (problem) {
+        snprintf(why, why_size, "%s %s: %s, not a regular file", what, path, problem);
+        close(fd);
+        return -1;
+    }
+    if (max_bytes > 0 && (int64_t)st.st_size > max_bytes) {
+        snprintf(why, why_size, "%s %s: %lld bytes, more than the %lld (%lld MiB) read at most",
+                 what, path, (long long)st.st_size, (long long)max_bytes,
+                 (long long)(max_bytes >> 20));
+        close(fd);
+        return -1;
+    }
+    const int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+        snprintf(why, why_size, "%s %s: %s", what, path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int cli_check_input(const char *what, const char *path, int64_t max_bytes, char *why,
+                    size_t why_size)
+{
+    const int fd = cli_open_input(what, path, max_bytes, why, why_size);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    return 0;
+}
+
+int cli_check_output(const char *what, const char *path, char *why, size_t why_size)
+{
+    struct stat st;
+    if (path[0] == '\0') {
+        snprintf(why, why_size, "%s: an empty path", what);
+        return -1;
+    }
+    if (stat(path, &st) != 0)
+        return 0; /* absent: the writer creates it, or says why it cannot */
+    /* A FIFO would block the writer until some reader comes. */
+    if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode)) {
+        snprintf(why, why_size, "%s %s: %s, not a regular file", what, path,
+                 file_type_name(st.st_mode));
+        return -1;
+    }
     return 0;
 }
 
@@ -202,6 +304,10 @@ int cli_set_tau_steps(cli_common *c, const char *value)
 int cli_load_model(const cli_common *c, eng_model *model, eng_tokenizer *tokenizer,
                    eng_error *err)
 {
+    char why[sizeof err->message];
+    if (cli_check_input("--model", c->model_path, 0, why, sizeof why) ||
+        (tokenizer && cli_check_input("--tokenizer", c->tokenizer_path, 0, why, sizeof why)))
+        return eng_fail(err, ENG_EIO, "%s", why);
     int rc = eng_model_open(model, c->model_path, err);
     if (rc == ENG_OK && tokenizer)
         rc = eng_tokenizer_load(tokenizer, c->tokenizer_path, model->config.vocab_size, err);

@@ -3,18 +3,23 @@
  *   kf-generate [--model PATH] [--tokenizer PATH] [--prompt TEXT | --prompt-file F]
  *               [--steps N] [--temperature T] [--top-p P] [--seed S] [--threads N]
  *               [--capacity SLOTS]
- *               [--policy full|keyformer|h2o|window|sinks] [--budget R|N]
- *               [--recent R] [--rule dynamic|reference] [--granularity kv-head|layer]
+ *               [--policy full|keyformer|h2o|window|sinks]
+ *               [--budget-ratio R | --budget-tokens K]
+ *               [--recent R] [--rule dynamic|reference]
+ *               [--granularity kv-head|head|layer|uniform]
  *               [--sinks N] [--evict-every B] [--slot-order position|any]
  *               [--tau-init T] [--tau-end T] [--tau-steps N]
  *
  * With --policy full (the default) the engine keeps every token and the
  * library is not involved; any other policy runs libkeyformer in the
- * engine's per-layer hook, which shrinks the KV cache in place.
+ * engine's per-layer hook, which shrinks the KV cache in place. The
+ * library's options (--budget-*, --recent, --sinks, ...) are refused with
+ * --policy full, where they would do nothing.
  *
  * The text goes to stdout as it is produced; one line of statistics goes to
  * stderr at the end. */
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -42,6 +47,7 @@ typedef struct generate_options {
     unsigned long long seed;
     int capacity; /* KV slots; 0 = prompt + steps */
     bool use_library; /* false for --policy full */
+    const char *budget_flag; /* --budget-ratio or --budget-tokens, if given */
 } generate_options;
 
 /* ---- command line: one table row per option (cli.h) ---- */
@@ -51,18 +57,32 @@ static generate_options *opts(cli_common *c) { return (generate_options *)c; }
 
 static int set_prompt(cli_common *c, const char *v) { opts(c)->prompt = v; return 0; }
 static int set_prompt_file(cli_common *c, const char *v) { opts(c)->prompt_file = v; return 0; }
-static int set_steps(cli_common *c, const char *v) { return cli_parse_int(v, 0, &opts(c)->steps); }
+static int set_steps(cli_common *c, const char *v)
+{
+    if (cli_parse_int(v, 0, CLI_MAX_TOKENS, &opts(c)->steps))
+        return cli_reject(c, "a token count from 0 to %d", CLI_MAX_TOKENS);
+    return 0;
+}
 static int set_capacity(cli_common *c, const char *v)
 {
-    return cli_parse_int(v, 1, &opts(c)->capacity);
+    if (cli_parse_int(v, 1, CLI_MAX_TOKENS, &opts(c)->capacity))
+        return cli_reject(c, "a slot count from 1 to %d", CLI_MAX_TOKENS);
+    return 0;
 }
 static int set_temperature(cli_common *c, const char *v)
 {
-    return cli_parse_float(v, 0.0f, 100.0f, &opts(c)->temperature);
+    if (cli_parse_float(v, 0.0f, 100.0f, &opts(c)->temperature))
+        return cli_reject(c, "a temperature from 0 (greedy) to 100");
+    return 0;
 }
+/* 0 would keep no token at all; "off" is 1, the whole distribution. */
 static int set_top_p(cli_common *c, const char *v)
 {
-    return cli_parse_float(v, 0.0f, 1.0f, &opts(c)->top_p);
+    float p;
+    if (cli_parse_float(v, 0.0f, 1.0f, &p) || p <= 0.0f)
+        return cli_reject(c, "a probability mass in (0, 1]; 1 turns top-p sampling off");
+    opts(c)->top_p = p;
+    return 0;
 }
 static int set_seed(cli_common *c, const char *v) { return cli_parse_seed(v, &opts(c)->seed); }
 
@@ -70,37 +90,54 @@ static int set_policy(cli_common *c, const char *v)
 {
     const int policy = cli_policy_from_name(v, strlen(v));
     if (policy == CLI_POLICY_UNKNOWN)
-        return -1;
+        return cli_reject(c, "one of " CLI_POLICY_NAMES);
     opts(c)->use_library = policy != CLI_POLICY_FULL;
     if (policy != CLI_POLICY_FULL)
         c->library.policy = (kf_policy)policy;
     return 0;
 }
 
-/* kf-generate also takes "head" for kv-head. */
-static int set_granularity(cli_common *c, const char *v)
+/* The two budgets are separate flags: one option that read "1" as one
+ * slot and "1.0" as the whole prompt was too easy to misread. */
+static int note_budget_flag(cli_common *c, const char *flag)
 {
-    return cli_set_granularity(c, strcmp(v, "head") ? v : "kv-head");
+    const char *earlier = opts(c)->budget_flag;
+    if (earlier && strcmp(earlier, flag))
+        return cli_reject(c, "%s was given already: give one budget", earlier);
+    opts(c)->budget_flag = flag;
+    return 0;
 }
 
-/* A fraction of the prompt when written with a point ("0.5"), else a count
- * of slots ("256"). */
-static int set_budget(cli_common *c, const char *v)
+static int set_budget_ratio(cli_common *c, const char *v)
 {
-    if (strchr(v, '.')) {
-        float ratio;
-        if (cli_parse_float(v, 0.0f, 1.0f, &ratio) || ratio <= 0.0f)
-            return -1;
-        c->library.budget_ratio = ratio;
-        c->library.budget_tokens = 0;
-        return 0;
-    }
+    double ratio;
+    if (cli_parse_double(v, 0.0, 1.0, &ratio) || ratio <= 0.0)
+        return cli_reject(c, "a fraction of the prompt in (0, 1]");
+    if (note_budget_flag(c, "--budget-ratio"))
+        return -1;
+    c->library.budget_ratio = ratio;
+    c->library.budget_tokens = 0;
+    return 0;
+}
+
+static int set_budget_tokens(cli_common *c, const char *v)
+{
     int tokens;
-    if (cli_parse_int(v, 1, &tokens))
+    if (cli_parse_int(v, 1, CLI_MAX_TOKENS, &tokens))
+        return cli_reject(c, "a whole number of slots from 1 to %d", CLI_MAX_TOKENS);
+    if (note_budget_flag(c, "--budget-tokens"))
         return -1;
     c->library.budget_tokens = (uint32_t)tokens;
     c->library.budget_ratio = 0.0;
     return 0;
+}
+
+static int set_retired_budget(cli_common *c, const char *v)
+{
+    (void)v;
+    return cli_reject(c, "--budget is gone (it read 1 as one slot but 1.0 as the whole "
+                         "prompt): use --budget-ratio R (a fraction of the prompt) or "
+                         "--budget-tokens K (a slot count)");
 }
 
 /* Ratios and temperatures are read as floats, as kf-generate always has. */
@@ -108,56 +145,94 @@ static int set_recent(cli_common *c, const char *v)
 {
     float ratio;
     if (cli_parse_float(v, 0.0f, 1.0f, &ratio))
-        return -1;
+        return cli_reject(c, "a fraction of the budget in [0, 1]");
     c->library.recent_ratio = ratio;
     return 0;
 }
 
 static int set_tau_init(cli_common *c, const char *v)
 {
-    return cli_parse_float(v, 1e-6f, 1e6f, &c->library.tau_init);
+    if (cli_parse_float(v, 1e-6f, 1e6f, &c->library.tau_init))
+        return cli_reject(c, "a temperature from 1e-6 to 1e6");
+    return 0;
 }
 
 static int set_tau_end(cli_common *c, const char *v)
 {
-    return cli_parse_float(v, 1e-6f, 1e6f, &c->library.tau_end);
+    if (cli_parse_float(v, 1e-6f, 1e6f, &c->library.tau_end))
+        return cli_reject(c, "a temperature from 1e-6 to 1e6");
+    return 0;
 }
 
+enum { LIB = CLI_LIBRARY_ONLY };
+
 static const cli_option OPTIONS[] = {
-    {"--model", "PATH", "llama2.c checkpoint (default: bundled sotu-llama-6m)", cli_set_model},
-    {"--tokenizer", "PATH", "tokenizer.bin (default: bundled)", cli_set_tokenizer},
-    {"--prompt", "TEXT", "prompt text (default: empty, start from BOS)", set_prompt},
-    {"--prompt-file", "FILE", "read the prompt from FILE (trailing newlines dropped)",
-     set_prompt_file},
-    {"--steps", "N", "tokens to generate (default 256)", set_steps},
-    {"--temperature", "T", "sampling temperature, 0 = greedy (default 1.0)", set_temperature},
-    {"--top-p", "P", "nucleus sampling mass, 1 = off (default 0.9)", set_top_p},
-    {"--seed", "S", "random seed (default: from the clock)", set_seed},
-    {"--threads", "N", "threads (default: all cores)", cli_set_threads},
-    {"--capacity", "SLOTS", "KV cache slots per layer (default: prompt + steps)",
-     set_capacity},
+    {"--model", "PATH", "llama2.c checkpoint (default: bundled sotu-llama-6m)", cli_set_model, 0},
+    {"--tokenizer", "PATH", "tokenizer.bin (default: bundled)", cli_set_tokenizer, 0},
+    {"--prompt", "TEXT", "prompt text (default: empty, start from BOS)", set_prompt, 0},
+    {"--prompt-file", "FILE", "read the prompt from FILE (at most 1 MiB; trailing newlines "
+     "dropped)", set_prompt_file, 0},
+    {"--steps", "N", "tokens to generate (default 256)", set_steps, 0},
+    {"--temperature", "T", "sampling temperature, 0 = greedy (default 1.0)", set_temperature, 0},
+    {"--top-p", "P", "nucleus sampling mass in (0, 1], 1 = off (default 0.9)", set_top_p, 0},
+    {"--seed", "S", "random seed (default: from the clock)", set_seed, 0},
+    {"--threads", "N", "threads, at most 1024 (default: all cores)", cli_set_threads, 0},
+    {"--capacity", "SLOTS", "KV cache slots per layer (default: what the run needs)",
+     set_capacity, 0},
     {"--policy", "NAME", "full (no library, default), keyformer, h2o, window, sinks",
-     set_policy},
-    {"--budget", "R|N", "slots kept: fraction of the prompt (0.5) or count (256)", set_budget},
-    {"--recent", "R", "recent window as a fraction of the budget (default 0.3)", set_recent},
+     set_policy, 0},
+    {"--budget-ratio", "R", "slots kept as a fraction of the prompt, 0 < R <= 1 (default 0.5)",
+     set_budget_ratio, LIB},
+    {"--budget-tokens", "K", "slots kept as a count, K >= 1", set_budget_tokens, LIB},
+    {"--budget", "R|N", "removed: use --budget-ratio or --budget-tokens", set_retired_budget, 0},
+    {"--recent", "R", "recent window as a fraction of the budget (default 0.3)", set_recent,
+     LIB},
     {"--rule", "NAME", "decode eviction: dynamic (paper, default) or reference (code)",
-     cli_set_rule},
-    {"--granularity", "NAME", "head (default; alias kv-head), layer or uniform",
-     set_granularity},
-    {"--sinks", "N", "first tokens always kept by --policy sinks (default 4)", cli_set_sinks},
+     cli_set_rule, LIB},
+    {"--granularity", "NAME", "kv-head (default; alias head), layer or uniform",
+     cli_set_granularity, LIB},
+    {"--sinks", "N", "first tokens always kept by --policy sinks (default 4)", cli_set_sinks,
+     LIB},
     {"--evict-every", "B", "evict B tokens at once every B decode steps (default 1)",
-     cli_set_evict_every},
+     cli_set_evict_every, LIB},
     {"--slot-order", "O", "position (default) or any: refill evicted slots from the end",
-     cli_set_slot_order},
-    {"--tau-init", "T", "Keyformer temperature at the prompt (default 1)", set_tau_init},
-    {"--tau-end", "T", "Keyformer temperature after --tau-steps (default 2)", set_tau_end},
+     cli_set_slot_order, LIB},
+    {"--tau-init", "T", "Keyformer temperature at the prompt (default 1)", set_tau_init, LIB},
+    {"--tau-end", "T", "Keyformer temperature after --tau-steps (default 2)", set_tau_end, LIB},
     {"--tau-steps", "N", "steps from tau-init to tau-end (default: --steps)",
-     cli_set_tau_steps},
+     cli_set_tau_steps, LIB},
 };
 
 static const cli_program PROGRAM = {.name = "kf-generate", .synopsis = "kf-generate [options]",
                                     .value_width = 6, .options = OPTIONS,
                                     .n_options = CLI_N_OPTIONS(OPTIONS)};
+
+/* The checks that need several options at once; 0, or -1 after saying why. */
+static int check_library_options(const generate_options *o)
+{
+    const kf_config *lib = &o->common.library;
+    if (!o->use_library && o->common.library_option) {
+        fprintf(stderr, "kf-generate: %s needs a --policy other than full (full keeps every "
+                        "token without the library)\n", o->common.library_option);
+        return -1;
+    }
+    if (o->use_library && lib->policy == KF_POLICY_SINKS && lib->budget_tokens > 0 &&
+        lib->budget_tokens <= lib->n_sinks) {
+        fprintf(stderr, "kf-generate: --budget-tokens %u must exceed --sinks %u: the sinks "
+                        "policy keeps the first %u tokens and a window after them\n",
+                lib->budget_tokens, lib->n_sinks, lib->n_sinks);
+        return -1;
+    }
+    const int64_t every = lib->evict_interval > 1 ? lib->evict_interval : 1;
+    if (o->use_library && o->capacity > 0 && lib->budget_tokens > 0 &&
+        (int64_t)o->capacity < (int64_t)lib->budget_tokens + every) {
+        fprintf(stderr, "kf-generate: --capacity %d is below --budget-tokens %u + %" PRId64
+                        " (the slots a decode step holds before it evicts)\n",
+                o->capacity, lib->budget_tokens, every);
+        return -1;
+    }
+    return 0;
+}
 
 /* Returns 0 to run, 1 when help was printed, -1 on a bad command line. */
 static int parse_command_line(generate_options *o, int argc, char **argv)
@@ -174,33 +249,33 @@ static int parse_command_line(generate_options *o, int argc, char **argv)
         fprintf(stderr, "kf-generate: give --prompt or --prompt-file, not both\n");
         return -1;
     }
-    return 0;
+    return check_library_options(o);
 }
 
 /* ---- prompt ---- */
 
+/* The prompt file, at most CLI_MAX_PROMPT_BYTES (checked before reading, a
+ * FIFO or device refused: neither would end or fit). */
 static char *read_text_file(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "kf-generate: %s: %s\n", path, strerror(errno));
+    char why[512];
+    const int fd = cli_open_input("--prompt-file", path, CLI_MAX_PROMPT_BYTES, why, sizeof why);
+    if (fd < 0) {
+        fprintf(stderr, "kf-generate: %s\n", why);
         return NULL;
     }
-    size_t used = 0, capacity = 1 << 16;
-    char *text = malloc(capacity);
-    for (size_t got; text && (got = fread(text + used, 1, capacity - used, f)) > 0;) {
-        used += got;
-        if (used == capacity) {
-            char *bigger = realloc(text, capacity *= 2);
-            if (!bigger)
-                free(text);
-            text = bigger;
-        }
-    }
-    const int failed = ferror(f);
-    fclose(f);
-    if (!text || failed) {
-        fprintf(stderr, "kf-generate: %s: cannot read\n", path);
+    FILE *f = fdopen(fd, "rb");
+    const size_t capacity = (size_t)CLI_MAX_PROMPT_BYTES + 1;
+    char *text = f ? malloc(capacity) : NULL;
+    size_t used = text ? fread(text, 1, capacity, f) : 0;
+    const int failed = !f || ferror(f);
+    if (f)
+        fclose(f);
+    else
+        close(fd);
+    if (!text || failed || used == capacity) {
+        fprintf(stderr, "kf-generate: --prompt-file %s: %s\n", path,
+                !text ? "out of memory" : failed ? "cannot read" : "grew past 1 MiB while read");
         free(text);
         return NULL;
     }
@@ -236,11 +311,26 @@ typedef struct generation {
     int show_progress;     /* stderr is a terminal and the prompt is long */
 } generation;
 
+/* The message says what failed; the status name only stands in for a
+ * missing one (it would repeat "KV cache full: KV cache full ..."). */
 static int report(int rc, const eng_error *err)
 {
     if (rc != ENG_OK)
-        fprintf(stderr, "kf-generate: %s: %s\n", eng_status_name(rc), err->message);
+        fprintf(stderr, "kf-generate: %s\n", err->message[0] ? err->message
+                                                             : eng_status_name(rc));
     return rc;
+}
+
+/* The engine runs past the trained context (RoPE goes on), but what the
+ * model says there is untested: say so, with the numbers. */
+static void warn_past_context(const generation *g, const generate_options *o)
+{
+    const int64_t total = (int64_t)g->n_prompt + o->steps;
+    const int context = g->model.config.seq_len;
+    if (context > 0 && total > context)
+        fprintf(stderr, "kf-generate: warning: the prompt (%d tokens) and --steps %d make %" PRId64
+                        " positions, more than the model's trained context of %d\n",
+                g->n_prompt, o->steps, total, context);
 }
 
 static int load_inputs(generation *g, const generate_options *o, eng_error *err)
@@ -258,7 +348,33 @@ static int load_inputs(generation *g, const generate_options *o, eng_error *err)
     rc = eng_tokenizer_encode(&g->tokenizer, file_text ? file_text : o->prompt, text_len,
                               true, false, &g->prompt_ids, &g->n_prompt, err);
     free(file_text);
+    if (rc == ENG_OK)
+        warn_past_context(g, o);
     return rc;
+}
+
+/* The budget k in slots: the count given, or the ratio of this prompt. */
+static int64_t budget_slots(const kf_config *cfg, int n_prompt)
+{
+    return cfg->budget_tokens > 0 ? (int64_t)cfg->budget_tokens
+                                  : (int64_t)floor(cfg->budget_ratio * (double)n_prompt);
+}
+
+/* The budget k must keep a token, and more than the sinks under the sinks
+ * policy; 0, or the engine's status with the reason in err. */
+static int check_budget(const kf_config *cfg, int n_prompt, int64_t budget, eng_error *err)
+{
+    if (budget < 1)
+        return eng_fail(err, ENG_EINVAL,
+                        "--budget-ratio %g of a %d-token prompt keeps no tokens; "
+                        "raise it or give a slot count such as --budget-tokens 64",
+                        cfg->budget_ratio, n_prompt);
+    if (cfg->policy == KF_POLICY_SINKS && budget <= (int64_t)cfg->n_sinks)
+        return eng_fail(err, ENG_EINVAL,
+                        "the budget (%" PRId64 " slots) must exceed --sinks %u: the sinks "
+                        "policy keeps the first %u tokens and a window after them",
+                        budget, cfg->n_sinks, cfg->n_sinks);
+    return ENG_OK;
 }
 
 /* Creates the library cache and returns the KV capacity the engine needs:
@@ -277,22 +393,26 @@ static int create_library_cache(generation *g, const generate_options *o, int *c
     cfg.seed = o->seed;
     if (!o->common.tau_steps_given)
         cfg.tau_steps = o->steps > 0 ? (uint32_t)o->steps : 1;
-    const long budget = cfg.budget_tokens > 0
-                            ? (long)cfg.budget_tokens
-                            : (long)floor(cfg.budget_ratio * (double)g->n_prompt);
-    if (budget < 1)
+    const int64_t budget = budget_slots(&cfg, g->n_prompt);
+    int rc = check_budget(&cfg, g->n_prompt, budget, err);
+    if (rc)
+        return rc;
+    const int64_t every = cfg.evict_interval > 1 ? (int64_t)cfg.evict_interval : 1;
+    const int64_t needed = budget + every > g->n_prompt ? budget + every : g->n_prompt;
+    if (o->capacity > 0 && o->capacity < needed)
         return eng_fail(err, ENG_EINVAL,
-                        "a budget of %g of a %d-token prompt keeps no tokens; "
-                        "give a slot count such as --budget 64",
-                        cfg.budget_ratio, g->n_prompt);
-    const long every = cfg.evict_interval > 1 ? (long)cfg.evict_interval : 1;
-    const long needed = budget + every > g->n_prompt ? budget + every : g->n_prompt;
-    *capacity = o->capacity > 0 ? o->capacity : (int)(needed < INT_MAX ? needed : INT_MAX);
+                        "--capacity %d is too small: the library needs %" PRId64 " slots (the "
+                        "%d-token prompt, and the budget %" PRId64 " + %" PRId64 " while a "
+                        "decode step evicts)", o->capacity, needed, g->n_prompt, budget, every);
+    if (needed > INT_MAX)
+        return eng_fail(err, ENG_EINVAL, "%" PRId64 " KV slots do not fit the engine", needed);
+    *capacity = o->capacity > 0 ? o->capacity : (int)needed;
     cfg.capacity = (uint32_t)*capacity;
-    const int rc = kf_cache_create(&g->glue.cache, &cfg);
+    rc = kf_cache_create(&g->glue.cache, &cfg);
     if (rc != KF_OK)
-        return eng_fail(err, ENG_EINVAL, "kf_cache_create: %s (check the policy options)",
-                        kf_strerror(rc));
+        return eng_fail(err, ENG_EINVAL, "kf_cache_create: %s (budget %" PRId64 " slots, "
+                        "capacity %d, eviction interval %" PRId64 ", %u sinks)",
+                        kf_strerror(rc), budget, *capacity, every, cfg.n_sinks);
     return ENG_OK;
 }
 
@@ -314,9 +434,15 @@ static int prepare(generation *g, const generate_options *o, eng_error *err)
     int rc = load_inputs(g, o, err);
     if (rc)
         return rc;
-    const long everything = (long)g->n_prompt + o->steps;
-    int capacity = o->capacity > 0 ? o->capacity
-                                   : (int)(everything < INT_MAX ? everything : INT_MAX);
+    /* n_prompt is bounded by the 1 MiB prompt, steps by CLI_MAX_TOKENS */
+    const int64_t everything = (int64_t)g->n_prompt + o->steps;
+    if (!o->use_library && o->capacity > 0 && o->capacity < g->n_prompt)
+        return eng_fail(err, ENG_EINVAL, "--capacity %d is smaller than the %d-token prompt",
+                        o->capacity, g->n_prompt);
+    if (everything > INT_MAX)
+        return eng_fail(err, ENG_EINVAL, "%" PRId64 " KV slots do not fit the engine",
+                        everything);
+    int capacity = o->capacity > 0 ? o->capacity : (int)everything;
     if (o->use_library && (rc = create_library_cache(g, o, &capacity, err)))
         return rc;
     g->show_progress = isatty(STDERR_FILENO) && g->n_prompt > 512;

@@ -25,7 +25,7 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(fuzz asan valgrind tsan)
-fuzz_targets=(fuzz_api fuzz_kernels fuzz_loaders)
+fuzz_targets=(fuzz_api fuzz_kernels fuzz_loaders fuzz_cli)
 
 passed=0
 failed=0
@@ -84,9 +84,11 @@ stage_fuzz() {
         # then fuzz from a scratch copy of it
         mkdir -p "$work"
         cp -n "fuzz/corpus/$t"/* "$work"/ 2>/dev/null
-        local max_len=4096
+        local max_len=4096 quiet=()
         [ "$t" = fuzz_loaders ] && max_len=8192
-        "$exe" "$work" -max_total_time="$FUZZ_SECONDS" -max_len=$max_len \
+        # the example programs print usage and errors: keep the log readable
+        [ "$t" = fuzz_cli ] && quiet=(-close_fd_mask=3)
+        "$exe" "$work" -max_total_time="$FUZZ_SECONDS" -max_len=$max_len "${quiet[@]}" \
             -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \
             -artifact_prefix="$dir/artifacts/$t-" >"$log" 2>&1
         local rc=$? runs

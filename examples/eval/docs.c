@@ -183,6 +183,8 @@ static int read_int_array(scanner *s, int **out, int *count)
             if (read_int(s, &v))
                 goto bad;
             if (n == capacity) {
+                if (capacity > INT_MAX / 2)
+                    goto bad; /* more ids than an int counts */
                 capacity = capacity ? capacity * 2 : 1024;
                 int *bigger = realloc(values, (size_t)capacity * sizeof *values);
                 if (!bigger)
@@ -308,47 +310,56 @@ static int add_doc(eval_corpus *c, int *capacity, eval_doc doc)
     return 0;
 }
 
-int eval_corpus_read(eval_corpus *corpus, const char *path, const eng_tokenizer *tok,
-                     char *err, size_t err_size)
+/* One non-blank line into a document; 0, or -1 with err filled. */
+static int read_doc_line(const char *line, size_t len, const char *path, int line_no,
+                         const eng_tokenizer *tok, eval_doc *doc, char *err, size_t err_size)
+{
+    char *text = NULL;
+    size_t text_len = 0;
+    int rc = 0;
+    if (eval_json_doc_fields(line, len, &doc->name, tok ? &text : NULL, &text_len,
+                             tok ? NULL : &doc->ids, &doc->n_ids)) {
+        rc = fail(err, err_size, "%s:%d: not a JSON object", path, line_no);
+    } else if (!doc->name) {
+        rc = fail(err, err_size, "%s:%d: no \"name\"", path, line_no);
+    } else if (tok && !text) {
+        rc = fail(err, err_size, "%s:%d: no \"text\"", path, line_no);
+    } else if (!tok && !doc->ids) {
+        rc = fail(err, err_size, "%s:%d: no \"ids\" array", path, line_no);
+    } else if (tok) {
+        eng_error e = {{0}};
+        if (eng_tokenizer_encode(tok, text, text_len, true, false, &doc->ids, &doc->n_ids,
+                                 &e) != ENG_OK)
+            rc = fail(err, err_size, "%s:%d: %s", path, line_no, e.message);
+    }
+    for (int i = 0; rc == 0 && !tok && i < doc->n_ids; i++)
+        if (doc->ids[i] < 0)
+            rc = fail(err, err_size, "%s:%d: negative token id %d", path, line_no, doc->ids[i]);
+    free(text);
+    return rc;
+}
+
+int eval_corpus_read_stream(eval_corpus *corpus, FILE *f, const char *path, size_t max_bytes,
+                            const eng_tokenizer *tok, char *err, size_t err_size)
 {
     *corpus = (eval_corpus){0};
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return fail(err, err_size, "%s: %s", path, strerror(errno));
     char *line = NULL;
-    size_t line_capacity = 0;
+    size_t line_capacity = 0, total = 0;
     int capacity = 0, line_no = 0, rc = 0;
     ssize_t got;
     while (rc == 0 && (got = getline(&line, &line_capacity, f)) >= 0) {
         line_no++;
+        total += (size_t)got;
+        if (max_bytes > 0 && total > max_bytes) {
+            rc = fail(err, err_size, "%s: more than the %zu bytes read at most", path, max_bytes);
+            break;
+        }
         scanner blank = {line, line + got};
         skip_space(&blank);
         if (blank.p == blank.end)
             continue;
         eval_doc doc = {0};
-        char *text = NULL;
-        size_t text_len = 0;
-        if (eval_json_doc_fields(line, (size_t)got, &doc.name, tok ? &text : NULL, &text_len,
-                                 tok ? NULL : &doc.ids, &doc.n_ids)) {
-            rc = fail(err, err_size, "%s:%d: not a JSON object", path, line_no);
-        } else if (!doc.name) {
-            rc = fail(err, err_size, "%s:%d: no \"name\"", path, line_no);
-        } else if (tok && !text) {
-            rc = fail(err, err_size, "%s:%d: no \"text\"", path, line_no);
-        } else if (!tok && !doc.ids) {
-            rc = fail(err, err_size, "%s:%d: no \"ids\" array", path, line_no);
-        } else if (tok) {
-            eng_error e = {{0}};
-            if (eng_tokenizer_encode(tok, text, text_len, true, false, &doc.ids, &doc.n_ids,
-                                     &e) != ENG_OK)
-                rc = fail(err, err_size, "%s:%d: %s", path, line_no, e.message);
-        }
-        if (rc == 0 && !tok) {
-            for (int i = 0; i < doc.n_ids && rc == 0; i++)
-                if (doc.ids[i] < 0)
-                    rc = fail(err, err_size, "%s:%d: negative token id", path, line_no);
-        }
-        free(text);
+        rc = read_doc_line(line, (size_t)got, path, line_no, tok, &doc, err, err_size);
         if (rc == 0 && add_doc(corpus, &capacity, doc))
             rc = fail(err, err_size, "out of memory");
         if (rc) {
@@ -359,9 +370,20 @@ int eval_corpus_read(eval_corpus *corpus, const char *path, const eng_tokenizer 
     if (rc == 0 && ferror(f))
         rc = fail(err, err_size, "%s: read error", path);
     free(line);
-    fclose(f);
     if (rc)
         eval_corpus_free(corpus);
+    return rc;
+}
+
+int eval_corpus_read(eval_corpus *corpus, const char *path, const eng_tokenizer *tok,
+                     char *err, size_t err_size)
+{
+    *corpus = (eval_corpus){0};
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return fail(err, err_size, "%s: %s", path, strerror(errno));
+    const int rc = eval_corpus_read_stream(corpus, f, path, 0, tok, err, err_size);
+    fclose(f);
     return rc;
 }
 

@@ -5,6 +5,7 @@
 #define KF_EVAL_DOCS_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "tokenizer.h"
 
@@ -33,6 +34,12 @@ int eval_json_doc_fields(const char *line, size_t len, char **name, char **text,
  * message in err and leaves *corpus empty. */
 int eval_corpus_read(eval_corpus *corpus, const char *path, const eng_tokenizer *tok,
                      char *err, size_t err_size);
+
+/* The same from an open stream (left open), name standing for it in
+ * messages; fails once more than max_bytes were read (0: no limit), so a
+ * file that grows while it is read cannot exhaust memory. */
+int eval_corpus_read_stream(eval_corpus *corpus, FILE *f, const char *name, size_t max_bytes,
+                            const eng_tokenizer *tok, char *err, size_t err_size);
 
 void eval_corpus_free(eval_corpus *corpus);
 

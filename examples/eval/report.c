@@ -2,8 +2,12 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "metrics.h"
 
@@ -47,6 +51,23 @@ int eval_doc_metrics_of(const eval_sweep *sw, const eval_results *res, int doc, 
     return 0;
 }
 
+/* One CSV field per RFC 4180: quoted, with quotes doubled, when it holds a
+ * comma, a quote or a line break (document names come from the input). */
+static void write_csv_field(FILE *f, const char *text)
+{
+    if (!strpbrk(text, ",\"\r\n")) {
+        fputs(text, f);
+        return;
+    }
+    fputc('"', f);
+    for (const char *p = text; *p; p++) {
+        if (*p == '"')
+            fputc('"', f);
+        fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
 int eval_write_csv(const char *path, const eval_sweep *sw, const eval_results *res,
                    bool include_full)
 {
@@ -63,8 +84,8 @@ int eval_write_csv(const char *path, const eval_sweep *sw, const eval_results *r
             if ((rc = eval_doc_metrics_of(sw, res, d, r, &m)))
                 break;
             const eval_run *run = &sw->runs[r];
-            fprintf(f, "%s,%s,%g,%llu,%.6f,%.6f,%.6f,%.6f,", sw->docs[d].name,
-                    eval_policy_name(run->policy), run->budget, (unsigned long long)run->seed,
+            write_csv_field(f, sw->docs[d].name);
+            fprintf(f, ",%s,%g,%llu,%.6f,%.6f,%.6f,%.6f,", eval_policy_name(run->policy), run->budget, (unsigned long long)run->seed,
                     m.nll, m.full_nll, m.dnll, m.top1);
             if (isnan(m.rouge_l))
                 fprintf(f, "\n");
@@ -301,30 +322,69 @@ void eval_print_summary(FILE *out, const eval_sweep *sw, const eval_results *res
 
 /* ---- the figure ---- */
 
-int eval_plot(const char *png_path, const eval_sweep *sw, const eval_results *res)
+/* gnuplot reading its script from a pipe, with the output path as ARG1 of
+ * `gnuplot -c /dev/stdin PATH`: a call argument is a string value, never
+ * parsed as gnuplot code, and no shell runs, so any bytes in the path
+ * (quotes, newlines, backslashes) only name the file. */
+typedef struct gnuplot {
+    pid_t pid;
+    FILE *script;
+} gnuplot;
+
+static int gnuplot_start(gnuplot *gp, const char *png_path)
 {
-    group *groups = calloc((size_t)sw->n_runs, sizeof *groups);
-    if (!groups)
+    int fds[2];
+    if (pipe(fds) != 0) {
+        fprintf(stderr, "kf-eval: cannot run gnuplot: %s\n", strerror(errno));
         return -1;
-    const int n_groups = group_runs(sw, res, groups);
-    int policies[8], n_policies = 0;
-    for (int g = 0; g < n_groups; g++) {
-        int p = 0;
-        while (p < n_policies && policies[p] != groups[g].policy)
-            p++;
-        if (p == n_policies && n_policies < 8 && groups[g].policy != EVAL_FULL)
-            policies[n_policies++] = groups[g].policy;
     }
     fflush(stdout);
     fflush(stderr);
-    FILE *gp = popen("gnuplot", "w");
-    if (!gp) {
+    gp->pid = fork();
+    if (gp->pid == 0) {
+        close(fds[1]);
+        if (dup2(fds[0], STDIN_FILENO) < 0)
+            _exit(127);
+        close(fds[0]);
+        char *const argv[] = {"gnuplot", "-c", "/dev/stdin", (char *)png_path, NULL};
+        execvp("gnuplot", argv);
+        _exit(127);
+    }
+    close(fds[0]);
+    gp->script = gp->pid > 0 ? fdopen(fds[1], "w") : NULL;
+    if (!gp->script) {
         fprintf(stderr, "kf-eval: cannot run gnuplot: %s\n", strerror(errno));
-        free(groups);
+        close(fds[1]);
+        if (gp->pid > 0)
+            waitpid(gp->pid, NULL, 0);
         return -1;
     }
-    /* One data block per policy: budget, then mean, min, max of each metric
-     * over seeds. */
+    return 0;
+}
+
+/* Closes the script and waits; 0 if gnuplot succeeded. */
+static int gnuplot_finish(gnuplot *gp)
+{
+    const int write_failed = fclose(gp->script) != 0;
+    int status;
+    pid_t got;
+    do
+        got = waitpid(gp->pid, &status, 0);
+    while (got < 0 && errno == EINTR);
+    if (got != gp->pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || write_failed) {
+        const int code = got == gp->pid && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        fprintf(stderr, "kf-eval: gnuplot failed (exit status %d)%s\n", code,
+                code == 127 ? ": is gnuplot installed?" : "");
+        return -1;
+    }
+    return 0;
+}
+
+/* The data blocks: per policy, budget then mean/min/max of each metric
+ * over seeds. */
+static void write_plot_data(FILE *gp, const group *groups, int n_groups, const int *policies,
+                            int n_policies)
+{
     for (int p = 0; p < n_policies; p++) {
         fprintf(gp, "$%s << EOD\n", eval_policy_name(policies[p]));
         for (int g = 0; g < n_groups; g++) {
@@ -338,20 +398,26 @@ int eval_plot(const char *png_path, const eval_sweep *sw, const eval_results *re
         }
         fprintf(gp, "EOD\n");
     }
+}
+
+/* The plot commands; only numbers and fixed names, never input text. */
+static void write_plot_commands(FILE *gp, const eval_sweep *sw, const int *policies,
+                                int n_policies)
+{
     const int panels = sw->rouge_tokens > 0 ? 3 : 2;
     fprintf(gp,
             "set terminal pngcairo size %d,520 font 'sans,10'\n"
-            "set output '%s'\n"
+            "set output ARG1\n"
             "set multiplot layout 1,%d title 'kf-eval, task %s: %d documents, prompt %d, "
             "%d teacher-forced, %d greedy; recent %g, rule %s' font 'sans,11'\n"
-            "set grid\nset key below horizontal maxrows 3 spacing 1.2\nset bmargin 9\nset xlabel 'KV budget (fraction of the prompt)'\n"
+            "set grid\nset key below horizontal maxrows 3 spacing 1.2\nset bmargin 9\n"
+            "set xlabel 'KV budget (fraction of the prompt)'\n"
             "set xrange [0:1]\nset linetype 1 lc rgb '#d62728' lw 2 pt 7\n"
             "set linetype 2 lc rgb '#1f77b4' lw 2 pt 5\nset linetype 3 lc rgb '#2ca02c' lw 2 pt 9\n"
             "set linetype 4 lc rgb '#9467bd' lw 2 pt 11\n",
-            520 * panels, png_path, panels,
-            sw->task == EVAL_TASK_RECALL ? "recall" : "continue", sw->n_docs,
-            sw->prompt_tokens, sw->gen_tokens, sw->rouge_tokens, sw->library.recent_ratio,
-            rule_name(sw->library.rule));
+            520 * panels, panels, sw->task == EVAL_TASK_RECALL ? "recall" : "continue",
+            sw->n_docs, sw->prompt_tokens, sw->gen_tokens, sw->rouge_tokens,
+            sw->library.recent_ratio, rule_name(sw->library.rule));
     static const char *titles[] = {"ΔNLL vs full cache (nats, lower is better)",
                                    "top-1 agreement with the full cache",
                                    "ROUGE-L F1 of greedy tokens vs the full cache"};
@@ -369,11 +435,34 @@ int eval_plot(const char *png_path, const eval_sweep *sw, const eval_results *re
         fprintf(gp, "\n");
     }
     fprintf(gp, "unset multiplot\n");
-    free(groups);
-    const int status = pclose(gp);
-    if (status != 0) {
-        fprintf(stderr, "kf-eval: gnuplot failed (status %d)\n", status);
+}
+
+int eval_plot(const char *png_path, const eval_sweep *sw, const eval_results *res)
+{
+    group *groups = calloc((size_t)sw->n_runs, sizeof *groups);
+    if (!groups)
+        return -1;
+    const int n_groups = group_runs(sw, res, groups);
+    int policies[8], n_policies = 0;
+    for (int g = 0; g < n_groups; g++) {
+        int p = 0;
+        while (p < n_policies && policies[p] != groups[g].policy)
+            p++;
+        if (p == n_policies && n_policies < 8 && groups[g].policy != EVAL_FULL)
+            policies[n_policies++] = groups[g].policy;
+    }
+    gnuplot gp;
+    if (gnuplot_start(&gp, png_path)) {
+        free(groups);
         return -1;
     }
-    return 0;
+    /* A gnuplot that dies early must not kill kf-eval through SIGPIPE. */
+    struct sigaction ignore = {.sa_handler = SIG_IGN}, previous;
+    sigaction(SIGPIPE, &ignore, &previous);
+    write_plot_data(gp.script, groups, n_groups, policies, n_policies);
+    write_plot_commands(gp.script, sw, policies, n_policies);
+    free(groups);
+    const int rc = gnuplot_finish(&gp);
+    sigaction(SIGPIPE, &previous, NULL);
+    return rc;
 }

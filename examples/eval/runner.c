@@ -3,6 +3,7 @@
 #include "runner.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <math.h>
 #include <signal.h>
@@ -110,12 +111,29 @@ void eval_task_sequence(eval_task task, const eval_doc *doc, int prompt_tokens,
     memcpy(out + prompt_tokens, doc->ids + from, (size_t)tail * sizeof *out);
 }
 
-/* ---- results in one shared mapping ---- */
+/* ---- sizes: the model's shape and the counts are untrusted ---- */
 
-static size_t round_up(size_t n)
+/* a * b * c, or false when it overflows size_t. */
+static bool product(size_t *out, size_t a, size_t b, size_t c)
 {
-    return (n + 63) / 64 * 64;
+    return !__builtin_mul_overflow(a, b, out) && !__builtin_mul_overflow(*out, c, out);
 }
+
+/* A multiple of 64 bytes holding a * b * c elements of element_size
+ * (rounded so that the next block stays aligned), added to *total; false
+ * when any of it overflows. */
+static bool add_block(size_t *total, size_t *block, size_t a, size_t b, size_t c,
+                      size_t element_size)
+{
+    size_t bytes;
+    if (!product(&bytes, a, b, c) || __builtin_mul_overflow(bytes, element_size, &bytes) ||
+        bytes > SIZE_MAX - 63)
+        return false;
+    *block = (bytes + 63) / 64 * 64;
+    return !__builtin_add_overflow(*total, *block, total);
+}
+
+/* ---- results in one shared mapping ---- */
 
 static int results_create(eval_results *res, const eval_sweep *sw)
 {
@@ -123,20 +141,23 @@ static int results_create(eval_results *res, const eval_sweep *sw)
         .n_docs = sw->n_docs, .n_runs = sw->n_runs, .n_steps = sw->gen_tokens,
         .n_rouge = sw->rouge_tokens, .n_layers = sw->model->config.n_layers,
     };
-    const size_t per_run = (size_t)sw->n_docs * (size_t)sw->n_runs;
-    const size_t sizes[] = {
-        round_up(per_run * (size_t)res->n_steps * sizeof(double)),
-        round_up(per_run * (size_t)res->n_steps * sizeof(int)),
-        round_up(per_run * (size_t)(res->n_rouge > 0 ? res->n_rouge : 1) * sizeof(int)),
-        round_up(per_run * sizeof(int)),
-        round_up((size_t)sw->n_docs * (size_t)res->n_layers * sizeof(double)),
-        round_up((size_t)sw->n_docs * (size_t)res->n_layers * sizeof(double)),
-        round_up((size_t)sw->n_docs * sizeof(double)),
-        round_up((size_t)sw->n_docs * sizeof(double)),
-    };
-    size_t total = 0;
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
-        total += sizes[i];
+    const size_t docs = (size_t)sw->n_docs, runs = (size_t)sw->n_runs;
+    const size_t steps = (size_t)res->n_steps, layers = (size_t)res->n_layers;
+    const size_t rouge = (size_t)(res->n_rouge > 0 ? res->n_rouge : 1);
+    const size_t per_run = docs * runs; /* both below 2^31 */
+    size_t sizes[8], total = 0;
+    if (!add_block(&total, &sizes[0], docs, runs, steps, sizeof(double)) ||
+        !add_block(&total, &sizes[1], docs, runs, steps, sizeof(int)) ||
+        !add_block(&total, &sizes[2], docs, runs, rouge, sizeof(int)) ||
+        !add_block(&total, &sizes[3], docs, runs, 1, sizeof(int)) ||
+        !add_block(&total, &sizes[4], docs, layers, 1, sizeof(double)) ||
+        !add_block(&total, &sizes[5], docs, layers, 1, sizeof(double)) ||
+        !add_block(&total, &sizes[6], docs, 1, 1, sizeof(double)) ||
+        !add_block(&total, &sizes[7], docs, 1, 1, sizeof(double))) {
+        fprintf(stderr, "kf-eval: the results of %zu documents x %zu runs x %zu steps do not "
+                        "fit in memory\n", docs, runs, steps);
+        return -1;
+    }
     void *map = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (map == MAP_FAILED) {
         fprintf(stderr, "kf-eval: cannot map %zu bytes for the results: %s\n", total,
@@ -268,6 +289,7 @@ static int create_library_cache(runner *r, const eval_run *run, eng_error *err)
     cfg.head_dim = (uint32_t)c->head_size;
     /* the prompt, or k + B (B = the eviction interval, 1 by default) */
     cfg.capacity = (uint32_t)r->sw->prompt_tokens + eviction_slack(&r->sw->library);
+    /* eval_sweep_run checked that the engine's larger capacity fits an int */
     cfg.policy = (kf_policy)run->policy;
     cfg.budget_tokens = 0;
     cfg.budget_ratio = run->budget;
@@ -543,37 +565,97 @@ static int schedule(scheduler *s)
     return rc;
 }
 
+/* The engine's slots per layer: the prompt, the longer of the teacher-forced
+ * and greedy continuations, and the eviction slack; 0 if it exceeds an int. */
+static int sweep_kv_capacity(const eval_sweep *sw)
+{
+    const uint64_t extra = (uint64_t)(sw->gen_tokens > sw->rouge_tokens ? sw->gen_tokens
+                                                                        : sw->rouge_tokens);
+    const uint64_t capacity = (uint64_t)sw->prompt_tokens + extra +
+                              eviction_slack(&sw->library);
+    return capacity <= INT_MAX ? (int)capacity : 0;
+}
+
+/* Allocates the runner's buffers; 0, or -1 after saying which one does
+ * not fit, with its size. */
+static int allocate_runner(runner *r, const eval_sweep *sw)
+{
+    const eng_model_config *c = &sw->model->config;
+    const size_t P = (size_t)sw->prompt_tokens, n = r->prompt_rows;
+    const size_t sequence = P + (size_t)sw->gen_tokens + 1; /* both below 2^21 */
+    size_t record, per_layer, passage = 0, logits;
+    const bool sizes_fit =
+        product(&per_layer, (size_t)c->n_heads, n, n) &&
+        product(&record, (size_t)c->n_layers, per_layer, sizeof(float)) &&
+        product(&logits, (size_t)c->vocab_size, sizeof(float), 1) &&
+        (sw->task != EVAL_TASK_RECALL ||
+         product(&passage, P - 1 - EVAL_RECALL_OFFSET, (size_t)c->vocab_size, sizeof(float)));
+    if (!sizes_fit) {
+        fprintf(stderr, "kf-eval: the attention record of a %zu-id prompt (%d layers x %d heads "
+                        "x %zu x %zu floats) does not fit in memory: lower --prompt-tokens\n",
+                P, c->n_layers, c->n_heads, n, n);
+        return -1;
+    }
+    r->prompt_logits = malloc(record ? record : 1);
+    if (!r->prompt_logits) {
+        fprintf(stderr, "kf-eval: out of memory for the %zu-byte attention record of a %zu-id "
+                        "prompt (%d layers x %d heads x %zu x %zu floats): lower "
+                        "--prompt-tokens\n", record, P, c->n_layers, c->n_heads, n, n);
+        return -1;
+    }
+    r->logits = malloc(logits);
+    if (sw->task == EVAL_TASK_RECALL)
+        r->passage_logits = malloc(passage ? passage : 1);
+    r->sequence = malloc(sequence * sizeof *r->sequence);
+    r->continue_sequence = malloc(sequence * sizeof *r->continue_sequence);
+    r->row_weights = malloc(P * sizeof(double));
+    r->column_mass = malloc(P * sizeof(double));
+    r->row_pointers = malloc(P * sizeof *r->row_pointers);
+    if (!r->logits || (sw->task == EVAL_TASK_RECALL && !r->passage_logits) || !r->sequence ||
+        !r->continue_sequence || !r->row_weights || !r->column_mass || !r->row_pointers) {
+        fprintf(stderr, "kf-eval: out of memory\n");
+        return -1;
+    }
+    return 0;
+}
+
+static void free_runner(runner *r)
+{
+    free(r->logits), free(r->passage_logits), free(r->prompt_logits);
+    free(r->sequence), free(r->continue_sequence);
+    free(r->row_weights), free(r->column_mass), free(r->row_pointers);
+    eng_state_destroy(&r->state);
+}
+
 int eval_sweep_run(const eval_sweep *sw, eval_results *res)
 {
     const double start = now_s();
-    const eng_model_config *c = &sw->model->config;
+    const int kv_capacity = sweep_kv_capacity(sw);
     if (sw->prompt_tokens < 2 || sw->gen_tokens < 1 || sw->rouge_tokens < 0 ||
-        sw->threads < 1 || sw->n_runs < 1 || sw->runs[0].policy != EVAL_FULL) {
+        sw->threads < 1 || sw->n_runs < 1 || sw->runs[0].policy != EVAL_FULL ||
+        (sw->task == EVAL_TASK_RECALL &&
+         (int64_t)sw->prompt_tokens < (int64_t)EVAL_RECALL_OFFSET + sw->gen_tokens + 1)) {
         fprintf(stderr, "kf-eval: bad sweep settings\n");
+        return -1;
+    }
+    if (kv_capacity == 0) {
+        fprintf(stderr, "kf-eval: %d prompt ids, %d more tokens and an eviction interval of %u "
+                        "need more KV slots than the engine can index\n",
+                sw->prompt_tokens, sw->gen_tokens > sw->rouge_tokens ? sw->gen_tokens
+                                                                     : sw->rouge_tokens,
+                eviction_slack(&sw->library));
         return -1;
     }
     if (results_create(res, sw))
         return -1;
-    const int P = sw->prompt_tokens;
-    const int extra = sw->gen_tokens > sw->rouge_tokens ? sw->gen_tokens : sw->rouge_tokens;
-    runner r = {.sw = sw, .res = res, .prompt_rows = (size_t)P - 1};
-    const eng_state_options options = {
-        .kv_capacity = P + extra + (int)eviction_slack(&sw->library), .n_threads = 1};
+    runner r = {.sw = sw, .res = res, .prompt_rows = (size_t)sw->prompt_tokens - 1};
+    const eng_state_options options = {.kv_capacity = kv_capacity, .n_threads = 1};
     eng_error err = {{0}};
     int rc = eng_state_create(&r.state, sw->model, &options, &err);
     if (rc != ENG_OK)
         fprintf(stderr, "kf-eval: %s\n", err.message);
-    const size_t n = r.prompt_rows;
-    r.logits = malloc((size_t)c->vocab_size * sizeof *r.logits);
-    if (sw->task == EVAL_TASK_RECALL)
-        r.passage_logits = malloc((size_t)(P - 1 - EVAL_RECALL_OFFSET) * c->vocab_size *
-                                  sizeof *r.passage_logits);
-    r.prompt_logits = malloc((size_t)c->n_layers * c->n_heads * n * n * sizeof(float));
-    r.sequence = malloc(((size_t)P + sw->gen_tokens + 1) * sizeof *r.sequence);
-    r.continue_sequence = malloc(((size_t)P + sw->gen_tokens + 1) * sizeof *r.sequence);
-    r.row_weights = malloc((size_t)P * sizeof(double));
-    r.column_mass = malloc((size_t)P * sizeof(double));
-    r.row_pointers = malloc((size_t)P * sizeof *r.row_pointers);
+    else if (allocate_runner(&r, sw))
+        rc = -1;
     scheduler s = {
         .r = &r,
         .running = malloc((size_t)sw->threads * sizeof *s.running),
@@ -581,10 +663,7 @@ int eval_sweep_run(const eval_sweep *sw, eval_results *res)
         .jobs_total = (long)sw->n_docs * (sw->n_runs + (sw->task == EVAL_TASK_RECALL)),
         .start = start,
     };
-    if (rc == ENG_OK && (!r.logits || (sw->task == EVAL_TASK_RECALL && !r.passage_logits) ||
-                         !r.prompt_logits || !r.sequence || !r.continue_sequence ||
-                         !r.row_weights || !r.column_mass || !r.row_pointers || !s.running ||
-                         !s.jobs_left)) {
+    if (rc == ENG_OK && (!s.running || !s.jobs_left)) {
         fprintf(stderr, "kf-eval: out of memory\n");
         rc = -1;
     }
@@ -592,9 +671,7 @@ int eval_sweep_run(const eval_sweep *sw, eval_results *res)
         rc = schedule(&s);
     res->elapsed_s = now_s() - start;
     free(s.running), free(s.jobs_left);
-    free(r.logits), free(r.passage_logits), free(r.prompt_logits), free(r.sequence), free(r.continue_sequence);
-    free(r.row_weights), free(r.column_mass), free(r.row_pointers);
-    eng_state_destroy(&r.state);
+    free_runner(&r);
     if (rc != 0)
         eval_results_free(res);
     return rc == 0 ? 0 : -1;
