@@ -85,7 +85,7 @@ extern "C" {
 /** Major version; the shared library's soversion (ABI breaks bump it). */
 #define KF_VERSION_MAJOR 0
 /** Minor version (additions). */
-#define KF_VERSION_MINOR 1
+#define KF_VERSION_MINOR 2
 /** Patch version (fixes). */
 #define KF_VERSION_PATCH 0
 /** Version as one comparable number: major * 10000 + minor * 100 + patch. */

@@ -2,8 +2,8 @@
 # kf-generate on the bundled model: a 1,555-token prompt (the first 1,150
 # words of the first dev speech), 256 greedy tokens, full cache vs Keyformer
 # at 0.5 with each speed setting, 3 interleaved rounds, 1 and 2 threads.
-#   examples/tools/bench/generate.sh [BUILD_DIR]   (default /tmp/build-e2e)
-G=${1:-/tmp/build-e2e}/examples/kf-generate
+#   examples/tools/bench/generate.sh [BUILD_DIR]   (default build)
+G=${1:-build}/examples/kf-generate
 P=${TMPDIR:-/tmp}/kf-prompt-1536.txt
 /usr/bin/python3 -c "import json; t = json.loads(open('$(dirname "$0")/../../data/sotu-dev.jsonl').readline())['text']; open('$P', 'w').write(' '.join(t.split()[:1150]))"
 export OMP_WAIT_POLICY=passive
