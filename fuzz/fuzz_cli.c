@@ -55,7 +55,7 @@ static int split_arguments(const uint8_t *data, size_t size, const char *program
 
 static void fuzz_options(const uint8_t *data, size_t size, bool eval)
 {
-    char *argv[MAX_ARGS + 1];
+    char *argv[MAX_ARGS + 1] = {0}; /* compared whole below */
     const int argc = split_arguments(data, size, eval ? "kf-eval" : "kf-generate", argv);
     /* a copy: parsing may keep pointers into argv, never change it */
     char *kept[MAX_ARGS + 1];
