@@ -34,9 +34,9 @@ static int compact_layer(engine_keyformer *glue, const eng_layer_event *e,
 {
     const size_t head_stride = (size_t)e->capacity * (size_t)e->head_size;
     const kf_kv_view k = {keys, KF_DTYPE_F32, (uint32_t)n_slots,
-                          (size_t)e->head_size, head_stride, 0};
+                          (size_t)e->head_size, head_stride, 0, 0};
     const kf_kv_view v = {values, KF_DTYPE_F32, (uint32_t)n_slots,
-                          (size_t)e->head_size, head_stride, 0};
+                          (size_t)e->head_size, head_stride, 0, 0};
     const int rc = kf_compact(glue->cache, layer, &k, &v);
     return rc == KF_OK ? 0 : fail(glue, rc, "kf_compact", layer);
 }

@@ -2,6 +2,7 @@
  *
  *   kf-generate [--model PATH] [--tokenizer PATH] [--prompt TEXT | --prompt-file F]
  *               [--steps N] [--temperature T] [--top-p P] [--seed S] [--threads N]
+ *               [--samples N]
  *               [--capacity SLOTS]
  *               [--policy full|keyformer|h2o|window|sinks]
  *               [--budget-ratio R | --budget-tokens K]
@@ -17,7 +18,11 @@
  * --policy full, where they would do nothing.
  *
  * The text goes to stdout as it is produced; one line of statistics goes to
- * stderr at the end. */
+ * stderr at the end. --samples N decodes N continuations after one shared
+ * prefill: the engine state and the library cache right after the prompt
+ * are copied (eng_state_copy, kf_cache_copy_state) before each sample,
+ * sample i draws with seed S + i, and each continuation follows a header
+ * line on stdout and ends with its own statistics line on stderr. */
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -46,6 +51,7 @@ typedef struct generate_options {
     float top_p;
     unsigned long long seed;
     int capacity; /* KV slots; 0 = prompt + steps */
+    int samples;  /* continuations after one prefill, >= 1 */
     bool use_library; /* false for --policy full */
     const char *budget_flag; /* --budget-ratio or --budget-tokens, if given */
 } generate_options;
@@ -85,6 +91,13 @@ static int set_top_p(cli_common *c, const char *v)
     return 0;
 }
 static int set_seed(cli_common *c, const char *v) { return cli_parse_seed(v, &opts(c)->seed); }
+enum { MAX_SAMPLES = 1024 };
+static int set_samples(cli_common *c, const char *v)
+{
+    if (cli_parse_int(v, 1, MAX_SAMPLES, &opts(c)->samples))
+        return cli_reject(c, "a count of continuations from 1 to %d", MAX_SAMPLES);
+    return 0;
+}
 
 static int set_policy(cli_common *c, const char *v)
 {
@@ -177,6 +190,8 @@ static const cli_option OPTIONS[] = {
     {"--top-p", "P", "nucleus sampling mass in (0, 1], 1 = off (default 0.9)", set_top_p, 0},
     {"--seed", "S", "random seed (default: from the clock)", set_seed, 0},
     {"--threads", "N", "threads, at most 1024 (default: all cores)", cli_set_threads, 0},
+    {"--samples", "N", "continuations after one shared prefill, seeds S, S+1, ... (default 1)",
+     set_samples, 0},
     {"--capacity", "SLOTS", "KV cache slots per layer (default: what the run needs)",
      set_capacity, 0},
     {"--policy", "NAME", "full (no library, default), keyformer, h2o, window, sinks",
@@ -238,7 +253,7 @@ static int check_library_options(const generate_options *o)
 static int parse_command_line(generate_options *o, int argc, char **argv)
 {
     *o = (generate_options){
-        .steps = 256, .temperature = 1.0f, .top_p = 0.9f,
+        .steps = 256, .temperature = 1.0f, .top_p = 0.9f, .samples = 1,
         .seed = (unsigned long long)time(NULL),
     };
     cli_common_init(&o->common);
@@ -308,6 +323,11 @@ typedef struct generation {
     double decode_ms;
     int n_decode_steps;
     engine_keyformer glue; /* glue.cache is NULL without the library */
+    /* --samples > 1: the state right after the prompt, its logits and
+     * (with the library) its cache, restored before each sample */
+    eng_state *prefix;
+    kf_cache *prefix_cache;
+    float *prefix_logits;
     int show_progress;     /* stderr is a terminal and the prompt is long */
 } generation;
 
@@ -454,8 +474,24 @@ static int prepare(generation *g, const generate_options *o, eng_error *err)
     };
     if ((rc = eng_state_create(&g->state, &g->model, &state_options, err)))
         return rc;
-    g->logits = malloc((size_t)g->model.config.vocab_size * sizeof *g->logits);
-    return g->logits ? ENG_OK : eng_fail(err, ENG_ENOMEM, "out of memory");
+    const size_t vocab = (size_t)g->model.config.vocab_size;
+    g->logits = malloc(vocab * sizeof *g->logits);
+    if (!g->logits)
+        return eng_fail(err, ENG_ENOMEM, "out of memory");
+    if (o->samples == 1)
+        return ENG_OK;
+    /* the snapshot after the prompt: a second state and cache of the
+     * same shape, allocated here so that branching allocates nothing */
+    const eng_state_options snapshot_options = {.kv_capacity = capacity,
+                                                .n_threads = o->common.threads};
+    if ((rc = eng_state_create(&g->prefix, &g->model, &snapshot_options, err)))
+        return rc;
+    kf_config cfg;
+    if (g->glue.cache && kf_cache_config(g->glue.cache, &cfg) == KF_OK &&
+        (rc = kf_cache_create(&g->prefix_cache, &cfg)) != KF_OK)
+        return eng_fail(err, ENG_ENOMEM, "kf_cache_create: %s", kf_strerror(rc));
+    g->prefix_logits = malloc(vocab * sizeof *g->prefix_logits);
+    return g->prefix_logits ? ENG_OK : eng_fail(err, ENG_ENOMEM, "out of memory");
 }
 
 /* Runs tokens through the engine, naming the library call if the hook failed. */
@@ -476,18 +512,13 @@ static void print_token(const generation *g, int prev, int id)
     fflush(stdout);
 }
 
-static int generate(generation *g, const generate_options *o, eng_error *err)
+/* One continuation from the state after the prompt (g->logits hold the
+ * prompt's last row). */
+static int decode(generation *g, const generate_options *o, eng_error *err)
 {
-    for (int i = 1; i < g->n_prompt; i++)
-        print_token(g, g->prompt_ids[i - 1], g->prompt_ids[i]);
-    double start = now_ms();
-    int rc = forward(g, g->prompt_ids, g->n_prompt, err);
-    g->prefill_ms = now_ms() - start;
-    if (rc)
-        return rc;
-
+    int rc = ENG_OK;
     int prev = g->prompt_ids[g->n_prompt - 1];
-    start = now_ms();
+    double start = now_ms();
     while (g->n_generated < o->steps) {
         const int next = eng_sampler_next(&g->sampler, g->logits);
         if (next == ENG_TOKEN_EOS || next == ENG_TOKEN_BOS)
@@ -511,7 +542,67 @@ static int generate(generation *g, const generate_options *o, eng_error *err)
     return rc;
 }
 
-static void print_statistics(const generation *g, const generate_options *o)
+static void print_statistics(const generation *g, const generate_options *o,
+                             unsigned long long seed);
+
+/* Sample i > 0: back to the state after the prompt (engine K/V, library
+ * cache, logits) and a sampler seeded seed + i. */
+static int restore_prefix(generation *g, const generate_options *o, int i, eng_error *err)
+{
+    int rc = eng_state_copy(g->state, g->prefix, err);
+    if (rc)
+        return rc;
+    if (g->glue.cache && (rc = kf_cache_copy_state(g->glue.cache, g->prefix_cache)) != KF_OK)
+        return eng_fail(err, ENG_EINVAL, "kf_cache_copy_state: %s", kf_strerror(rc));
+    memcpy(g->logits, g->prefix_logits,
+           (size_t)g->model.config.vocab_size * sizeof *g->logits);
+    eng_sampler_free(&g->sampler);
+    g->n_generated = 0;
+    g->n_decode_steps = 0;
+    return eng_sampler_init(&g->sampler, g->model.config.vocab_size, o->temperature,
+                            o->top_p, o->seed + (unsigned long long)i, err);
+}
+
+/* Saves the state after the prompt for the later samples. */
+static int save_prefix(generation *g, eng_error *err)
+{
+    int rc = eng_state_copy(g->prefix, g->state, err);
+    if (rc)
+        return rc;
+    if (g->glue.cache && (rc = kf_cache_copy_state(g->prefix_cache, g->glue.cache)) != KF_OK)
+        return eng_fail(err, ENG_EINVAL, "kf_cache_copy_state: %s", kf_strerror(rc));
+    memcpy(g->prefix_logits, g->logits,
+           (size_t)g->model.config.vocab_size * sizeof *g->logits);
+    return ENG_OK;
+}
+
+static int generate(generation *g, const generate_options *o, eng_error *err)
+{
+    for (int i = 1; i < g->n_prompt; i++)
+        print_token(g, g->prompt_ids[i - 1], g->prompt_ids[i]);
+    const double start = now_ms();
+    int rc = forward(g, g->prompt_ids, g->n_prompt, err);
+    g->prefill_ms = now_ms() - start;
+    if (rc || o->samples == 1)
+        return rc ? rc : decode(g, o, err);
+    if ((rc = save_prefix(g, err)))
+        return rc;
+    printf("\n");
+    for (int i = 0; i < o->samples; i++) {
+        const unsigned long long seed = o->seed + (unsigned long long)i;
+        if (i > 0 && (rc = restore_prefix(g, o, i, err)))
+            return rc;
+        printf("--- sample %d of %d (seed %llu) ---\n", i + 1, o->samples, seed);
+        fflush(stdout);
+        if ((rc = decode(g, o, err)))
+            return rc;
+        print_statistics(g, o, seed);
+    }
+    return ENG_OK;
+}
+
+static void print_statistics(const generation *g, const generate_options *o,
+                             unsigned long long seed)
 {
     const eng_model_config *c = &g->model.config;
     int fewest = INT_MAX, most = 0;
@@ -534,13 +625,17 @@ static void print_statistics(const generation *g, const generate_options *o)
     uint32_t k, w;
     if (g->glue.cache && kf_budget(g->glue.cache, &k, &w) == KF_OK)
         fprintf(stderr, " | budget k=%u, window w=%u", k, w);
-    fprintf(stderr, " | seed %llu\n", o->seed);
+    (void)o;
+    fprintf(stderr, " | seed %llu\n", seed);
 }
 
 static void release(generation *g)
 {
     eng_state_destroy(&g->state);
     kf_cache_destroy(&g->glue.cache);
+    eng_state_destroy(&g->prefix);
+    kf_cache_destroy(&g->prefix_cache);
+    free(g->prefix_logits);
     eng_sampler_free(&g->sampler);
     eng_tokenizer_free(&g->tokenizer);
     eng_model_close(&g->model);
@@ -559,8 +654,8 @@ int main(int argc, char **argv)
     int rc = report(prepare(&g, &options, &err), &err);
     if (rc == ENG_OK)
         rc = report(generate(&g, &options, &err), &err);
-    if (rc == ENG_OK)
-        print_statistics(&g, &options);
+    if (rc == ENG_OK && options.samples == 1)
+        print_statistics(&g, &options, options.seed);
     release(&g);
     return rc == ENG_OK ? 0 : 1;
 }

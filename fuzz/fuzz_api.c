@@ -19,7 +19,11 @@
  *   - after compact the host rows, scores and positions are exactly the
  *     kept ones, positions strictly ascend and slots <= k;
  *   - reset gives back the state of a fresh cache; destroy frees every
- *     block the cache allocated, through the hook that allocated it.
+ *     block the cache allocated, through the hook that allocated it;
+ *   - a state copy (kf_cache_copy_state) into a cache of the same
+ *     configuration answers every query as the original, and the program
+ *     may go on with the copy; one into another configuration fails with
+ *     KF_EMISMATCH, changing neither cache.
  * The target never lets the library touch memory it did not allocate for
  * it: every buffer is sized from the view passed with it. */
 #include <limits.h>
@@ -255,6 +259,7 @@ static int config_verdict(const kf_config *cfg)
            || cfg->capacity > (uint32_t)INT32_MAX
            || cfg->evict_interval > cfg->capacity;
     bad |= (unsigned)cfg->slot_order > KF_ORDER_ANY;
+    bad |= (unsigned)cfg->noise > KF_NOISE_TABLE;
     int tokens = cfg->budget_tokens > 0, ratio = cfg->budget_ratio != 0.0;
     if (cfg->policy != KF_POLICY_FULL) {
         bad |= tokens == ratio || cfg->budget_tokens > cfg->capacity;
@@ -316,6 +321,10 @@ static void gen_config(fz_input *in, kf_config *cfg)
     /* slots refilled from the end now and then; 2 is not an order */
     cfg->slot_order = fz_chance(in, 64) ? (kf_slot_order)fz_range(in, 1, 2)
                                         : KF_ORDER_POSITION;
+    /* the table's noise half the time; now and then 2, not a kf_noise */
+    cfg->noise = fz_chance(in, 128) ? (fz_chance(in, 8) ? (kf_noise)2
+                                                        : KF_NOISE_TABLE)
+                                    : KF_NOISE_EXACT;
 
     /* then maybe break it */
     int n_breaks = fz_chance(in, 64) ? (int)fz_range(in, 1, 3) : 0;
@@ -414,12 +423,14 @@ static void do_create(session *s)
     int status = kf_cache_create(&c, &cfg);
     trace("create layers=%u heads=%u kv=%u dim=%u cap=%u policy=%d rule=%d "
           "gran=%d tokens=%u ratio=%g recent=%g sinks=%u tau=%g->%g/%u "
-          "threads=%u every=%u order=%d hook=%d fail_at=%u -> %d (verdict %d)\n",
+          "threads=%u every=%u order=%d noise=%d hook=%d fail_at=%u -> %d "
+          "(verdict %d)\n",
           cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.capacity,
           (int)cfg.policy, (int)cfg.rule, (int)cfg.granularity, cfg.budget_tokens,
           cfg.budget_ratio, cfg.recent_ratio, cfg.n_sinks, (double)cfg.tau_init,
           (double)cfg.tau_end, cfg.tau_steps, cfg.n_threads, cfg.evict_interval,
-          (int)cfg.slot_order, cfg.allocator.alloc != NULL, s->alloc.fail_at,
+          (int)cfg.slot_order, (int)cfg.noise, cfg.allocator.alloc != NULL,
+          s->alloc.fail_at,
           status, verdict);
     check_code(status, CODES_CREATE);
     if (status) {
@@ -1161,18 +1172,24 @@ static void op_select(session *s, int layer)
                             !s->prompt_done[l]);
         }
     }
-    if (uniform) { /* removed = positions of layer 0, head 0 not kept */
+    if (uniform) { /* removed = positions of layer 0, head 0 not kept, ascending */
         const int32_t *removed;
         const uint32_t *keep;
-        uint32_t n_removed, count, next = 0, r = 0;
+        uint32_t n_removed, count, next = 0;
         CHECK(kf_removed_positions(c, &removed, &n_removed) == KF_OK);
         CHECK(kf_kept_slots(c, 0, 0, &keep, &count) == KF_OK);
         CHECK(n_removed == lanes[0].n - count);
+        for (uint32_t r = 1; r < n_removed; r++)
+            CHECK(removed[r - 1] < removed[r]);
         for (uint32_t j = 0; j < lanes[0].n; j++) {
-            if (next < count && keep[next] == j)
+            if (next < count && keep[next] == j) {
                 next++;
-            else
-                CHECK(removed[r++] == lanes[0].pos[0][j]);
+                continue;
+            }
+            uint32_t r = 0; /* positions are distinct: one match */
+            while (r < n_removed && removed[r] != lanes[0].pos[0][j])
+                r++;
+            CHECK(r < n_removed);
         }
     }
     for (uint32_t l = 0; l < n_layers; l++)
@@ -1188,6 +1205,7 @@ typedef struct kv_plan {
     uint8_t *mem;   /* allocation (data may start 1 byte in) */
     size_t bytes;   /* bytes from data the view covers */
     size_t elem;    /* element size the layout was computed with */
+    size_t len;     /* elements per row: head_dim, or row_bytes bytes */
     uint8_t *before; /* copy of the covered bytes */
     int verdict;
     int specials;    /* special values written (values mode) */
@@ -1248,19 +1266,31 @@ static int plan_kv(session *s, uint32_t cur, int random, int values, kv_plan *p)
     memset(p, 0, sizeof *p);
     int strides = 1, misalign = 0, null_data = 0, short_bytes = 0;
     v->dtype = (kf_dtype)fz_range(in, 0, 2);
+    /* now and then a quantized cache: opaque rows of any byte size, strides
+     * in bytes, any alignment */
+    if (fz_chance(in, 40)) {
+        v->dtype = KF_DTYPE_ROW_BYTES;
+        if (fz_chance(in, 128)) { /* odd sizes */
+            v->row_bytes = fz_range(in, 1, 70);
+        } else { /* about a block format's row: head_dim * (1 .. 4) + 0 .. 3 */
+            v->row_bytes = (size_t)hd * fz_range(in, 1, 4);
+            v->row_bytes += fz_range(in, 0, 3);
+        }
+    }
+    size_t len = v->dtype == KF_DTYPE_ROW_BYTES ? v->row_bytes : hd;
     v->n_slots = cur;
     size_t pad_t = fz_range(in, 0, 2), pad_h = fz_range(in, 0, 2);
     if (fz_chance(in, 128)) { /* [head][token][dim] */
-        v->token_stride = hd + pad_t;
+        v->token_stride = len + pad_t;
         v->head_stride = cur * v->token_stride + pad_h;
     } else { /* [token][head][dim] */
-        v->head_stride = hd + pad_h;
+        v->head_stride = len + pad_h;
         v->token_stride = n_kv * v->head_stride + pad_t;
     }
     int n_breaks = random ? (int)fz_range(in, 1, 2) : 0;
     for (int k = 0; k < n_breaks; k++) {
         switch (fz_range(in, 0, 8)) {
-        case 0: v->dtype = (kf_dtype)(fz_chance(in, 128) ? 3 : -1); break;
+        case 0: v->dtype = (kf_dtype)(fz_chance(in, 128) ? 4 : -1); break;
         case 1: v->n_slots += fz_chance(in, 128) ? 1u : UINT32_MAX; break;
         case 2: v->token_stride = fz_size(in, 2u * hd * n_kv); strides = -1; break;
         case 3: v->head_stride = fz_size(in, 2u * hd * (cur + 1)); strides = -1; break;
@@ -1268,17 +1298,22 @@ static int plan_kv(session *s, uint32_t cur, int random, int values, kv_plan *p)
         case 5: null_data = 1; break;
         case 6: v->n_slots = 0; break;
         case 7: short_bytes = 1; break; /* declared bytes too few */
+        case 8: v->row_bytes = 0; break; /* KF_ERANGE for opaque rows */
         default: break;
         }
     }
-    /* the header's rules, on the final fields */
+    /* the header's rules, on the final fields: opaque rows need no
+     * alignment, and kf_observe_qk (values) cannot read them */
+    int opaque = v->dtype == KF_DTYPE_ROW_BYTES;
     int dtype_ok = v->dtype == KF_DTYPE_F32 || v->dtype == KF_DTYPE_F16
-                   || v->dtype == KF_DTYPE_BF16;
-    int verdict = dtype_ok && v->n_slots == cur && !misalign && !null_data
-                      ? strides : 0;
-    p->elem = v->dtype == KF_DTYPE_F32 ? 4 : v->dtype == KF_DTYPE_F16 || v->dtype == KF_DTYPE_BF16 ? 2 : 4;
+                   || v->dtype == KF_DTYPE_BF16
+                   || (opaque && !values && v->row_bytes);
+    int verdict = dtype_ok && v->n_slots == cur && (!misalign || opaque)
+                      && !null_data ? strides : 0;
+    p->elem = v->dtype == KF_DTYPE_F32 ? 4 : v->dtype == KF_DTYPE_F16 || v->dtype == KF_DTYPE_BF16 ? 2 : opaque ? 1 : 4;
+    p->len = opaque ? v->row_bytes : hd;
     size_t ext;
-    if (!extent_of(hd, v->token_stride, v->n_slots ? v->n_slots : 1,
+    if (!extent_of(p->len ? p->len : 1, v->token_stride, v->n_slots ? v->n_slots : 1,
                    v->head_stride, n_kv, &ext)
         || !checked_mul(ext, p->elem, &p->bytes)) {
         /* the extent overflows: KF_EOVERFLOW (documented); a token buffer */
@@ -1323,7 +1358,7 @@ static void check_compacted(const session *s, const kv_plan *p,
     uint8_t *want = malloc(p->bytes);
     CHECK(want != NULL);
     memcpy(want, p->before, p->bytes);
-    size_t row = s->cfg.head_dim * p->elem;
+    size_t row = p->len * p->elem;
     static uint32_t from[MAX_CAPACITY];
     for (uint32_t g = 0; g < s->cfg.n_kv_heads; g++) {
         sources(s, lc, g, from);
@@ -1698,6 +1733,61 @@ static void op_reset(session *s)
     s->removed_valid = 0;
 }
 
+/* kf_cache_copy_state: a second cache of the same configuration receives
+ * the live one's state (no open round exists between ops) and must then
+ * answer every query as the original does; sometimes the copy replaces
+ * the original, so later ops check that it goes on as the original would
+ * have. A copy into a cache of another configuration, into itself or
+ * with NULL fails and changes neither cache. */
+static void op_fork(session *s)
+{
+    fz_input *in = &s->in;
+    kf_cache *src = s->cache;
+    snapshot before = snap(src);
+    CHECK(kf_cache_copy_state(src, src) == KF_EINVAL);
+    CHECK(kf_cache_copy_state(NULL, src) == KF_EINVAL);
+    CHECK(kf_cache_copy_state(src, NULL) == KF_EINVAL);
+    check_unchanged(src, before);
+
+    kf_config cfg = s->cfg;
+    int mismatch = fz_chance(in, 64);
+    if (mismatch) {
+        switch (fz_range(in, 0, 3)) {
+        case 0: cfg.seed++; break;
+        case 1: cfg.tau_steps = cfg.tau_steps == 1 ? 2 : cfg.tau_steps - 1; break;
+        case 2: cfg.rule = cfg.rule == KF_RULE_DYNAMIC ? KF_RULE_REFERENCE
+                                                       : KF_RULE_DYNAMIC; break;
+        default: cfg.slot_order = cfg.slot_order == KF_ORDER_ANY
+                                      ? KF_ORDER_POSITION : KF_ORDER_ANY; break;
+        }
+    }
+    kf_cache *dst = NULL;
+    int status = kf_cache_create(&dst, &cfg);
+    trace("fork mismatch=%d create -> %d\n", mismatch, status);
+    if (status) { /* the hook may refuse a second block */
+        CHECK(status == KF_ENOMEM && dst == NULL);
+        return;
+    }
+    snapshot fresh = snap(dst);
+    status = kf_cache_copy_state(dst, src);
+    trace("fork -> %d\n", status);
+    check_unchanged(src, before);
+    if (mismatch) {
+        CHECK(status == KF_EMISMATCH);
+        check_unchanged(dst, fresh);
+        kf_cache_destroy(&dst);
+        return;
+    }
+    CHECK(status == KF_OK);
+    check_unchanged(dst, before);
+    if (fz_chance(in, 128)) { /* go on with the copy */
+        kf_cache_destroy(&s->cache);
+        s->cache = dst;
+    } else {
+        kf_cache_destroy(&dst);
+    }
+}
+
 /* One generation step (or the prompt) for the whole model: the same rows
  * on every layer, select, compact. Reaches the deep states that random
  * single calls rarely do (UNIFORM needs layers in step). */
@@ -1756,6 +1846,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 10: op_reset(&s); break;
         case 11: do_destroy(&s); break;
         case 12: op_null_cache(in); break;
+        case 13: op_fork(&s); break;
         case 14: op_observe_qk(&s, pick_layer(in, nl, 0), 0, 1); break;
         case 15: op_observe_qk(&s, (int)fz_range(in, 0, nl - 1), 0, 0); break;
         case 16: op_observe_round(&s, (int)fz_range(in, 0, nl - 1)); break;

@@ -145,6 +145,55 @@ static float pick_inv_tau(fz_input *in)
 
 /* ---- score kernels ---- */
 
+/* One score kernel (KF_KERNEL_SCORE_*) of table t on the inputs. */
+static int call_score(const kf_dsp *t, unsigned kernel, float *acc,
+                      const float *x, const int32_t *p, uint32_t n,
+                      kf_noise_key key, float inv_tau, float *scratch,
+                      const float *next)
+{
+    uint32_t failed;
+    if (kernel == KF_KERNEL_SCORE_GUMBEL)
+        return t->score_gumbel(acc, x, 0, 1, p, n, &key, inv_tau, scratch,
+                               &failed, next);
+    if (kernel == KF_KERNEL_SCORE_TABLE)
+        return t->score_table(acc, x, 0, 1, p, n, &key, inv_tau,
+                              kf_gumbel_table(), scratch, &failed, next);
+    return t->score_softmax(acc, x, n, scratch);
+}
+
+/* C, then every variant that replaces the kernel: the same status and
+ * bits; a failed call leaves acc untouched. */
+static void compare_score(unsigned kernel, const float *xf, const int32_t *p,
+                          const float *a0, uint32_t n, size_t off,
+                          kf_noise_key key, float inv_tau)
+{
+    region acc_c = region_new(sizeof(float), n, off);
+    region scr_c = region_new(sizeof(float), n, off);
+    memcpy(acc_c.at, a0, n * sizeof(float));
+    current_variant = "c";
+    int st_c = call_score(&reference, kernel, acc_c.at, xf, p, n, key, inv_tau,
+                          scr_c.at, NULL);
+    CHECK(st_c == KF_ROW_OK || st_c == KF_ROW_NAN || st_c == KF_ROW_EMPTY);
+    if (st_c != KF_ROW_OK) /* on failure acc is untouched */
+        CHECK(memcmp(acc_c.at, a0, n * sizeof(float)) == 0);
+    for (size_t v = 0; v < N_VARIANTS; v++) {
+        if (!tables[v].isa[kernel])
+            continue;
+        current_variant = variants[v].name;
+        region acc_v = region_new(sizeof(float), n, off);
+        region scr_v = region_new(sizeof(float), n, off);
+        memcpy(acc_v.at, a0, n * sizeof(float));
+        int st_v = call_score(&tables[v], kernel, acc_v.at, xf, p, n, key,
+                              inv_tau, scr_v.at, xf);
+        CHECK(st_v == st_c);
+        CHECK(memcmp(acc_v.at, acc_c.at, n * sizeof(float)) == 0);
+        free(acc_v.block);
+        free(scr_v.block);
+    }
+    free(acc_c.block);
+    free(scr_c.block);
+}
+
 static void fuzz_score(fz_input *in, int gumbel)
 {
     uint32_t n = pick_length(in);
@@ -173,39 +222,15 @@ static void fuzz_score(fz_input *in, int gumbel)
     kf_noise_key key = { fz_u32(in) };
     float inv_tau = pick_inv_tau(in);
 
-    region acc_c = region_new(sizeof(float), n, off);
-    region scr_c = region_new(sizeof(float), n, off);
-    memcpy(acc_c.at, a0, n * sizeof(float));
-    current_variant = "c";
-    uint32_t failed;
-    int st_c = gumbel ? reference.score_gumbel(acc_c.at, xf, 0, 1, p, n, &key,
-                                               inv_tau, scr_c.at, &failed, NULL)
-                      : reference.score_softmax(acc_c.at, xf, n, scr_c.at);
-    CHECK(st_c == KF_ROW_OK || st_c == KF_ROW_NAN || st_c == KF_ROW_EMPTY);
-    if (st_c != KF_ROW_OK) /* on failure acc is untouched */
-        CHECK(memcmp(acc_c.at, a0, n * sizeof(float)) == 0);
-
-    unsigned kernel = gumbel ? KF_KERNEL_SCORE_GUMBEL : KF_KERNEL_SCORE_SOFTMAX;
-    for (size_t v = 0; v < N_VARIANTS; v++) {
-        if (!tables[v].isa[kernel])
-            continue;
-        current_variant = variants[v].name;
-        region acc_v = region_new(sizeof(float), n, off);
-        region scr_v = region_new(sizeof(float), n, off);
-        memcpy(acc_v.at, a0, n * sizeof(float));
-        int st_v = gumbel ? tables[v].score_gumbel(acc_v.at, xf, 0, 1, p, n, &key,
-                                                   inv_tau, scr_v.at, &failed, xf)
-                          : tables[v].score_softmax(acc_v.at, xf, n, scr_v.at);
-        CHECK(st_v == st_c);
-        CHECK(memcmp(acc_v.at, acc_c.at, n * sizeof(float)) == 0);
-        free(acc_v.block);
-        free(scr_v.block);
-    }
+    /* the Gumbel inputs run through score_table (KF_NOISE_TABLE) too */
+    for (int table = 0; table <= gumbel; table++)
+        compare_score(gumbel ? table ? KF_KERNEL_SCORE_TABLE
+                                     : KF_KERNEL_SCORE_GUMBEL
+                             : KF_KERNEL_SCORE_SOFTMAX,
+                      xf, p, a0, n, off, key, inv_tau);
     free(x.block);
     free(pos.block);
     free(acc0.block);
-    free(acc_c.block);
-    free(scr_c.block);
 }
 
 /* ---- dot products (kf_observe_qk's logits) ---- */

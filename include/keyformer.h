@@ -111,7 +111,8 @@ enum {
     KF_ENAN = -6,      /**< logits contain NaN or +inf */
     KF_EEMPTYROW = -7, /**< a logits row has no finite visible entry */
     KF_ELAYOUT = -8,   /**< strides make rows overlap, or buffers alias */
-    KF_EMISMATCH = -9  /**< a view's slot count disagrees with the cache */
+    KF_EMISMATCH = -9  /**< a view's slot count disagrees with the cache,
+                            or two caches' configurations differ */
 };
 
 /** Which tokens survive. */
@@ -165,8 +166,49 @@ typedef enum kf_slot_order {
 typedef enum kf_dtype {
     KF_DTYPE_F32 = 0, /**< IEEE binary32 (float) */
     KF_DTYPE_F16 = 1, /**< IEEE binary16, stored as uint16_t */
-    KF_DTYPE_BF16 = 2 /**< bfloat16 (upper half of a binary32), uint16_t */
+    KF_DTYPE_BF16 = 2, /**< bfloat16 (upper half of a binary32), uint16_t */
+    /** Opaque rows of kf_kv_view::row_bytes bytes each, for quantized
+     *  caches (q8_0, q4_0, any block format): kf_compact() moves them as
+     *  bytes, and the view's strides count bytes. kf_observe_qk() cannot
+     *  read such keys (KF_EINVAL). */
+    KF_DTYPE_ROW_BYTES = 3
 } kf_dtype;
+
+/** The Gumbel noise of KF_POLICY_KEYFORMER's score (other policies draw
+ *  none). Both are keyed by (seed, layer, head, query position, key
+ *  position) through the same 32-bit hash h, give the same bits on every
+ *  instruction set and thread count, and have the same cost outside the
+ *  noise (an exp, a sum and the fused update per logit).
+ *
+ *  Noise cost per logit: EXACT one hash and two ln (one ln and a
+ *  division at tau = 1); TABLE one hash and one table lookup (a gather),
+ *  for every tau. On an AVX2 CPU the noise is most of a generation
+ *  step's observe: see doc/performance.md for measured rates.
+ *
+ *  The two agree closely (same u, see TABLE) and KF_NOISE_TABLE's
+ *  selections differ from EXACT's far less than two seeds' do; EXACT
+ *  stays the reference (and the default) for studies of the method
+ *  itself, TABLE is for speed. */
+typedef enum kf_noise {
+    /** g = -ln(-ln u), u = (2m + 1) / 2^24 with m = h >> 9 (the top 23
+     *  bits of h): a Gumbel(0, 1) sample in [-2.81, 16.64] (the library's
+     *  fp32 ln, within 6e-7 of exact). */
+    KF_NOISE_EXACT = 0,
+    /** The discretised Gumbel: g = G[h >> 20], where G[i] =
+     *  -ln(-ln((i + 1/2) / 4096)) is the Gumbel quantile at the centre of
+     *  the i-th of 4096 equiprobable bins of u (computed once per process
+     *  in fp32, within 6e-7 of exact): 4096 values, each with probability
+     *  1/4096, in [-2.1985, 9.0109]. It is EXACT's sample with u moved to
+     *  the centre of its bin (the same hash bits), so its upper tail stops
+     *  at the 1 - 1/8192 quantile (P(exact g > 9.01) = 1/8192); mean
+     *  0.57714 (Gumbel: 0.57722), variance 1.6432 (1.6449). The softmax
+     *  is shifted by max x + 9.01 (known before the noise, so one pass
+     *  suffices): a row's terms below e^(-87.3 + 11.2 / tau) of its
+     *  largest (e^-76 at tau = 1, e^-42 at tau = 0.25) count as 0, where
+     *  EXACT keeps them down to e^-87; below tau = 0.25 the shift is the
+     *  exact maximum, as in EXACT. */
+    KF_NOISE_TABLE = 1
+} kf_noise;
 
 /** Optional allocator. Both functions set, or both NULL (malloc/free).
  *  alloc returns memory aligned to at least `align` bytes (a power of two,
@@ -210,7 +252,11 @@ typedef struct kf_config {
     float tau_init;     /**< temperature at the prompt; > 0; 1 */
     float tau_end;      /**< temperature after tau_steps steps; > 0; 2 */
     uint32_t tau_steps; /**< T, expected generated tokens; >= 1; 128 */
-    uint32_t n_threads; /**< OpenMP threads per call; 0 = OpenMP default */
+    /** OpenMP threads per call; 0 = OpenMP default (omp_get_max_threads()
+     *  at creation); at most 1024. Each thread gets its own scratch,
+     *  allocated at creation, so kf_cache_memory() grows with it (the
+     *  per-thread bytes are listed there); results never depend on it. */
+    uint32_t n_threads;
     uint64_t seed;      /**< Gumbel noise seed; same seed => same choices */
     kf_allocator allocator; /**< optional; zero = malloc/free */
     /** Instruction sets the cache may use (KF_CPU_* bits); default
@@ -228,7 +274,10 @@ typedef struct kf_config {
     uint32_t evict_interval;
     /** Slot order after compaction; default KF_ORDER_POSITION. */
     kf_slot_order slot_order;
-    uint8_t reserved[52];   /**< must be zero */
+    /** Gumbel noise of KF_POLICY_KEYFORMER: KF_NOISE_EXACT (default) or
+     *  KF_NOISE_TABLE, faster (see kf_noise); other values KF_EINVAL. */
+    kf_noise noise;
+    uint8_t reserved[48];   /**< must be zero */
 } kf_config;
 
 /** Opaque cache: the selection state of one sequence. */
@@ -249,11 +298,12 @@ typedef struct kf_cache kf_cache;
  *  token in slot j, with the n_rows new tokens in the last n_rows slots.
  *  Masked entries are -INFINITY.
  *
- *  Every view ends with `bytes`, the size of the caller's buffer (0: not
- *  declared). Initialisers written before `bytes` existed, positional or
- *  designated, leave it 0 and work as before, though GCC's and Clang's
- *  -Wextra (-Wmissing-field-initializers) warn about positional ones that
- *  stop short of it: add the size, or 0. Code that fills a view member by
+ *  Every view has `bytes`, the size of the caller's buffer (0: not
+ *  declared), last but for kf_kv_view::row_bytes. Initialisers written
+ *  before these existed, positional or designated, leave them 0 and work
+ *  as before, though GCC's and Clang's -Wextra
+ *  (-Wmissing-field-initializers) warn about positional ones that stop
+ *  short of the last field: add the size, or 0. Code that fills a view member by
  *  member must set it too, or start from a zeroed view (`= { 0 }`): an
  *  uninitialised `bytes` is taken as a declared size. Programs compiled
  *  against a header without it pass shorter views: rebuild them. */
@@ -283,20 +333,44 @@ typedef struct kf_logits_view {
  *  while the buffer holds more rows is still a valid view, of the wrong
  *  rows: no call can tell, and KV heads 1 onwards get other heads' rows.
  *  Declare `bytes` (the buffer's size) so that a view reaching past the
- *  buffer is rejected instead of read or written. */
+ *  buffer is rejected instead of read or written.
+ *
+ *  Quantized caches (q8_0: 34 bytes per 32 values, q4_0: 18, or any
+ *  other format) use dtype KF_DTYPE_ROW_BYTES: a row is then an opaque
+ *  run of row_bytes bytes that kf_compact() moves unchanged, whatever
+ *  head_dim says, and the fields mean:
+ *  - data: the buffer, any address (no alignment required);
+ *  - n_slots: as for the other dtypes;
+ *  - token_stride, head_stride: in bytes; row (g, j) starts at byte
+ *    g*head_stride + j*token_stride of data, e.g. a q8_0 [head][row] buffer
+ *    of head_dim 128 (row_bytes 136) has token_stride 136 and head_stride
+ *    rows * 136, a [row][head] one head_stride 136 and token_stride
+ *    n_kv_heads * 136. Rows must not overlap (stride >= row_bytes) and may
+ *    be unaligned and of odd sizes;
+ *  - bytes: as for the other dtypes, in bytes;
+ *  - row_bytes: the row size, >= 1 (0 is KF_ERANGE).
+ *  K and V are separate views: each has its own dtype and row size (a
+ *  q8_0 K beside an f16 V is fine). */
 typedef struct kf_kv_view {
-    void *data;          /**< aligned to the element size */
+    void *data;          /**< aligned to the element size (any address for
+                              KF_DTYPE_ROW_BYTES) */
     kf_dtype dtype;      /**< element type */
     uint32_t n_slots;    /**< rows per head in use = kf_slot_count() (+ the
                               new rows for kf_observe_qk), not the buffer's */
-    size_t token_stride; /**< elements between slots of one head */
+    size_t token_stride; /**< elements between slots of one head (bytes
+                              for KF_DTYPE_ROW_BYTES) */
     size_t head_stride;  /**< elements between KV heads: for [head][row][dim]
-                              the buffer's rows per head * head_dim */
+                              the buffer's rows per head * head_dim (bytes
+                              for KF_DTYPE_ROW_BYTES) */
     /** Bytes of the caller's buffer from data on, or 0 (not declared).
      *  When nonzero, kf_observe_qk() and kf_compact() fail with KF_ELAYOUT,
      *  touching nothing, if the last byte they would touch (of row n_slots
      *  - 1 of the last KV head) lies past data + bytes. */
     size_t bytes;
+    /** KF_DTYPE_ROW_BYTES only: bytes per row (KV head, slot), >= 1. Read
+     *  for that dtype alone; the other dtypes' rows are head_dim elements
+     *  and ignore it (leave it 0). */
+    size_t row_bytes;
 } kf_kv_view;
 
 /** One layer's query rows for kf_observe_qk(), fp32, all query heads.
@@ -350,6 +424,40 @@ KF_API void kf_cache_destroy(kf_cache **cache);
  *  Returns KF_OK or KF_EINVAL (NULL). */
 KF_API int kf_cache_reset(kf_cache *cache);
 
+/** Copy the whole selection state of `src` onto `dst`, so that beam search
+ *  or parallel sampling can branch after one shared prefill: afterwards
+ *  every query on dst answers as on src, and the same calls on both give
+ *  the same results, bit for bit (the noise is keyed by seed and
+ *  position). Copied: every layer's slots, positions, scores and pending
+ *  keep lists, phase (prompt or generation), steps and next position,
+ *  the budget k and window w fixed at the prompt, and the removed
+ *  positions of UNIFORM. dst's own state, and an open
+ *  kf_observe_begin() round of dst, are replaced (as by kf_cache_reset()).
+ *  The two caches are independent afterwards: later calls on either
+ *  never affect the other.
+ *
+ *  dst must have been created with the same configuration: every field
+ *  that decides results or buffer sizes is compared (n_layers, n_heads,
+ *  n_kv_heads, head_dim, capacity, policy, rule, granularity,
+ *  budget_tokens, budget_ratio, recent_ratio, n_sinks, tau_init, tau_end,
+ *  tau_steps, seed, evict_interval, slot_order, noise). n_threads,
+ *  cpu_mask and allocator may differ (they change speed and where memory
+ *  comes from, never results), and each cache keeps its own. Nothing is
+ *  allocated.
+ *
+ *  The library holds no K/V: the host copies its own K and V buffers (the
+ *  first kf_slot_count() rows of every KV head of every layer, in the
+ *  same slot order) from src's sequence to dst's along with this call.
+ *  @param dst  the cache that receives the state; not used by any other
+ *              thread during the call.
+ *  @param src  the cache copied; only read, so other threads may run the
+ *              const query functions on it meanwhile (no mutating call).
+ *  @return KF_OK; KF_EINVAL (NULL, or dst and src the same cache);
+ *  KF_EMISMATCH (a compared configuration field differs); KF_ESTATE (src
+ *  has a kf_observe_begin() round open: end it first). A failed call
+ *  changes neither cache. */
+KF_API int kf_cache_copy_state(kf_cache *dst, const kf_cache *src);
+
 /** Hand over the logits of layer `layer` for n_rows new tokens, which
  *  become the last n_rows slots of every KV head of the layer, at original
  *  positions following the layer's previous ones. KEYFORMER accumulates
@@ -357,7 +465,13 @@ KF_API int kf_cache_reset(kf_cache *cache);
  *  score, summed over the query heads of each KV head; the other policies
  *  only record the new slots. Prompt rows use tau_init; generation row t
  *  (t = 1, 2, ... counted per layer) uses the tau schedule.
- *  May be called several times before kf_select (chunked prefill).
+ *  May be called several times before kf_select (chunked prefill). A
+ *  prompt in chunks adds the same terms to each score as one call, but
+ *  rounds differently (one call fuses each row into the running sum,
+ *  a later call adds its own rounded sum): each score differs from the
+ *  one-call score by at most m * 2^-23 of it, m = prompt rows x query
+ *  heads per KV head, and the selections differ only where scores lie
+ *  that close.
  *  @return KF_OK; KF_EINVAL (NULL cache/view, NULL data for a scoring
  *  policy, unknown flags, n_rows 0); KF_ERANGE (layer out of range, slots
  *  would exceed capacity, or positions 2^31); KF_EMISMATCH (n_slots is not
@@ -443,7 +557,8 @@ KF_API int kf_observe_end(kf_cache *cache, int layer);
  *  @param k  the layer's K buffer, already holding the new tokens' keys in
  *            its last n_rows slots: k->n_slots = kf_slot_count() + n_rows
  *            (the same view kf_compact() takes after the selection). f32,
- *            f16 or bf16, any strides. May be NULL for WINDOW, SINKS, FULL.
+ *            f16 or bf16 (not KF_DTYPE_ROW_BYTES: KF_EINVAL), any
+ *            strides. May be NULL for WINDOW, SINKS, FULL.
  *  Keys are converted to fp32 and each product is summed in a fixed order,
  *  so results do not depend on the thread count. Nothing is allocated: the
  *  scratch (per thread, min(32, capacity) x capacity logits and 64 x
@@ -490,9 +605,12 @@ KF_API int kf_select(kf_cache *cache, int layer);
  *  k_view and v_view may each be NULL (library state only, for hosts that
  *  drop positions themselves); with both NULL, layer may be KF_ALL_LAYERS.
  *  Rows past the new slot count are left as they were.
- *  K and V must occupy disjoint address ranges.
+ *  K and V must occupy disjoint address ranges. Each view has its own
+ *  dtype: quantized rows (KF_DTYPE_ROW_BYTES) move as opaque bytes, of
+ *  any size and alignment, as exactly as the other dtypes.
  *  @return KF_OK; KF_EINVAL (NULL cache, NULL data, bad dtype, views with
- *  KF_ALL_LAYERS); KF_ERANGE (layer); KF_ESTATE (no selection waits:
+ *  KF_ALL_LAYERS); KF_ERANGE (layer, or row_bytes 0 for
+ *  KF_DTYPE_ROW_BYTES); KF_ESTATE (no selection waits:
  *  compact before select); KF_EMISMATCH (view n_slots differs from
  *  kf_slot_count); KF_ELAYOUT (rows overlap, data misaligned, rows past
  *  a declared view bytes, K and V ranges overlap); KF_EOVERFLOW. */
@@ -527,8 +645,12 @@ KF_API int kf_slot_scores(const kf_cache *cache, int layer, int kv_head,
 KF_API int kf_layer_progress(const kf_cache *cache, int layer,
                              uint32_t *steps, int32_t *next_position);
 
-/** Temperature of the next row observed for `layer` (tau_init during the
- *  prompt, then the schedule). @return KF_OK, KF_EINVAL, KF_ERANGE. */
+/** Temperature of the next row observed for `layer`: under
+ *  KF_POLICY_KEYFORMER tau_init during the prompt, then the schedule;
+ *  under every other policy 1, whatever tau_init, tau_end and tau_steps
+ *  say (H2O scores plain softmax(x), WINDOW, SINKS and FULL score
+ *  nothing, so the schedule has no effect there).
+ *  @return KF_OK, KF_EINVAL, KF_ERANGE. */
 KF_API int kf_current_tau(const kf_cache *cache, int layer, float *tau);
 
 /** Budget k and window w once fixed (absolute budget: from creation; ratio:
@@ -544,7 +666,16 @@ KF_API int kf_budget(const kf_cache *cache, uint32_t *k, uint32_t *w);
 KF_API int kf_removed_positions(const kf_cache *cache,
                                 const int32_t **positions, uint32_t *n);
 
-/** Bytes the cache allocated. @return KF_OK, KF_EINVAL. */
+/** Bytes the cache allocated: the state (per (layer, KV head) lane,
+ *  capacity x 12 bytes of scores, positions and keep lists) plus scratch,
+ *  part of it per thread. With T threads (n_threads, or the OpenMP
+ *  default when 0, resolved at creation) each thread adds capacity x
+ *  (4 x min(G, 16) + 4) bytes (score rows and selection keys, G =
+ *  n_heads / n_kv_heads; G counts as 1 for WINDOW, SINKS and FULL), and
+ *  under KEYFORMER and H2O also min(32, capacity) x capacity x 4 + 64 x
+ *  head_dim x 4 bytes (kf_observe_qk's logits and keys), each array
+ *  rounded up to 64 bytes. So the same configuration reports more bytes
+ *  with more threads. @return KF_OK, KF_EINVAL. */
 KF_API int kf_cache_memory(const kf_cache *cache, size_t *bytes);
 
 /** Copy of the configuration the cache was created with.
@@ -588,7 +719,7 @@ KF_API int kf_cache_cpu_mask(const kf_cache *cache, uint32_t *mask);
 /** Which variant the cache runs for kernel number `index` (0, 1, ... in a
  *  fixed order): *kernel receives its name ("score_gumbel",
  *  "score_softmax", "select_top", "compact_rows", "dot_rows" (the logits
- *  of kf_observe_qk)), *isa the instruction
+ *  of kf_observe_qk), "score_table" (KF_NOISE_TABLE)), *isa the instruction
  *  set ("c", "avx2", "avx512", "neon"). Both are static strings. Iterate
  *  from 0 until KF_ERANGE to list every kernel.
  *  @return KF_OK; KF_EINVAL (NULL pointer); KF_ERANGE (index past the

@@ -39,7 +39,8 @@ static int check_config(const kf_config *cfg)
     if ((unsigned)cfg->policy > KF_POLICY_FULL
         || (unsigned)cfg->rule > KF_RULE_REFERENCE
         || (unsigned)cfg->granularity > KF_GRANULARITY_UNIFORM
-        || (unsigned)cfg->slot_order > KF_ORDER_ANY)
+        || (unsigned)cfg->slot_order > KF_ORDER_ANY
+        || (unsigned)cfg->noise > KF_NOISE_TABLE)
         return KF_EINVAL;
     if (!cfg->allocator.alloc != !cfg->allocator.free)
         return KF_EINVAL;
@@ -197,6 +198,8 @@ int kf_cache_create(kf_cache **out, const kf_config *cfg)
     c->kv_scratch = (float *)(block + o_kv_scratch);
     c->bytes = l.at;
     c->block = block;
+    /* built once per process, before any observe can run in parallel */
+    c->gumbel_table = cfg->noise == KF_NOISE_TABLE ? kf_gumbel_table() : NULL;
     kf_cache_init_dsp(c);
     kf_cache_reset(c);
     *out = c;
@@ -325,8 +328,10 @@ int kf_current_tau(const kf_cache *c, int layer, float *tau)
         return KF_EINVAL;
     if (!kf_layer_ok(c, layer))
         return KF_ERANGE;
+    /* only Keyformer divides by a temperature: H2O scores plain softmax
+     * (tau 1 by definition), the other policies score nothing */
     const kf_layer *l = &c->layers[layer];
-    *tau = kf_row_tau(c, l, 0);
+    *tau = c->cfg.policy == KF_POLICY_KEYFORMER ? kf_row_tau(c, l, 0) : 1.0f;
     return KF_OK;
 }
 

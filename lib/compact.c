@@ -4,12 +4,18 @@
 
 #include "internal.h"
 
-static size_t dtype_size(kf_dtype t)
+/* A view's rows as kf_check_rows sees them: `elem` bytes per unit (the
+ * unit of its strides and of the alignment it needs) and `len` units per
+ * row. Quantized rows (KF_DTYPE_ROW_BYTES) are row_bytes units of one
+ * byte; the others head_dim elements. Returns 0 for a bad dtype. */
+static size_t view_units(const kf_cache *c, const kf_kv_view *v, size_t *len)
 {
-    switch (t) {
+    *len = c->cfg.head_dim;
+    switch (v->dtype) {
     case KF_DTYPE_F32: return 4;
     case KF_DTYPE_F16: return 2;
     case KF_DTYPE_BF16: return 2;
+    case KF_DTYPE_ROW_BYTES: *len = v->row_bytes; return 1;
     }
     return 0;
 }
@@ -19,15 +25,16 @@ static int check_kv_view(const kf_cache *c, const kf_layer *l,
 {
     if (!v)
         return KF_OK;
-    size_t elem = dtype_size(v->dtype);
+    size_t len, elem = view_units(c, v, &len);
     if (!v->data || !elem)
         return KF_EINVAL;
+    if (len == 0) /* KF_DTYPE_ROW_BYTES with row_bytes 0 */
+        return KF_ERANGE;
     if (v->n_slots != l->n_slots)
         return KF_EMISMATCH;
     size_t bytes;
-    return kf_check_rows(v->data, elem, c->cfg.head_dim, v->token_stride,
-                         v->n_slots, v->head_stride, c->cfg.n_kv_heads,
-                         v->bytes, &bytes);
+    return kf_check_rows(v->data, elem, len, v->token_stride, v->n_slots,
+                         v->head_stride, c->cfg.n_kv_heads, v->bytes, &bytes);
 }
 
 /* K and V must not share memory: a move in one would corrupt the other. */
@@ -40,11 +47,17 @@ static int views_overlap(const kf_kv_view *k, const kf_kv_view *v,
 
 static size_t view_bytes(const kf_cache *c, const kf_kv_view *v)
 {
-    size_t bytes = 0;
-    kf_check_rows(v->data, dtype_size(v->dtype), c->cfg.head_dim,
-                  v->token_stride, v->n_slots, v->head_stride,
-                  c->cfg.n_kv_heads, 0, &bytes);
+    size_t bytes = 0, len, elem = view_units(c, v, &len);
+    kf_check_rows(v->data, elem, len, v->token_stride, v->n_slots,
+                  v->head_stride, c->cfg.n_kv_heads, 0, &bytes);
     return bytes;
+}
+
+/* Bytes of one row of a (validated) view. */
+static size_t row_size(const kf_cache *c, const kf_kv_view *v)
+{
+    size_t len, elem = view_units(c, v, &len);
+    return elem * len;
 }
 
 static void compact_view(const kf_cache *c, uint32_t layer, uint32_t g,
@@ -52,11 +65,11 @@ static void compact_view(const kf_cache *c, uint32_t layer, uint32_t g,
 {
     if (!v)
         return;
-    size_t elem = dtype_size(v->dtype);
+    size_t len, elem = view_units(c, v, &len);
     uint8_t *head = (uint8_t *)v->data + g * v->head_stride * elem;
     c->dsp.compact_rows(head, v->token_stride * elem,
                         c->keep + kf_lane(c, layer, g),
-                        c->layers[layer].n_keep, c->cfg.head_dim * elem);
+                        c->layers[layer].n_keep, len * elem);
 }
 
 /* The library's own per-slot arrays follow the host's rows. */
@@ -77,10 +90,10 @@ static void move_row(const kf_cache *c, uint32_t g, const kf_kv_view *v,
 {
     if (!v)
         return;
-    size_t elem = dtype_size(v->dtype);
+    size_t len, elem = view_units(c, v, &len);
     uint8_t *head = (uint8_t *)v->data + g * v->head_stride * elem;
     size_t stride = v->token_stride * elem;
-    memcpy(head + dst * stride, head + src * stride, c->cfg.head_dim * elem);
+    memcpy(head + dst * stride, head + src * stride, len * elem);
 }
 
 /* First index a in [lo, hi) of the ascending keep list with
@@ -158,11 +171,15 @@ static void compact_layer(kf_cache *c, uint32_t layer, const kf_kv_view *k,
      * no row moves, which batched eviction relies on between evictions */
     int moves = c->layers[layer].n_keep != c->layers[layer].n_slots;
     uint32_t n_kv = moves ? c->cfg.n_kv_heads : 0;
-    /* bytes of K and V moved (as fp32): a second thread pays off from
-     * about 1 MiB, since waking it costs tens of microseconds (with
-     * OMP_WAIT_POLICY=passive on this VM, the bundled model's 4K step
-     * compacted in 0.07-0.08 ms on one thread and 0.15-0.20 ms on two) */
-    size_t bytes = n_kv ? moved_rows(c, layer) * c->cfg.head_dim * 4 * 2 : 0;
+    /* bytes of K and V moved (as fp32 without views): a second thread
+     * pays off from about 1 MiB, since waking it costs tens of
+     * microseconds (with OMP_WAIT_POLICY=passive on this VM, the bundled
+     * model's 4K step compacted in 0.07-0.08 ms on one thread and
+     * 0.15-0.20 ms on two) */
+    size_t row_bytes = (size_t)c->cfg.head_dim * 4 * 2;
+    if (k || v) /* quantized rows may be much smaller */
+        row_bytes = (k ? row_size(c, k) : 0) + (v ? row_size(c, v) : 0);
+    size_t bytes = n_kv ? moved_rows(c, layer) * row_bytes : 0;
     if (bytes > ((size_t)1 << 20) && n_kv > 1 && c->n_threads > 1) {
 #pragma omp parallel for num_threads(c->n_threads) schedule(static)
         for (uint32_t g = 0; g < n_kv; g++)

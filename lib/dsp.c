@@ -18,6 +18,7 @@ void kf_dsp_init(kf_dsp *dsp, uint32_t mask)
         dsp->select_top = kf_select_top_##suffix;                             \
         dsp->compact_rows = kf_compact_rows_##suffix;                         \
         dsp->dot_rows = kf_dot_rows_##suffix;                                 \
+        dsp->score_table = kf_score_table_##suffix;                           \
         for (int k = 0; k < KF_KERNEL_COUNT; k++)                             \
             dsp->isa[k] = bit;                                                \
     } while (0)
@@ -42,7 +43,7 @@ const char *kf_dsp_kernel_name(unsigned kernel)
 {
     static const char *const names[KF_KERNEL_COUNT] = {
         "score_gumbel", "score_softmax", "select_top", "compact_rows",
-        "dot_rows"
+        "dot_rows", "score_table"
     };
     return kernel < KF_KERNEL_COUNT ? names[kernel] : NULL;
 }

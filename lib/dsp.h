@@ -48,6 +48,33 @@ enum { KF_ROW_OK = 0, KF_ROW_NAN = 1, KF_ROW_EMPTY = 2 };
              float inv_tau, float *scratch, uint32_t *failed_row,            \
              const float *next)
 
+/* The noise table of KF_NOISE_TABLE (lib/gumbel_table.c): entry i is the
+ * Gumbel sample of kf_gumbel_f32 at the centre of the i-th of
+ * KF_GUMBEL_TABLE_SIZE equal bins of u, and an element's entry is chosen
+ * by the top KF_GUMBEL_TABLE_BITS bits of its kf_noise_bits. */
+#define KF_GUMBEL_TABLE_BITS 12
+#define KF_GUMBEL_TABLE_SIZE (1u << KF_GUMBEL_TABLE_BITS)
+#define KF_GUMBEL_TABLE_SHIFT (32 - KF_GUMBEL_TABLE_BITS)
+
+/* kf_score_gumbel with the table's noise: for rows r in order,
+ *     t_r[j] = x_r[j] + table[kf_noise_bits(keys[r], pos[j]) >> 20],
+ *     acc[j] += e_r[j] * (1 / sum_r),  e_r[j] = e^((t_r[j] - s_r) * inv_tau)
+ * with the same arguments, status, failed row, scratch and prefetch hint
+ * as KF_SCORE_GUMBEL_FN, plus the table (KF_GUMBEL_TABLE_SIZE increasing
+ * floats). The shift s_r: for inv_tau <= KF_TABLE_ONE_PASS_INV_TAU,
+ * max_j x_r[j] + table[last] (fp32 add), known before the noise, so one
+ * pass computes noise, exp and sum; else max_j t_r[j] (a pass of its own
+ * stores t). Both keep every exponent <= 0; the one-pass shift is at most
+ * (table[last] - table[0]) * inv_tau = 11.21 * 4 above the largest term,
+ * so terms below e^-42 of the row's largest flush to 0 instead of below
+ * e^-87. */
+#define KF_TABLE_ONE_PASS_INV_TAU 4.0f
+#define KF_SCORE_TABLE_FN(name)                                               \
+    int name(float *acc, const float *x, size_t x_stride, uint32_t rows,     \
+             const int32_t *pos, uint32_t n, const kf_noise_key *keys,       \
+             float inv_tau, const float *table, float *scratch,              \
+             uint32_t *failed_row, const float *next)
+
 /* acc[j] += softmax_j(x[j]) for j < n (the H2O score). */
 #define KF_SCORE_SOFTMAX_FN(name)                                             \
     int name(float *acc, const float *x, uint32_t n, float *scratch)
@@ -77,6 +104,7 @@ enum { KF_ROW_OK = 0, KF_ROW_NAN = 1, KF_ROW_EMPTY = 2 };
 
 typedef KF_SCORE_GUMBEL_FN((*kf_score_gumbel_fn));
 typedef KF_SCORE_SOFTMAX_FN((*kf_score_softmax_fn));
+typedef KF_SCORE_TABLE_FN((*kf_score_table_fn));
 typedef KF_SELECT_TOP_FN((*kf_select_top_fn));
 typedef KF_COMPACT_ROWS_FN((*kf_compact_rows_fn));
 typedef KF_DOT_ROWS_FN((*kf_dot_rows_fn));
@@ -88,7 +116,8 @@ enum {
     KF_KERNEL_SELECT_TOP = 2,
     KF_KERNEL_COMPACT_ROWS = 3,
     KF_KERNEL_DOT_ROWS = 4,
-    KF_KERNEL_COUNT = 5
+    KF_KERNEL_SCORE_TABLE = 5,
+    KF_KERNEL_COUNT = 6
 };
 
 typedef struct kf_dsp {
@@ -97,6 +126,7 @@ typedef struct kf_dsp {
     kf_select_top_fn select_top;
     kf_compact_rows_fn compact_rows;
     kf_dot_rows_fn dot_rows;
+    kf_score_table_fn score_table;
     /* KF_CPU_* bit of the variant behind each pointer (0 = C), indexed by
      * KF_KERNEL_* */
     uint32_t isa[KF_KERNEL_COUNT];
@@ -107,6 +137,7 @@ KF_SCORE_SOFTMAX_FN(kf_score_softmax_c);
 KF_SELECT_TOP_FN(kf_select_top_c);
 KF_COMPACT_ROWS_FN(kf_compact_rows_c);
 KF_DOT_ROWS_FN(kf_dot_rows_c);
+KF_SCORE_TABLE_FN(kf_score_table_c);
 
 /* SIMD variants (simd/), built when the compiler supports them (KF_HAVE_*)
  * and called only when kf_cpu_detect() reports the instruction set. */
@@ -115,16 +146,19 @@ KF_SCORE_SOFTMAX_FN(kf_score_softmax_avx2);
 KF_SELECT_TOP_FN(kf_select_top_avx2);
 KF_COMPACT_ROWS_FN(kf_compact_rows_avx2);
 KF_DOT_ROWS_FN(kf_dot_rows_avx2);
+KF_SCORE_TABLE_FN(kf_score_table_avx2);
 KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx512);
 KF_SCORE_SOFTMAX_FN(kf_score_softmax_avx512);
 KF_SELECT_TOP_FN(kf_select_top_avx512);
 KF_COMPACT_ROWS_FN(kf_compact_rows_avx512);
 KF_DOT_ROWS_FN(kf_dot_rows_avx512);
+KF_SCORE_TABLE_FN(kf_score_table_avx512);
 KF_SCORE_GUMBEL_FN(kf_score_gumbel_neon);
 KF_SCORE_SOFTMAX_FN(kf_score_softmax_neon);
 KF_SELECT_TOP_FN(kf_select_top_neon);
 KF_COMPACT_ROWS_FN(kf_compact_rows_neon);
 KF_DOT_ROWS_FN(kf_dot_rows_neon);
+KF_SCORE_TABLE_FN(kf_score_table_neon);
 
 /* The C table, then the best variants that kf_cpu_detect() & mask allow:
  * AVX2 first, AVX-512 over it (NEON on AArch64). mask 0 = C only; a single
@@ -135,5 +169,10 @@ void kf_dsp_init(kf_dsp *dsp, uint32_t mask);
  * "c", "avx2", "avx512", "neon" for 0 and the KF_CPU_* bits. */
 const char *kf_dsp_kernel_name(unsigned kernel);
 const char *kf_dsp_isa_name(uint32_t isa);
+
+/* The noise table of KF_NOISE_TABLE (KF_GUMBEL_TABLE_SIZE floats), built
+ * once per process on the first call (pthread_once; thread-safe) and
+ * never changed after: the same bits on every machine. */
+const float *kf_gumbel_table(void);
 
 #endif

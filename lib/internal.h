@@ -32,6 +32,9 @@ struct kf_cache {
     kf_config cfg;
     kf_allocator allocator; /* cfg's, or malloc/free */
     kf_dsp dsp;
+    /* KF_NOISE_TABLE's noise (kf_gumbel_table; shared, read-only), NULL
+     * with KF_NOISE_EXACT */
+    const float *gumbel_table;
     uint32_t cpu_mask; /* KF_CPU_* bits allowed (kf_cache_cpu_mask) */
     uint32_t n_threads;
     uint32_t group; /* query heads per KV head */

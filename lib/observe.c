@@ -29,6 +29,20 @@ int kf_check_logits_view(const kf_cache *c, const kf_layer *l,
                          v->n_rows, v->head_stride, n_heads, v->bytes, &bytes);
 }
 
+/* Keyformer's kernel for `rows` rows: the exact noise, or the table's
+ * (KF_NOISE_TABLE). */
+static int score_keyformer(const kf_cache *c, float *acc, const float *x,
+                           size_t stride, uint32_t rows, const int32_t *pos,
+                           uint32_t n, const kf_noise_key *keys, float inv_tau,
+                           float *scratch, uint32_t *failed, const float *next)
+{
+    if (c->gumbel_table)
+        return c->dsp.score_table(acc, x, stride, rows, pos, n, keys, inv_tau,
+                                  c->gumbel_table, scratch, failed, next);
+    return c->dsp.score_gumbel(acc, x, stride, rows, pos, n, keys, inv_tau,
+                               scratch, failed, next);
+}
+
 /* One row's scores into acc: the policy's kernel with the row's noise key
  * and temperature. Row i is the i-th new row of the current call. */
 int kf_score_row(const kf_cache *c, uint32_t layer, uint32_t h, uint32_t i,
@@ -42,8 +56,8 @@ int kf_score_row(const kf_cache *c, uint32_t layer, uint32_t h, uint32_t i,
         kf_noise_key key = kf_noise_row_key(c->cfg.seed, layer, h,
                                             l->next_pos + (int32_t)i);
         uint32_t failed;
-        return c->dsp.score_gumbel(acc, x, 0, 1, pos, visible, &key, inv_tau,
-                                   scratch, &failed, next);
+        return score_keyformer(c, acc, x, 0, 1, pos, visible, &key, inv_tau,
+                               scratch, &failed, next);
     }
     return c->dsp.score_softmax(acc, x, visible, scratch);
 }
@@ -106,9 +120,9 @@ static int score_group_rows(kf_cache *c, uint32_t layer, uint32_t g,
             keys[r] = kf_noise_row_key(c->cfg.seed, layer, h0 + m0 + r,
                                        l->next_pos);
         uint32_t failed;
-        int status = c->dsp.score_gumbel(acc, x + m0 * stride, stride, rows,
-                                         pos, n, keys, inv_tau, scratch,
-                                         &failed, NULL);
+        int status = score_keyformer(c, acc, x + m0 * stride, stride, rows,
+                                     pos, n, keys, inv_tau, scratch, &failed,
+                                     NULL);
         if (status) {
             c->head_status[h0 + m0 + failed] = status;
             return 1;

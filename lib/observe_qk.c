@@ -32,6 +32,7 @@ static size_t dtype_size(kf_dtype t)
     case KF_DTYPE_F32: return 4;
     case KF_DTYPE_F16: return 2;
     case KF_DTYPE_BF16: return 2;
+    case KF_DTYPE_ROW_BYTES: return 0; /* quantized keys: not readable */
     }
     return 0;
 }

@@ -108,6 +108,70 @@ KF_SCORE_GUMBEL_FN(kf_score_gumbel_c)
     return KF_ROW_OK;
 }
 
+/* The table's noise (KF_NOISE_TABLE): t = x + table[bits >> 20] into
+ * scratch, its maximum, and the NaN / +inf check of x. Returns KF_ROW_*. */
+static int table_max_pass(const float *x, const int32_t *pos, uint32_t n,
+                          kf_noise_key key, const float *table,
+                          float *scratch, float *max)
+{
+    float m = -INFINITY;
+    int bad = 0;
+    for (uint32_t j = 0; j < n; j++) {
+        float t = x[j];
+        bad |= (t != t) | (t == INFINITY);
+        t = scratch[j] = t + table[kf_noise_bits(key, pos[j])
+                                   >> KF_GUMBEL_TABLE_SHIFT];
+        m = t > m ? t : m;
+    }
+    *max = m;
+    return bad ? KF_ROW_NAN : m == -INFINITY ? KF_ROW_EMPTY : KF_ROW_OK;
+}
+
+/* One pass: e = e^((x + noise - shift) * inv_tau) with shift = max x +
+ * the largest noise, so no exponent is positive; summed into lanes. */
+static void table_pass(float *scratch, const float *x, const int32_t *pos,
+                       uint32_t n, kf_noise_key key, const float *table,
+                       float shift, float inv_tau, float lanes[SUM_LANES])
+{
+    for (uint32_t j = 0; j < n; j++) {
+        float t = x[j] + table[kf_noise_bits(key, pos[j]) >> KF_GUMBEL_TABLE_SHIFT];
+        float e = kf_exp_f32((t - shift) * inv_tau);
+        scratch[j] = e;
+        lanes[j % SUM_LANES] += e;
+    }
+}
+
+/* Per row: the maximum of x, then one pass of noise, exp and sum (a
+ * hash and a lookup per logit, where the exact noise costs a hash and
+ * two ln); or, for inv_tau above KF_TABLE_ONE_PASS_INV_TAU, the general
+ * path's two passes with the table's noise. Then the update. */
+KF_SCORE_TABLE_FN(kf_score_table_c)
+{
+    (void)next; /* a prefetch hint */
+    float max[KF_SCORE_ROWS_MAX], lanes[KF_SCORE_ROWS_MAX][SUM_LANES] = { { 0 } };
+    int one_pass = inv_tau <= KF_TABLE_ONE_PASS_INV_TAU;
+    for (uint32_t r = 0; r < rows; r++) {
+        int status = one_pass ? max_pass(x + r * x_stride, NULL, n, NULL, NULL,
+                                         &max[r])
+                              : table_max_pass(x + r * x_stride, pos, n, keys[r],
+                                               table, scratch + r * n, &max[r]);
+        if (status) {
+            *failed_row = r;
+            return status;
+        }
+    }
+    for (uint32_t r = 0; r < rows; r++) {
+        if (one_pass)
+            table_pass(scratch + r * n, x + r * x_stride, pos, n, keys[r], table,
+                       max[r] + table[KF_GUMBEL_TABLE_SIZE - 1], inv_tau,
+                       lanes[r]);
+        else
+            exp_pass(scratch + r * n, n, max[r], inv_tau, lanes[r]);
+    }
+    add_normalised(acc, scratch, n, rows, lanes);
+    return KF_ROW_OK;
+}
+
 KF_SCORE_SOFTMAX_FN(kf_score_softmax_c)
 {
     float max, lanes[1][SUM_LANES] = { { 0 } };

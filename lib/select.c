@@ -208,18 +208,27 @@ static void select_layers(kf_cache *c, uint32_t l0, uint32_t l1, int shared)
     }
 }
 
-/* Positions of layer 0, KV head 0 not in its keep list (UNIFORM). */
+/* Positions of layer 0, KV head 0 not in its keep list (UNIFORM), in
+ * ascending order. Slots are in position order (KF_ORDER_POSITION, or any
+ * order's prompt) or hold few evictions at once (a decode step removes up
+ * to evict_interval), so an insertion sort costs little: linear for
+ * sorted input, and no allocation. */
 static void record_removed(kf_cache *c)
 {
     const int32_t *pos = c->positions + kf_lane(c, 0, 0);
     const uint32_t *keep = kf_keep_list(c, 0, 0);
     uint32_t n = c->layers[0].n_slots, n_keep = c->layers[0].n_keep;
     uint32_t next = 0, count = 0;
+    int32_t *out = c->removed;
     for (uint32_t j = 0; j < n; j++) {
-        if (next < n_keep && keep[next] == j)
+        if (next < n_keep && keep[next] == j) {
             next++;
-        else
-            c->removed[count++] = pos[j];
+            continue;
+        }
+        uint32_t at = count++;
+        for (; at > 0 && out[at - 1] > pos[j]; at--)
+            out[at] = out[at - 1];
+        out[at] = pos[j];
     }
     c->n_removed = count;
     c->removed_valid = 1;

@@ -13,7 +13,7 @@ const char *kf_strerror(int status)
     case KF_ENAN: return "logits contain NaN or +inf";
     case KF_EEMPTYROW: return "a logits row has no finite visible entry";
     case KF_ELAYOUT: return "buffer misaligned, strides make rows overlap or pass the view's bytes, or buffers alias";
-    case KF_EMISMATCH: return "view slot count disagrees with the cache";
+    case KF_EMISMATCH: return "view slot count or configuration disagrees with the cache";
     }
     return "unknown error";
 }

@@ -20,6 +20,7 @@ const size_t *kf_test_c_layout(size_t *n)
         FIELD(kf_config, allocator),
         FIELD(kf_config, evict_interval),
         FIELD(kf_config, slot_order),
+        FIELD(kf_config, noise),
         FIELD(kf_config, reserved),
         sizeof(kf_allocator),
         sizeof(kf_logits_view),
@@ -28,12 +29,15 @@ const size_t *kf_test_c_layout(size_t *n)
         sizeof(kf_kv_view),
         FIELD(kf_kv_view, dtype),
         FIELD(kf_kv_view, token_stride),
+        FIELD(kf_kv_view, bytes),
+        FIELD(kf_kv_view, row_bytes),
         sizeof(kf_query_view),
         FIELD(kf_query_view, head_stride),
         FIELD(kf_query_view, scale),
         FIELD(kf_query_view, flags),
         sizeof(kf_policy),
         sizeof(kf_dtype),
+        sizeof(kf_noise),
     };
     *n = sizeof layout / sizeof layout[0];
     return layout;

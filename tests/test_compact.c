@@ -24,14 +24,18 @@ static uint8_t guard_byte(size_t i)
     return (uint8_t)(0xA5u ^ (i * 29u));
 }
 
+/* Bytes per stride unit: an element, or one byte of an opaque row. */
 static size_t elem_size(kf_dtype t)
 {
-    return t == KF_DTYPE_F32 ? 4 : 2;
+    return t == KF_DTYPE_F32 ? 4 : t == KF_DTYPE_ROW_BYTES ? 1 : 2;
 }
 
 static const char *dtype_name(kf_dtype t)
 {
-    return t == KF_DTYPE_F32 ? "f32" : t == KF_DTYPE_F16 ? "f16" : "bf16";
+    return t == KF_DTYPE_F32   ? "f32"
+           : t == KF_DTYPE_F16 ? "f16"
+           : t == KF_DTYPE_BF16 ? "bf16"
+                                : "row-bytes";
 }
 
 /* ---- host buffers ---- */
@@ -42,13 +46,18 @@ typedef struct kv_layout {
     int token_major;   /* [token][head][dim], else [head][token][dim] */
     uint32_t pad_row;  /* elements after each head_dim row */
     uint32_t pad_token; /* token-major: elements after a token's heads */
+    size_t row_bytes;  /* KF_DTYPE_ROW_BYTES: bytes per row (quantized) */
+    uint32_t misalign; /* bytes from a 64-byte boundary to the data */
 } kv_layout;
 
 typedef struct host_buf {
-    uint8_t *mem;      /* GUARD + bytes + GUARD */
+    void *raw;         /* the allocation: mem, 64-byte aligned, inside */
+    uint8_t *mem;      /* lead + bytes + GUARD */
+    size_t lead;       /* guard bytes before the data: GUARD + misalign */
     size_t bytes;      /* of the data between the guards */
     size_t elem;
-    uint32_t head_dim, n_kv_heads;
+    size_t row_len;    /* elements per row: head_dim, or row_bytes bytes */
+    uint32_t n_kv_heads;
     kf_kv_view view;   /* n_slots filled in at each compaction */
 } host_buf;
 
@@ -65,13 +74,18 @@ static const uint16_t special_bf16[] = { 0x7fc0u, 0x7f81u, 0xffc5u, 0x7fbfu,
                                          0x8000u, 0x0001u, 0x7f80u };
 #define N_SPECIAL 7
 
-/* Random bits for n elements, every fifth one a special pattern. */
+/* Random bits for n elements, every fifth one a special pattern (opaque
+ * rows: random bytes). */
 static void fill_bits(uint8_t *p, size_t n, kf_dtype t, test_rng *r)
 {
     size_t elem = elem_size(t);
     for (size_t i = 0; i < n; i++) {
         uint8_t *e = p + i * elem;
         uint32_t bits = test_rng_u32(r);
+        if (elem == 1) {
+            *e = (uint8_t)(bits >> 13);
+            continue;
+        }
         if (i % 5 == 0) {
             uint32_t s = test_rng_u32(r) % N_SPECIAL;
             bits = t == KF_DTYPE_F32   ? special_f32[s]
@@ -90,7 +104,9 @@ static void fill_bits(uint8_t *p, size_t n, kf_dtype t, test_rng *r)
 static void host_init(host_buf *b, const kf_config *cfg, const kv_layout *lay,
                       test_rng *r)
 {
-    size_t row = (size_t)cfg->head_dim + lay->pad_row;
+    int opaque = lay->dtype == KF_DTYPE_ROW_BYTES;
+    size_t len = opaque ? lay->row_bytes : cfg->head_dim;
+    size_t row = len + lay->pad_row;
     size_t token_stride, head_stride;
     if (lay->token_major) {
         head_stride = row;
@@ -100,55 +116,59 @@ static void host_init(host_buf *b, const kf_config *cfg, const kv_layout *lay,
         head_stride = cfg->capacity * row;
     }
     size_t extent = (cfg->n_kv_heads - 1) * head_stride
-                    + (cfg->capacity - 1) * token_stride + cfg->head_dim;
+                    + (cfg->capacity - 1) * token_stride + len;
     b->elem = elem_size(lay->dtype);
     b->bytes = extent * b->elem;
-    b->head_dim = cfg->head_dim;
+    b->row_len = len;
     b->n_kv_heads = cfg->n_kv_heads;
-    b->mem = malloc(b->bytes + 2 * GUARD);
-    assert_non_null(b->mem);
-    for (size_t i = 0; i < GUARD; i++) {
+    b->lead = GUARD + lay->misalign;
+    b->raw = malloc(b->lead + b->bytes + GUARD + 63);
+    assert_non_null(b->raw);
+    b->mem = (uint8_t *)b->raw + (-(uintptr_t)b->raw & 63);
+    for (size_t i = 0; i < b->lead; i++)
         b->mem[i] = guard_byte(i);
-        b->mem[GUARD + b->bytes + i] = guard_byte(GUARD + i);
-    }
-    fill_bits(b->mem + GUARD, extent, lay->dtype, r);
-    b->view = (kf_kv_view){ b->mem + GUARD, lay->dtype, 0, token_stride,
-                            head_stride, 0 };
+    for (size_t i = 0; i < GUARD; i++)
+        b->mem[b->lead + b->bytes + i] = guard_byte(b->lead + i);
+    fill_bits(b->mem + b->lead, extent, lay->dtype, r);
+    /* the buffer's exact size: the last row ends at the last byte */
+    b->view = (kf_kv_view){ b->mem + b->lead, lay->dtype, 0, token_stride,
+                            head_stride, b->bytes, opaque ? len : 0 };
 }
 
 static void host_free(host_buf *b)
 {
-    free(b->mem);
+    free(b->raw);
+    b->raw = NULL;
     b->mem = NULL;
 }
 
 /* Byte offset of row (g, slot) from the start of mem. */
 static size_t row_offset(const host_buf *b, uint32_t g, uint32_t slot)
 {
-    return GUARD + (g * b->view.head_stride + slot * b->view.token_stride)
-                       * b->elem;
+    return b->lead + (g * b->view.head_stride + slot * b->view.token_stride)
+                         * b->elem;
 }
 
 static size_t row_bytes(const host_buf *b)
 {
-    return (size_t)b->head_dim * b->elem;
+    return b->row_len * b->elem;
 }
 
 static void assert_guards(const host_buf *b)
 {
-    for (size_t i = 0; i < GUARD; i++) {
+    for (size_t i = 0; i < b->lead; i++)
         if (b->mem[i] != guard_byte(i))
             fail_msg("guard byte %zu before the buffer overwritten", i);
-        if (b->mem[GUARD + b->bytes + i] != guard_byte(GUARD + i))
+    for (size_t i = 0; i < GUARD; i++)
+        if (b->mem[b->lead + b->bytes + i] != guard_byte(b->lead + i))
             fail_msg("guard byte %zu after the buffer overwritten", i);
-    }
 }
 
 /* The host appends a new token's K/V rows at `slot` of every head. */
 static void host_append(host_buf *b, uint32_t slot, test_rng *r)
 {
     for (uint32_t g = 0; g < b->n_kv_heads; g++)
-        fill_bits(b->mem + row_offset(b, g, slot), b->head_dim,
+        fill_bits(b->mem + row_offset(b, g, slot), b->row_len,
                   b->view.dtype, r);
 }
 
@@ -237,7 +257,7 @@ enum { PASS_K = 1, PASS_V = 2 };
 static void check_buffer(const host_buf *b, const uint8_t *before,
                          const lane_copy *lanes, int moved)
 {
-    size_t total = b->bytes + 2 * GUARD;
+    size_t total = b->lead + b->bytes + GUARD;
     uint8_t *expect = malloc(total);
     assert_non_null(expect);
     memcpy(expect, before, total);
@@ -252,9 +272,10 @@ static void check_buffer(const host_buf *b, const uint8_t *before,
         size_t at = 0;
         while (expect[at] == b->mem[at])
             at++;
-        fail_msg("%s buffer differs from the expectation at byte %zu of the "
-                 "data (%s)", dtype_name(b->view.dtype),
-                 at - GUARD, moved ? "compacted" : "not passed");
+        fail_msg("%s buffer (rows of %zu bytes) differs from the "
+                 "expectation at byte %zu of the data (%s)",
+                 dtype_name(b->view.dtype), row_bytes(b), at - b->lead,
+                 moved ? "compacted" : "not passed");
     }
     free(expect);
 }
@@ -280,9 +301,10 @@ static uint32_t compact_checked(kf_cache *c, int layer, host_buf *k,
         if (!bufs[i])
             continue;
         bufs[i]->view.n_slots = lanes[0].n;
-        before[i] = malloc(bufs[i]->bytes + 2 * GUARD);
+        size_t total = bufs[i]->lead + bufs[i]->bytes + GUARD;
+        before[i] = malloc(total);
         assert_non_null(before[i]);
-        memcpy(before[i], bufs[i]->mem, bufs[i]->bytes + 2 * GUARD);
+        memcpy(before[i], bufs[i]->mem, total);
     }
     const kf_kv_view *kv = k && (pass & PASS_K) ? &k->view : NULL;
     const kf_kv_view *vv = v && (pass & PASS_V) ? &v->view : NULL;
@@ -316,6 +338,8 @@ typedef struct scenario {
     uint32_t prompt;
     uint32_t decode_steps;
     kv_layout layout;
+    kv_layout v_layout;     /* V's, when v_own_layout (else layout) */
+    int v_own_layout;
     unsigned pass;          /* PASS_K | PASS_V */
     uint64_t seed;
     kf_slot_order order;
@@ -393,7 +417,8 @@ static void run_scenario(const scenario *s)
     assert_non_null(v);
     for (uint32_t l = 0; l < s->layers; l++) {
         host_init(&k[l], &cfg, &s->layout, &r);
-        host_init(&v[l], &cfg, &s->layout, &r);
+        host_init(&v[l], &cfg, s->v_own_layout ? &s->v_layout : &s->layout,
+                  &r);
     }
     float *logits = logits_buffer(s);
 
@@ -775,6 +800,88 @@ static void test_threaded_compaction(void **state)
     }
 }
 
+/* ---- quantized caches: opaque rows of any byte size ---- */
+
+/* Odd row sizes: 1 and 3 bytes, one q8_0 block (34 = 2 + 32), 66 bytes
+ * and 4098 (past the 4 KiB the SIMD kernels hand to memcpy), in both
+ * layouts, padded or not, at odd addresses, in both slot orders. */
+static void test_row_bytes_sizes(void **state)
+{
+    (void)state;
+    const size_t sizes[] = { 1, 3, 34, 66, 4098 };
+    for (int si = 0; si < 5; si++)
+        for (int major = 0; major < 2; major++)
+            for (int order = 0; order < 2; order++) {
+                scenario s = base_scenario();
+                s.layout.dtype = KF_DTYPE_ROW_BYTES;
+                s.layout.row_bytes = sizes[si];
+                s.layout.token_major = major;
+                s.layout.pad_row = (uint32_t)(si & 1) * 5;
+                s.layout.pad_token = major ? 3 : 0;
+                s.layout.misalign = (uint32_t)(2 * si + major + 1) % 64;
+                s.order = (kf_slot_order)order;
+                s.evict_interval = order ? 3 : 0;
+                s.decode_steps = 5;
+                s.seed = 200 + (uint64_t)(si * 4 + major * 2 + order);
+                run_scenario(&s);
+            }
+}
+
+/* K and V are separate views, each with its own dtype and row size: q8_0
+ * keys (head_dim 128: 4 blocks, 136 bytes) beside q4_0 values (72 bytes)
+ * or f16 values, in different layouts; K or V alone. */
+static void test_row_bytes_mixed_views(void **state)
+{
+    (void)state;
+    for (int variant = 0; variant < 4; variant++)
+        for (int order = 0; order < 2; order++) {
+            scenario s = base_scenario();
+            s.head_dim = 128;
+            s.layout.dtype = KF_DTYPE_ROW_BYTES;
+            s.layout.row_bytes = 136;
+            s.layout.misalign = 1;
+            s.v_own_layout = 1;
+            s.v_layout.token_major = 1;
+            if (variant == 1) {
+                s.v_layout.dtype = KF_DTYPE_F16;
+            } else {
+                s.v_layout.dtype = KF_DTYPE_ROW_BYTES;
+                s.v_layout.row_bytes = 72;
+                s.v_layout.misalign = 3;
+            }
+            s.pass = variant == 2 ? PASS_K : variant == 3 ? PASS_V
+                                                          : PASS_K | PASS_V;
+            s.order = (kf_slot_order)order;
+            s.decode_steps = 4;
+            s.seed = 240 + (uint64_t)(variant * 2 + order);
+            run_scenario(&s);
+        }
+}
+
+/* Enough bytes moved for the library to split heads over threads. */
+static void test_row_bytes_threaded(void **state)
+{
+    (void)state;
+    for (int order = 0; order < 2; order++) {
+        scenario s = base_scenario();
+        s.layers = 1;
+        s.heads = 8;
+        s.kv_heads = 4;
+        s.head_dim = 128;
+        s.capacity = 520;
+        s.prompt = 512; /* k = 256: 256 rows * 4098 bytes * 4 heads * 2 */
+        s.threads = 4;
+        s.decode_steps = 2;
+        s.layout.dtype = KF_DTYPE_ROW_BYTES;
+        s.layout.row_bytes = 4098;
+        s.layout.token_major = order;
+        s.layout.misalign = 7;
+        s.order = (kf_slot_order)order;
+        s.seed = 260 + (uint64_t)order;
+        run_scenario(&s);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -790,6 +897,9 @@ int main(void)
         cmocka_unit_test(test_policies_and_granularities),
         cmocka_unit_test(test_threaded_compaction),
         cmocka_unit_test(test_any_order),
+        cmocka_unit_test(test_row_bytes_sizes),
+        cmocka_unit_test(test_row_bytes_mixed_views),
+        cmocka_unit_test(test_row_bytes_threaded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

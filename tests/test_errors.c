@@ -270,8 +270,8 @@ static kv_pair make_kv(const kf_cache *c, int layer, test_rng *r)
     /* the buffers' sizes are declared: every compaction of these views is
      * bounds-checked too */
     size_t bytes = p.elems * sizeof(float);
-    p.kview = (kf_kv_view){ p.k, KF_DTYPE_F32, n, cfg.head_dim, hs, bytes };
-    p.vview = (kf_kv_view){ p.v, KF_DTYPE_F32, n, cfg.head_dim, hs, bytes };
+    p.kview = (kf_kv_view){ p.k, KF_DTYPE_F32, n, cfg.head_dim, hs, bytes, 0 };
+    p.vview = (kf_kv_view){ p.v, KF_DTYPE_F32, n, cfg.head_dim, hs, bytes, 0 };
     return p;
 }
 
@@ -510,6 +510,25 @@ static void test_create_bad_enums(void **state)
     EXPECT_CREATE_FAILS(cfg, KF_EINVAL);
     cfg.granularity = (kf_granularity)-1;
     EXPECT_CREATE_FAILS(cfg, KF_EINVAL);
+    cfg = base_config();
+    cfg.noise = (kf_noise)2;
+    EXPECT_CREATE_FAILS(cfg, KF_EINVAL);
+    cfg.noise = (kf_noise)-1;
+    EXPECT_CREATE_FAILS(cfg, KF_EINVAL);
+    /* both values are accepted, with any policy */
+    for (int p = 0; p <= KF_POLICY_FULL; p++) {
+        cfg = base_config();
+        cfg.policy = (kf_policy)p;
+        if (p == KF_POLICY_FULL)
+            cfg.budget_ratio = 0.0;
+        cfg.noise = KF_NOISE_TABLE;
+        kf_cache *c = NULL;
+        assert_int_equal(kf_cache_create(&c, &cfg), KF_OK);
+        kf_config back;
+        assert_int_equal(kf_cache_config(c, &back), KF_OK);
+        assert_int_equal(back.noise, KF_NOISE_TABLE);
+        kf_cache_destroy(&c);
+    }
 }
 
 static void test_create_one_allocator_hook(void **state)
@@ -1856,7 +1875,7 @@ static void test_compact_view_invalid(void **state)
     expect_compact_fails(c, &kv, &kv.kview, &bad, KF_EINVAL, __FILE__,
                          __LINE__);
     expect_compact_fails(c, &kv, NULL, &bad, KF_EINVAL, __FILE__, __LINE__);
-    const kf_dtype bad_types[] = { (kf_dtype)3, (kf_dtype)-1,
+    const kf_dtype bad_types[] = { (kf_dtype)4, (kf_dtype)-1,
                                    (kf_dtype)100 };
     for (size_t i = 0; i < sizeof bad_types / sizeof *bad_types; i++) {
         bad = kv.kview;
@@ -2016,6 +2035,94 @@ static void test_compact_view_bytes(void **state)
     kf_cache_destroy(&c);
 }
 
+/* Quantized rows (KF_DTYPE_ROW_BYTES): the layer's f32 buffers seen as
+ * opaque rows of 32 bytes (2 KV heads x 32 rows). Strides and sizes are in
+ * bytes, any address is fine, and the checks are those of the other
+ * dtypes: row_bytes 0 is KF_ERANGE, overlapping rows and a declared size
+ * too small KF_ELAYOUT, overflowing extents KF_EOVERFLOW, a wrong slot
+ * count KF_EMISMATCH; nothing moves on failure. */
+static void test_compact_row_bytes(void **state)
+{
+    (void)state;
+    test_rng r;
+    test_rng_seed(&r, 57);
+    kv_pair kv;
+    kf_cache *c = selected_layer0(&r, &kv); /* capacity 32, 16 slots */
+    kf_kv_view q = kv.kview;
+    q.dtype = KF_DTYPE_ROW_BYTES;
+    q.row_bytes = 32;
+    q.token_stride = 32;
+    q.head_stride = 32 * 32;
+    kf_kv_view bad = q;
+
+    bad.row_bytes = 0;
+    EXPECT_VIEW_FAILS(c, &kv, bad, KF_ERANGE);
+    bad.data = NULL; /* NULL data first */
+    EXPECT_VIEW_FAILS(c, &kv, bad, KF_EINVAL);
+
+    bad = q;
+    bad.n_slots = 17;
+    EXPECT_VIEW_FAILS(c, &kv, bad, KF_EMISMATCH);
+
+    /* rows of one head overlap; heads overlap, head-major or interleaved */
+    bad = q;
+    bad.token_stride = 31;
+    EXPECT_VIEW_FAILS(c, &kv, bad, KF_ELAYOUT);
+    bad.token_stride = 0;
+    EXPECT_VIEW_FAILS(c, &kv, bad, KF_ELAYOUT);
+    bad = q;
+    bad.head_stride = 15 * 32 + 31;
+    EXPECT_VIEW_FAILS(c, &kv, bad, KF_ELAYOUT);
+    bad.head_stride = 31; /* [row][head]: heads overlap inside a row */
+    bad.token_stride = 64;
+    EXPECT_VIEW_FAILS(c, &kv, bad, KF_ELAYOUT);
+    bad.head_stride = 32;
+    bad.token_stride = 63;
+    EXPECT_VIEW_FAILS(c, &kv, bad, KF_ELAYOUT);
+
+    /* the declared size bounds the last byte: row 15 of head 1 */
+    size_t span = (size_t)32 * 32 + 15 * 32 + 32;
+    bad = q;
+    bad.bytes = span - 1;
+    EXPECT_VIEW_FAILS(c, &kv, bad, KF_ELAYOUT);
+    bad.row_bytes = 33; /* the span counts bytes of rows, not elements */
+    bad.token_stride = 33;
+    bad.head_stride = 32 * 33;
+    bad.bytes = 32 * 33 + 15 * 33 + 33 - 1;
+    EXPECT_VIEW_FAILS(c, &kv, bad, KF_ELAYOUT);
+
+    /* extents past the address space (strides count bytes here) */
+    bad = q;
+    bad.head_stride = SIZE_MAX - 100;
+    EXPECT_VIEW_FAILS(c, &kv, bad, KF_EOVERFLOW);
+    bad.head_stride = SIZE_MAX;
+    EXPECT_VIEW_FAILS(c, &kv, bad, KF_EOVERFLOW);
+    bad = q;
+    bad.token_stride = SIZE_MAX / 15 + 1;
+    EXPECT_VIEW_FAILS(c, &kv, bad, KF_EOVERFLOW);
+    bad = q;
+    bad.row_bytes = SIZE_MAX;
+    bad.bytes = 0;
+    EXPECT_VIEW_FAILS(c, &kv, bad, KF_EOVERFLOW);
+    bad.row_bytes = SIZE_MAX - 32 * 32 - 15 * 32; /* fits, but not at data */
+    EXPECT_VIEW_FAILS(c, &kv, bad, KF_EOVERFLOW);
+
+    /* quantized K on V's bytes */
+    kf_kv_view on_v = q;
+    on_v.data = (char *)kv.v + 3;
+    expect_compact_fails(c, &kv, &on_v, &kv.vview, KF_ELAYOUT, __FILE__,
+                         __LINE__);
+
+    /* an odd address and an odd row size, beside an f32 V: accepted */
+    kf_kv_view k = q;
+    k.data = (char *)kv.k + 1;
+    k.row_bytes = 31;
+    k.bytes = kv.elems * sizeof(float) - 1;
+    EXPECT_OK(kf_compact(c, 0, &k, &kv.vview));
+    free_kv(&kv);
+    kf_cache_destroy(&c);
+}
+
 static void test_compact_all_layers_with_views(void **state)
 {
     (void)state;
@@ -2097,6 +2204,7 @@ int main(void)
         cmocka_unit_test(test_compact_view_layout),
         cmocka_unit_test(test_compact_token_major_tight),
         cmocka_unit_test(test_compact_view_bytes),
+        cmocka_unit_test(test_compact_row_bytes),
         cmocka_unit_test(test_compact_all_layers_with_views),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

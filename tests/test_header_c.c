@@ -35,7 +35,7 @@ int main(void)
     for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
         k[i] = (float)(i % 7) * 0.125f;
     kf_query_view qv = { q, 3, 4, 12, 0.0f, KF_LOGITS_CAUSAL, 0 };
-    kf_kv_view kv = { k, KF_DTYPE_F32, 3, 4, 32, 0 };
+    kf_kv_view kv = { k, KF_DTYPE_F32, 3, 4, 32, 0, 0 };
     int rc = kf_observe_qk(cache, 0, &qv, &kv);
     kf_logits_view lv = { NULL, 1, 4, 4, 4, 0u, 0 };
     (void)lv;

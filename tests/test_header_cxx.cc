@@ -22,6 +22,7 @@ int main()
         FIELD(kf_config, allocator),
         FIELD(kf_config, evict_interval),
         FIELD(kf_config, slot_order),
+        FIELD(kf_config, noise),
         FIELD(kf_config, reserved),
         sizeof(kf_allocator),
         sizeof(kf_logits_view),
@@ -30,12 +31,15 @@ int main()
         sizeof(kf_kv_view),
         FIELD(kf_kv_view, dtype),
         FIELD(kf_kv_view, token_stride),
+        FIELD(kf_kv_view, bytes),
+        FIELD(kf_kv_view, row_bytes),
         sizeof(kf_query_view),
         FIELD(kf_query_view, head_stride),
         FIELD(kf_query_view, scale),
         FIELD(kf_query_view, flags),
         sizeof(kf_policy),
         sizeof(kf_dtype),
+        sizeof(kf_noise),
     };
     size_t n = 0;
     const size_t *c = kf_test_c_layout(&n);

@@ -455,6 +455,19 @@ static void test_h2o_and_granularities(void **state)
     run_sequence(&s, cfg, 40, 1, 4, 0.0f, 14);
 }
 
+/* KF_NOISE_TABLE: the logits computed here and the host's give the same
+ * state with the table's noise too (grouped rows of a GQA head). */
+static void test_table_noise(void **state)
+{
+    (void)state;
+    shape s = { 2, 8, 2, 16, 48, KF_DTYPE_F32, 0, 0, 0 };
+    kf_config cfg = config_of(&s, 16);
+    cfg.noise = KF_NOISE_TABLE;
+    run_sequence(&s, cfg, 40, 1, 4, 0.0f, 15);
+    cfg.granularity = KF_GRANULARITY_LAYER;
+    run_sequence(&s, cfg, 40, 2, 4, 0.0f, 16);
+}
+
 /* capacity below the row block: the block shrinks to the capacity */
 static void test_small_capacity(void **state)
 {
@@ -599,7 +612,11 @@ static void test_errors_arguments(void **state)
     bk.data = NULL;
     EXPECT_FAIL(c, KF_EINVAL, kf_observe_qk(c, 0, &q, &bk));
     bk = k;
-    bk.dtype = (kf_dtype)3;
+    bk.dtype = (kf_dtype)4;
+    EXPECT_FAIL(c, KF_EINVAL, kf_observe_qk(c, 0, &q, &bk));
+    /* quantized keys are opaque: the library cannot read them */
+    bk.dtype = KF_DTYPE_ROW_BYTES;
+    bk.row_bytes = 16 * sizeof(float);
     EXPECT_FAIL(c, KF_EINVAL, kf_observe_qk(c, 0, &q, &bk));
 
     /* the keys must hold the old slots plus the new row */
@@ -747,6 +764,7 @@ int main(void)
         cmocka_unit_test(test_chunked_prefill),
         cmocka_unit_test(test_non_causal_rows),
         cmocka_unit_test(test_h2o_and_granularities),
+        cmocka_unit_test(test_table_noise),
         cmocka_unit_test(test_small_capacity),
         cmocka_unit_test(test_thread_count_invariance),
         cmocka_unit_test(test_non_scoring_policies),

@@ -492,6 +492,175 @@ static void test_uniform_removed(void **state)
     kf_cache_destroy(&c);
 }
 
+/* UNIFORM with KF_ORDER_ANY: slots are out of position order after the
+ * first compactions, and a selection that removes several positions must
+ * still report them ascending (issue 16: call 3 gave 4 2 3, call 6 gave
+ * 6 5 7). */
+static void test_removed_ascending_any_order(void **state)
+{
+    (void)state;
+    kf_config cfg = test_config(1, 1, 1, 4, 7);
+    cfg.policy = KF_POLICY_WINDOW;
+    cfg.granularity = KF_GRANULARITY_UNIFORM;
+    cfg.slot_order = KF_ORDER_ANY;
+    cfg.budget_ratio = 0.0;
+    cfg.budget_tokens = 4;
+    cfg.evict_interval = 3;
+    kf_cache *c;
+    assert_int_equal(kf_cache_create(&c, &cfg), KF_OK);
+    const int32_t want3[] = { 2, 3, 4 }, want6[] = { 5, 6, 7 };
+    for (int call = 0; call <= 12; call++) { /* 0: the prompt */
+        uint32_t rows = call == 0 ? 6 : 1, n;
+        assert_int_equal(kf_slot_count(c, 0, 0, &n), KF_OK);
+        kf_logits_view v = { NULL, rows, n + rows, n + rows, 0,
+                             KF_LOGITS_CAUSAL, 0 };
+        assert_int_equal(kf_observe_logits(c, 0, &v), KF_OK);
+        assert_int_equal(kf_select(c, KF_ALL_LAYERS), KF_OK);
+        assert_int_equal(kf_compact(c, KF_ALL_LAYERS, NULL, NULL), KF_OK);
+        const int32_t *removed;
+        assert_int_equal(kf_removed_positions(c, &removed, &n), KF_OK);
+        for (uint32_t i = 1; i < n; i++)
+            assert_true(removed[i - 1] < removed[i]);
+        if (call == 3 || call == 6) {
+            assert_int_equal(n, 3);
+            assert_memory_equal(removed, call == 3 ? want3 : want6,
+                                sizeof want3);
+        }
+    }
+    kf_cache_destroy(&c);
+}
+
+/* A chunked prefill is not bit-identical to one call (one call fuses each
+ * row's product into the running sum; a later call adds its rounded
+ * product), but each score is a sum of the same m = rows x group terms,
+ * so the two differ by at most m * 2^-23 of the score (doc/quality.md),
+ * and the selections of typical inputs agree. The smallest case is H2O,
+ * one head, a 3-token prompt as 2 + 1 rows. */
+static void chunk_case(kf_policy policy, uint32_t heads, uint32_t kv_heads,
+                       uint32_t prompt, uint32_t chunk, uint64_t seed)
+{
+    kf_config cfg = test_config(1, heads, kv_heads, 4, prompt);
+    cfg.policy = policy;
+    cfg.seed = seed;
+    kf_cache *one, *chunked;
+    assert_int_equal(kf_cache_create(&one, &cfg), KF_OK);
+    assert_int_equal(kf_cache_create(&chunked, &cfg), KF_OK);
+    float *x = malloc((size_t)heads * prompt * prompt * sizeof *x);
+    test_rng r;
+    test_rng_seed(&r, seed);
+    test_fill_logits(x, heads, prompt, prompt, 1, &r);
+    size_t hs = (size_t)prompt * prompt;
+    kf_logits_view v = { x, prompt, prompt, prompt, hs, KF_LOGITS_CAUSAL, 0 };
+    assert_int_equal(kf_observe_logits(one, 0, &v), KF_OK);
+    for (uint32_t at = 0; at < prompt; at += chunk) {
+        uint32_t rows = prompt - at < chunk ? prompt - at : chunk;
+        kf_logits_view part = { x + (size_t)at * prompt, rows, at + rows,
+                                prompt, hs, KF_LOGITS_CAUSAL, 0 };
+        assert_int_equal(kf_observe_logits(chunked, 0, &part), KF_OK);
+    }
+    double m = (double)prompt * (heads / kv_heads);
+    for (int g = 0; g < (int)kv_heads; g++) {
+        const float *a, *b;
+        uint32_t na, nb;
+        kf_slot_scores(one, 0, g, &a, &na);
+        kf_slot_scores(chunked, 0, g, &b, &nb);
+        assert_int_equal(na, nb);
+        for (uint32_t j = 0; j < na; j++) {
+            double big = a[j] > b[j] ? a[j] : b[j];
+            assert_true(fabs((double)a[j] - b[j]) <= m * 0x1p-23 * big);
+        }
+    }
+    assert_int_equal(kf_select(one, 0), KF_OK);
+    assert_int_equal(kf_select(chunked, 0), KF_OK);
+    for (int g = 0; g < (int)kv_heads; g++) {
+        const uint32_t *ka, *kb;
+        uint32_t na, nb;
+        kf_kept_slots(one, 0, g, &ka, &na);
+        kf_kept_slots(chunked, 0, g, &kb, &nb);
+        assert_int_equal(na, nb);
+        assert_memory_equal(ka, kb, na * sizeof *ka);
+    }
+    free(x);
+    kf_cache_destroy(&one);
+    kf_cache_destroy(&chunked);
+}
+
+static void test_chunked_prefill_bound(void **state)
+{
+    (void)state;
+    for (uint64_t seed = 1; seed <= 20; seed++) {
+        chunk_case(KF_POLICY_H2O, 1, 1, 3, 2, seed);
+        chunk_case(KF_POLICY_KEYFORMER, 1, 1, 3, 2, seed);
+    }
+    chunk_case(KF_POLICY_H2O, 4, 2, 90, 7, 31);
+    chunk_case(KF_POLICY_KEYFORMER, 4, 2, 90, 1, 32);
+    chunk_case(KF_POLICY_KEYFORMER, 8, 1, 64, 20, 33);
+}
+
+/* tau only matters under Keyformer: every other policy reports 1 however
+ * the schedule is set, in the prompt and during generation. */
+static void test_tau_other_policies(void **state)
+{
+    (void)state;
+    for (int p = KF_POLICY_H2O; p <= KF_POLICY_FULL; p++) {
+        kf_config cfg = test_config(1, 2, 1, 4, 32);
+        cfg.policy = (kf_policy)p;
+        cfg.tau_init = 3.0f;
+        cfg.tau_end = 5.0f;
+        cfg.tau_steps = 2;
+        if (p == KF_POLICY_FULL)
+            cfg.budget_ratio = 0.0;
+        kf_cache *c;
+        assert_int_equal(kf_cache_create(&c, &cfg), KF_OK);
+        test_rng r;
+        test_rng_seed(&r, 6);
+        float buf[2 * 32 * 32], tau = 0.0f;
+        for (int t = 0; t < 5; t++) {
+            assert_int_equal(kf_current_tau(c, 0, &tau), KF_OK);
+            assert_true(tau == 1.0f);
+            assert_int_equal(test_observe(c, 0, buf, t ? 1 : 10, 1, &r), KF_OK);
+            assert_int_equal(kf_select(c, 0), KF_OK);
+            assert_int_equal(kf_compact(c, 0, NULL, NULL), KF_OK);
+        }
+        kf_cache_destroy(&c);
+    }
+}
+
+/* kf_cache_memory grows with n_threads by the per-thread scratch the
+ * header lists, give or take the 64-byte rounding of its 4 arrays. */
+static void test_memory_per_thread(void **state)
+{
+    (void)state;
+    const kf_policy policies[] = { KF_POLICY_KEYFORMER, KF_POLICY_H2O,
+                                   KF_POLICY_WINDOW };
+    const uint32_t groups[] = { 1, 4, 20 };
+    for (size_t p = 0; p < 3; p++)
+        for (size_t i = 0; i < 3; i++) {
+            uint32_t cap = 100, dim = 12, g = groups[i];
+            int scoring = policies[p] != KF_POLICY_WINDOW;
+            size_t rows = !scoring ? 1 : g < 16 ? g : 16;
+            size_t per_thread = cap * (4 * rows + 4);
+            if (scoring)
+                per_thread += 32 * cap * 4 + 64 * dim * 4;
+            size_t prev = 0;
+            for (uint32_t t = 1; t <= 4; t++) {
+                kf_config cfg = test_config(2, 2 * g, 2, dim, cap);
+                cfg.policy = policies[p];
+                cfg.n_threads = t;
+                kf_cache *c;
+                size_t bytes;
+                assert_int_equal(kf_cache_create(&c, &cfg), KF_OK);
+                assert_int_equal(kf_cache_memory(c, &bytes), KF_OK);
+                kf_cache_destroy(&c);
+                if (t > 1) {
+                    assert_true(bytes + 4 * 64 >= prev + per_thread);
+                    assert_true(bytes <= prev + per_thread + 4 * 64);
+                }
+                prev = bytes;
+            }
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -507,6 +676,10 @@ int main(void)
         cmocka_unit_test(test_evict_interval),
         cmocka_unit_test(test_any_order),
         cmocka_unit_test(test_uniform_removed),
+        cmocka_unit_test(test_removed_ascending_any_order),
+        cmocka_unit_test(test_chunked_prefill_bound),
+        cmocka_unit_test(test_tau_other_policies),
+        cmocka_unit_test(test_memory_per_thread),
     };
     return cmocka_run_group_tests_name("policies", tests, NULL, NULL);
 }

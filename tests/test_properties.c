@@ -140,6 +140,15 @@ static void test_invariants_all_policies(void **state)
                     run(cfg, 120, 0, 80, (uint64_t)(p * 7 + rule * 3 + gr), 1);
                 }
             }
+    /* Keyformer with the table's noise */
+    for (int rule = 0; rule < 2; rule++)
+        for (int gr = 0; gr < 3; gr++) {
+            kf_config cfg = base_config();
+            cfg.rule = (kf_rule)rule;
+            cfg.granularity = (kf_granularity)gr;
+            cfg.noise = KF_NOISE_TABLE;
+            run(cfg, 120, 0, 80, (uint64_t)(100 + rule * 3 + gr), 1);
+        }
 }
 
 static void test_recent_ratio_edges(void **state)
@@ -159,9 +168,10 @@ static void test_recent_ratio_edges(void **state)
 static void test_thread_count_invariance(void **state)
 {
     (void)state;
-    for (int gr = 0; gr < 3; gr++) {
+    for (int gr = 0; gr < 6; gr++) { /* the table's noise from 3 on */
         kf_config cfg = base_config();
-        cfg.granularity = (kf_granularity)gr;
+        cfg.granularity = (kf_granularity)(gr % 3);
+        cfg.noise = gr < 3 ? KF_NOISE_EXACT : KF_NOISE_TABLE;
         cfg.n_threads = 1;
         uint64_t one = run(cfg, 150, 0, 9, 21, 0);
         cfg.n_threads = 2;
@@ -181,6 +191,13 @@ static void test_seed_changes_noise(void **state)
     assert_true(run(cfg, 100, 0, 5, 3, 0) == a);
     cfg.seed = 78;
     assert_true(run(cfg, 100, 0, 5, 3, 0) != a);
+    /* the table's noise: its own result, and seeded too */
+    cfg.noise = KF_NOISE_TABLE;
+    uint64_t t = run(cfg, 100, 0, 5, 3, 0);
+    assert_true(t != a && run(cfg, 100, 0, 5, 3, 0) == t);
+    cfg.seed = 77;
+    assert_true(run(cfg, 100, 0, 5, 3, 0) != t);
+    cfg.noise = KF_NOISE_EXACT;
     /* H2O has no noise: the seed is irrelevant */
     cfg.policy = KF_POLICY_H2O;
     uint64_t h = run(cfg, 100, 0, 5, 3, 0);

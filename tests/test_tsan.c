@@ -155,9 +155,9 @@ static result run_workload(const workload *w)
             size_t layer_off = (size_t)l * kv * cap * dim;
             /* [head][token][dim] for K, [token][head][dim] for V */
             kf_kv_view kvw = { k_buf + layer_off, KF_DTYPE_F32, n, dim,
-                               (size_t)cap * dim, 0 };
+                               (size_t)cap * dim, 0, 0 };
             kf_kv_view vvw = { v_buf + layer_off, KF_DTYPE_F32, n,
-                               (size_t)kv * dim, dim, 0 };
+                               (size_t)kv * dim, dim, 0, 0 };
             r.status = kf_compact(c, (int)l, &kvw, &vvw);
         }
     }
@@ -328,12 +328,13 @@ static void test_openmp_inside_one_cache(void **state)
 static void test_kv_heads_in_threads(void **state)
 {
     (void)state;
-    for (int variant = 0; variant < 3; variant++) {
+    for (int variant = 0; variant < 4; variant++) {
         workload w = small_workload(variant);
         w.cfg = test_config(3, 8, 4, 16, 96); /* 4 KV heads, 4 threads */
         w.cfg.n_threads = 1;
         w.cfg.policy = variant == 1 ? KF_POLICY_H2O : KF_POLICY_KEYFORMER;
         w.cfg.slot_order = variant == 2 ? KF_ORDER_ANY : KF_ORDER_POSITION;
+        w.cfg.noise = variant == 3 ? KF_NOISE_TABLE : KF_NOISE_EXACT;
         result whole = run_workload(&w);
         assert_int_equal(whole.status, KF_OK);
         w.by_kv_head = 1;

@@ -73,7 +73,7 @@ int main(void)
                           : rnd() - alibi_slope(h) * (float)(i - j);
     kf_logits_view lv = { logits, PROMPT, PROMPT, PROMPT, PROMPT * PROMPT,
                           KF_LOGITS_CAUSAL, 0 };
-    kf_kv_view kv = { keys, KF_DTYPE_F32, PROMPT, DIM, CAPACITY * DIM, 0 };
+    kf_kv_view kv = { keys, KF_DTYPE_F32, PROMPT, DIM, CAPACITY * DIM, 0, 0 };
     int rc = kf_observe_logits(cache, 0, &lv);
     if (rc == KF_OK)
         rc = kf_select(cache, 0);

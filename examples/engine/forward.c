@@ -150,6 +150,25 @@ void eng_state_reset(eng_state *s)
     memset(s->n_slots, 0, (size_t)s->model->config.n_layers * sizeof *s->n_slots);
 }
 
+int eng_state_copy(eng_state *dst, const eng_state *src, eng_error *err)
+{
+    if (dst == src || dst->model != src->model || dst->capacity != src->capacity)
+        return eng_fail(err, ENG_EINVAL, "states of different models or capacities");
+    const eng_model_config *c = &src->model->config;
+    const size_t head = (size_t)src->capacity * (size_t)c->head_size;
+    for (int l = 0; l < c->n_layers; l++) {
+        const size_t used = (size_t)src->n_slots[l] * (size_t)c->head_size;
+        for (int g = 0; g < c->n_kv_heads; g++) {
+            const size_t at = (size_t)l * layer_cache_floats(src) + (size_t)g * head;
+            memcpy(dst->keys + at, src->keys + at, used * sizeof *dst->keys);
+            memcpy(dst->values + at, src->values + at, used * sizeof *dst->values);
+        }
+        dst->n_slots[l] = src->n_slots[l];
+    }
+    dst->position = src->position;
+    return ENG_OK;
+}
+
 void eng_state_set_hook(eng_state *s, eng_layer_hook hook, void *user_data)
 {
     s->hook = hook;

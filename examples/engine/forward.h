@@ -73,6 +73,16 @@ void eng_state_destroy(eng_state **state);
 /* Forgets every token, so the next call starts at position 0. */
 void eng_state_reset(eng_state *state);
 
+/* Makes dst continue src's sequence: position, slot counts and the K/V of
+ * every occupied slot (the first n_slots rows of each layer and KV head).
+ * For branching after a shared prefill (beams, several samples); the
+ * host's library cache, if any, is copied separately
+ * (kf_cache_copy_state). dst keeps its own hook, threads and scratch, and
+ * must share src's model and capacity. Nothing is allocated. Returns
+ * ENG_OK, or ENG_EINVAL (the same state, another model or capacity),
+ * leaving dst unchanged. */
+int eng_state_copy(eng_state *dst, const eng_state *src, eng_error *err);
+
 /* Replaces the hook (for example once a library cache exists). */
 void eng_state_set_hook(eng_state *state, eng_layer_hook hook, void *user_data);
 

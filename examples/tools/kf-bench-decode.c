@@ -466,8 +466,8 @@ static void decode_round(const dopts *o, dstate *st, int round, size_t cap,
                     check(kf_select(cache, l), "select");
                     double b2 = now();
                     kf_dtype dt = o->f16 ? KF_DTYPE_F16 : KF_DTYPE_F32;
-                    kf_kv_view kvw = {K, dt, (uint32_t)m, (size_t)d, cap * d, 0};
-                    kf_kv_view vvw = {V, dt, (uint32_t)m, (size_t)d, cap * d, 0};
+                    kf_kv_view kvw = {K, dt, (uint32_t)m, (size_t)d, cap * d, 0, 0};
+                    kf_kv_view vvw = {V, dt, (uint32_t)m, (size_t)d, cap * d, 0, 0};
                     check(kf_compact(cache, l, &kvw, &vvw), "compact");
                     double b3 = now();
                     sel += span(b1, b2);
@@ -1004,9 +1004,9 @@ static int cmd_prefill(int argc, char **argv)
                 double c0 = now();
                 check(kf_select(cache, l), "select");
                 kf_kv_view kvw = {K, KF_DTYPE_F32, (uint32_t)S, (size_t)d,
-                                  (size_t)S * d, 0};
+                                  (size_t)S * d, 0, 0};
                 kf_kv_view vvw = {V, KF_DTYPE_F32, (uint32_t)S, (size_t)d,
-                                  (size_t)S * d, 0};
+                                  (size_t)S * d, 0, 0};
                 check(kf_compact(cache, l, &kvw, &vvw), "compact");
                 lib += now() - c0;
             }

@@ -3,6 +3,8 @@
  *   score      kf_score_gumbel (Keyformer): logits/s on one row of n slots,
  *              tau = 1.25 (the general path, every generation step)
  *   score_prompt  the same at tau = 1 (the prompt's path: e^x / E)
+ *   score_table   kf_score_table (Keyformer, KF_NOISE_TABLE): logits/s,
+ *              tau = 1.25 (one path for every tau)
  *   score_h2o  kf_score_softmax (H2O): logits/s
  *   dot        kf_dot_rows (kf_observe_qk's logits): 1024 key rows of
  *              head size d (48, 128) against one query: logits/s
@@ -21,8 +23,8 @@
  *                           bytes_per_s, speedup_vs_c (and memcpy_bytes_per_s
  *                           for compact)
  *   kf-bench --quick        smaller sizes and batches (a smoke run)
- *   kf-bench --kernel K     only kernel K (score, score_prompt, score_h2o,
- *                           dot, select, compact)
+ *   kf-bench --kernel K     only kernel K (score, score_prompt,
+ *                           score_table, score_h2o, dot, select, compact)
  *   kf-bench --isa I        only c and I (c, avx2, avx512, neon); an ISA
  *                           this CPU or this build lacks is an error
  *   kf-bench decode|prefill ...   the end-to-end runs of kf-bench-decode
@@ -156,7 +158,7 @@ static void report(const options *o, const char *kernel, const char *isa,
 
 /* ---- score ---- */
 
-enum { SCORE_GUMBEL, SCORE_PROMPT, SCORE_H2O };
+enum { SCORE_GUMBEL, SCORE_PROMPT, SCORE_H2O, SCORE_TABLE };
 
 typedef struct score_ctx {
     const kf_dsp *dsp;
@@ -172,7 +174,11 @@ static void score_call(void *p)
     kf_noise_key key = { 0x12345678u };
     if (s->mode == SCORE_H2O)
         s->dsp->score_softmax(s->acc, s->x, s->n, s->scratch);
-    else {
+    else if (s->mode == SCORE_TABLE) {
+        uint32_t failed;
+        s->dsp->score_table(s->acc, s->x, 0, 1, s->pos, s->n, &key, 0.8f,
+                            kf_gumbel_table(), s->scratch, &failed, NULL);
+    } else {
         uint32_t failed;
         s->dsp->score_gumbel(s->acc, s->x, 0, 1, s->pos, s->n, &key,
                              s->mode == SCORE_PROMPT ? 1.0f : 0.8f, s->scratch,
@@ -182,7 +188,8 @@ static void score_call(void *p)
 
 static void bench_score(const options *o, const variant *v, int nv, int mode)
 {
-    static const char *const names[] = { "score", "score_prompt", "score_h2o" };
+    static const char *const names[] = { "score", "score_prompt", "score_h2o",
+                                          "score_table" };
     static const uint32_t full[] = { 256, 4096, 32768 };
     static const uint32_t quick[] = { 4096 };
     const uint32_t *sizes = o->quick ? quick : full;
@@ -376,8 +383,9 @@ static int want(const char *filter, const char *name)
 /* kf-bench-decode.c, linked in: the end-to-end decode and prefill runs */
 int kf_bench_decode_main(int argc, char **argv);
 
-static const char *const kernel_names[] = { "score", "score_prompt", "score_h2o",
-                                            "dot", "select", "compact" };
+static const char *const kernel_names[] = { "score", "score_prompt", "score_table",
+                                            "score_h2o", "dot", "select",
+                                            "compact" };
 enum { N_KERNELS = sizeof kernel_names / sizeof kernel_names[0] };
 static const uint32_t isas[] = { KF_CPU_AVX2, KF_CPU_AVX512, KF_CPU_NEON };
 enum { N_ISAS = sizeof isas / sizeof isas[0] };
@@ -393,8 +401,8 @@ static void usage(FILE *out)
             "  --json       one JSON object per line: kernel, isa, n, seconds,\n"
             "               items_per_s, bytes_per_s, speedup_vs_c\n"
             "  --quick      smaller sizes and batches (a smoke run)\n"
-            "  --kernel K   only kernel K: score, score_prompt, score_h2o, dot,\n"
-            "               select or compact\n"
+            "  --kernel K   only kernel K: score, score_prompt, score_table,\n"
+            "               score_h2o, dot, select or compact\n"
             "  --isa I      only c and I: c, avx2, avx512 or neon (I must be built\n"
             "               and supported by this CPU)\n"
             "  --help       this text\n"
@@ -513,6 +521,8 @@ int main(int argc, char **argv)
         bench_score(&o, v, nv, SCORE_GUMBEL);
     if (want(o.kernel, "score_prompt"))
         bench_score(&o, v, nv, SCORE_PROMPT);
+    if (want(o.kernel, "score_table"))
+        bench_score(&o, v, nv, SCORE_TABLE);
     if (want(o.kernel, "score_h2o"))
         bench_score(&o, v, nv, SCORE_H2O);
     if (want(o.kernel, "dot"))

@@ -1,5 +1,5 @@
-/* NEON score kernels: kf_score_gumbel, kf_score_softmax and the dot
- * products of kf_observe_qk (kf_dot_rows), bit-identical to
+/* NEON score kernels: kf_score_gumbel, kf_score_table, kf_score_softmax
+ * and the dot products of kf_observe_qk (kf_dot_rows), bit-identical to
  * lib/score_c.c. Each vector op below is one fp32 operation of
  * lib/fastmath.h or lib/rng.h, in the same order: a vfma exactly where
  * the C code calls fmaf, and no other fusion (built with
@@ -131,6 +131,23 @@ INLINE void gumbel_ps(float32x4_t g[U], const int32_t *pos, uint32x4_t salt)
         vorrq_u32(vshrq_n_u32(h[k], 8), vdupq_n_u32(1))));
     neg_ln_ps(g, 24);
     neg_ln_ps(g, 0);
+}
+
+/* The table's noise (kf_score_table) of U vectors of key positions: the
+ * hash, then the entries the top KF_GUMBEL_TABLE_BITS bits pick, loaded
+ * lane by lane (NEON has no gather; a lookup is exact either way). */
+INLINE void table_noise_ps(float32x4_t g[U], const int32_t *pos, uint32x4_t salt,
+                           const float *table)
+{
+    uint32x4_t h[U];
+    uint32_t index[BLOCK];
+    float noise[BLOCK];
+    EACH(k) h[k] = veorq_u32(vreinterpretq_u32_s32(vld1q_s32(pos + k * VL)), salt);
+    hash32(h);
+    EACH(k) vst1q_u32(index + k * VL, vshrq_n_u32(h[k], KF_GUMBEL_TABLE_SHIFT));
+    for (int i = 0; i < BLOCK; i++)
+        noise[i] = table[index[i]];
+    EACH(k) g[k] = vld1q_f32(noise + k * VL);
 }
 
 /* NaN or +inf lanes */
@@ -319,15 +336,27 @@ static void unit_tau_pass(float *scratch, const float *x, const int32_t *pos,
     }
 }
 
-/* scratch[j] = x[j] + gumbel(salt, pos[j]) and its maximum: the noise
+/* U vectors of noise: the exact Gumbel sample (table NULL) or the
+ * table's. */
+INLINE void noise_ps(float32x4_t g[U], const int32_t *pos, uint32x4_t salt,
+                     const float *table)
+{
+    if (table)
+        table_noise_ps(g, pos, salt, table);
+    else
+        gumbel_ps(g, pos, salt);
+}
+
+/* scratch[j] = x[j] + noise(salt, pos[j]) and its maximum: the noise
  * alone first (the heavy part), then the sum with the NaN checks. */
 static int noised_max(float *scratch, const float *x, const int32_t *pos,
-                      uint32_t n, uint32x4_t salt, float *max)
+                      uint32_t n, uint32x4_t salt, const float *table,
+                      float *max)
 {
     uint32_t j = 0;
     for (; j + BLOCK <= n; j += BLOCK) {
         float32x4_t g[U];
-        gumbel_ps(g, pos + j, salt);
+        noise_ps(g, pos + j, salt, table);
         EACH(k) vst1q_f32(scratch + j + k * VL, g[k]);
     }
     if (j < n) {
@@ -337,7 +366,7 @@ static int noised_max(float *scratch, const float *x, const int32_t *pos,
         memcpy(pt, pos + j, left * sizeof *pt);
         memset(pt + left, 0, (BLOCK - left) * sizeof *pt);
         float32x4_t g[U];
-        gumbel_ps(g, pt, salt);
+        noise_ps(g, pt, salt, table);
         EACH(k) vst1q_f32(gt + k * VL, g[k]);
         memcpy(scratch + j, gt, left * sizeof *gt);
     }
@@ -355,7 +384,8 @@ KF_SCORE_GUMBEL_FN(kf_score_gumbel_neon)
         const float *xr = x + r * x_stride;
         int status = unit_tau ? row_max(xr, NULL, n, &max[r])
                               : noised_max(scratch + r * n, xr, pos, n,
-                                           vdupq_n_u32(keys[r].salt), &max[r]);
+                                           vdupq_n_u32(keys[r].salt), NULL,
+                                           &max[r]);
         if (status) {
             *failed_row = r;
             return status;
@@ -368,6 +398,75 @@ KF_SCORE_GUMBEL_FN(kf_score_gumbel_neon)
             unit_tau_pass(scratch + r * n, x + r * x_stride, pos, n,
                           vdupq_n_u32(keys[r].salt), max[r], sum[r],
                           r + 1 == rows ? next : NULL);
+        else
+            exp_pass(scratch + r * n, scratch + r * n, n, max[r], inv_tau,
+                     sum[r]);
+    }
+    add_normalised(acc, scratch, n, rows, sum);
+    return KF_ROW_OK;
+}
+
+/* kf_score_table's one pass (see lib/score_c.c), split in two as in
+ * simd/x86: scratch = x + noise (a tail shorter than a block through a
+ * zero-padded copy of the positions, added in scalar: the same IEEE
+ * add), then exp_pass with the shift for the maximum, (t - shift) *
+ * inv_tau, the same operations. */
+static void table_pass(float *scratch, const float *x, const int32_t *pos,
+                       uint32_t n, uint32x4_t salt, const float *table,
+                       float shift, float inv_tau, float32x4_t sum[4])
+{
+    uint32_t j = 0;
+    for (; j + BLOCK <= n; j += BLOCK) {
+        float32x4_t g[U];
+        __builtin_prefetch(x + j + KF_PREFETCH_AHEAD);
+        __builtin_prefetch(x + j + KF_PREFETCH_AHEAD + 16);
+        table_noise_ps(g, pos + j, salt, table);
+        EACH(k) vst1q_f32(scratch + j + k * VL,
+                          vaddq_f32(vld1q_f32(x + j + k * VL), g[k]));
+    }
+    if (j < n) {
+        int32_t pt[BLOCK];
+        float gt[BLOCK];
+        uint32_t left = n - j;
+        memcpy(pt, pos + j, left * sizeof *pt);
+        memset(pt + left, 0, (BLOCK - left) * sizeof *pt);
+        float32x4_t g[U];
+        table_noise_ps(g, pt, salt, table);
+        EACH(k) vst1q_f32(gt + k * VL, g[k]);
+        for (uint32_t i = 0; i < left; i++)
+            scratch[j + i] = x[j + i] + gt[i];
+    }
+    exp_pass(scratch, scratch, n, shift, inv_tau, sum);
+}
+
+/* kf_score_table: the maximum of x, then the noise and the exp pass
+ * shifted by max x + the largest noise; or, for inv_tau above
+ * KF_TABLE_ONE_PASS_INV_TAU, the noise pass with the table's maximum and
+ * the general path's exp pass. Then the update. */
+KF_SCORE_TABLE_FN(kf_score_table_neon)
+{
+    (void)next; /* a prefetch hint */
+    float max[KF_SCORE_ROWS_MAX];
+    float32x4_t sum[KF_SCORE_ROWS_MAX][4];
+    int one_pass = inv_tau <= KF_TABLE_ONE_PASS_INV_TAU;
+    for (uint32_t r = 0; r < rows; r++) {
+        const float *xr = x + r * x_stride;
+        int status = one_pass ? row_max(xr, NULL, n, &max[r])
+                              : noised_max(scratch + r * n, xr, pos, n,
+                                           vdupq_n_u32(keys[r].salt), table,
+                                           &max[r]);
+        if (status) {
+            *failed_row = r;
+            return status;
+        }
+    }
+    for (uint32_t r = 0; r < rows; r++) {
+        for (int i = 0; i < 4; i++)
+            sum[r][i] = splat(0.0f);
+        if (one_pass)
+            table_pass(scratch + r * n, x + r * x_stride, pos, n,
+                       vdupq_n_u32(keys[r].salt), table,
+                       max[r] + table[KF_GUMBEL_TABLE_SIZE - 1], inv_tau, sum[r]);
         else
             exp_pass(scratch + r * n, scratch + r * n, n, max[r], inv_tau,
                      sum[r]);

@@ -1,5 +1,5 @@
-/* AVX-512 score kernels: kf_score_gumbel, kf_score_softmax and the dot
- * products of kf_observe_qk (kf_dot_rows), bit-identical to
+/* AVX-512 score kernels: kf_score_gumbel, kf_score_table, kf_score_softmax
+ * and the dot products of kf_observe_qk (kf_dot_rows), bit-identical to
  * lib/score_c.c. Each vector op below is one fp32 operation of
  * lib/fastmath.h or lib/rng.h, in the same order: a vfmadd exactly where
  * the C code calls fmaf, and no other fusion (this file is built with
@@ -108,6 +108,20 @@ INLINE void gumbel_ps(__m512 *g, const __m512i *pos, int u, __m512i salt)
         _mm512_or_si512(_mm512_srli_epi32(h[k], 8), _mm512_set1_epi32(1)));
     neg_ln_ps(g, u, 24);
     neg_ln_ps(g, u, 0);
+}
+
+/* The table's noise (kf_score_table) of u vectors of key positions: the
+ * hash, then one vgatherdps per vector of the entries the top
+ * KF_GUMBEL_TABLE_BITS bits pick (a lookup, exact). Masked-off lanes
+ * hold position 0, whose index is as valid as any. */
+INLINE void table_noise_ps(__m512 *g, const __m512i *pos, int u, __m512i salt,
+                           const float *table)
+{
+    __m512i h[U];
+    EACH(k) h[k] = _mm512_xor_si512(pos[k], salt);
+    hash32(h, u);
+    EACH(k) g[k] = _mm512_i32gather_ps(
+        _mm512_srli_epi32(h[k], KF_GUMBEL_TABLE_SHIFT), table, 4);
 }
 
 /* lanes[l] += lanes[l + w] for w = 8, 4, 2, 1: the C fold */
@@ -259,10 +273,11 @@ INLINE __m512 exp_pass(float *scratch, const float *src, uint32_t n, float max,
 }
 
 /* One block of the noise pass: t = x + noise into dst, with the NaN
- * checks and the running maximum. */
+ * checks and the running maximum. The noise is the exact Gumbel sample,
+ * or the table's when table is not NULL. */
 INLINE void noised_block(float *dst, const float *x, const int32_t *pos, int u,
-                         const __mmask16 *m, __m512i salt, __m512 *vmax,
-                         __mmask16 *bad)
+                         const __mmask16 *m, __m512i salt, const float *table,
+                         __m512 *vmax, __mmask16 *bad)
 {
     __m512i p[U];
     __m512 g[U];
@@ -271,7 +286,10 @@ INLINE void noised_block(float *dst, const float *x, const int32_t *pos, int u,
         _mm_prefetch((const char *)(x + KF_PREFETCH_AHEAD + k * VL),
                      _MM_HINT_T0);
     }
-    gumbel_ps(g, p, u, salt);
+    if (table)
+        table_noise_ps(g, p, u, salt, table);
+    else
+        gumbel_ps(g, p, u, salt);
     for (int k = 0; k < u; k++) {
         __mmask16 mk = m ? m[k] : (__mmask16)0xffff;
         __m512 xj = load_block(x + k * VL, m, k);
@@ -282,14 +300,16 @@ INLINE void noised_block(float *dst, const float *x, const int32_t *pos, int u,
     }
 }
 
-/* scratch[j] = x[j] + gumbel(salt, pos[j]) and its maximum. */
+/* scratch[j] = x[j] + noise(salt, pos[j]) and its maximum: the exact
+ * Gumbel sample (table NULL) or the table's. */
 INLINE int noised_max(float *scratch, const float *x, const int32_t *pos,
-                      uint32_t n, __m512i salt, float *max)
+                      uint32_t n, __m512i salt, const float *table, float *max)
 {
     __m512 vmax = splat(-INFINITY);
     __mmask16 bad = 0, masks[U];
-#define NOISED_BLOCK(j, u, m) \
-    noised_block(scratch + (j), x + (j), pos + (j), u, m, salt, &vmax, &bad)
+#define NOISED_BLOCK(j, u, m)                                               \
+    noised_block(scratch + (j), x + (j), pos + (j), u, m, salt, table, &vmax, \
+                 &bad)
     FOR_EACH_BLOCK(n, NOISED_BLOCK);
 #undef NOISED_BLOCK
     if (bad)
@@ -378,7 +398,7 @@ KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx512)
         int status = unit_tau ? row_max(xr, n, &max[r])
                               : noised_max(scratch + r * n, xr, pos, n,
                                            _mm512_set1_epi32((int)keys[r].salt),
-                                           &max[r]);
+                                           NULL, &max[r]);
         if (status) {
             *failed_row = r;
             return status;
@@ -389,6 +409,72 @@ KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx512)
                      ? unit_tau_pass(scratch + r * n, x + r * x_stride, pos, n,
                                      _mm512_set1_epi32((int)keys[r].salt), max[r],
                                      r + 1 == rows ? next : NULL)
+                     : exp_pass(scratch + r * n, scratch + r * n, n, max[r],
+                                inv_tau);
+    add_normalised(acc, scratch, n, rows, sum);
+    return KF_ROW_OK;
+}
+
+/* kf_score_table's one pass (see lib/score_c.c), split in two as in
+ * avx2_score.c: dst = x + noise for one block, lanes outside m skipped;
+ * then exp_pass with the shift for the maximum, (t - shift) * inv_tau,
+ * the same operations. */
+INLINE void table_noise_block(float *dst, const float *x, const int32_t *pos,
+                              int u, const __mmask16 *m, __m512i salt,
+                              const float *table)
+{
+    __m512i p[U];
+    __m512 g[U];
+    for (int k = 0; k < u; k++) {
+        p[k] = load_pos(pos + k * VL, m, k);
+        _mm_prefetch((const char *)(x + KF_PREFETCH_AHEAD + k * VL),
+                     _MM_HINT_T0);
+    }
+    table_noise_ps(g, p, u, salt, table);
+    for (int k = 0; k < u; k++)
+        _mm512_mask_storeu_ps(dst + k * VL, m ? m[k] : (__mmask16)0xffff,
+                              _mm512_add_ps(load_block(x + k * VL, m, k), g[k]));
+}
+
+INLINE __m512 table_pass(float *scratch, const float *x, const int32_t *pos,
+                         uint32_t n, __m512i salt, const float *table,
+                         float shift, float inv_tau)
+{
+    __mmask16 masks[U];
+#define TABLE_BLOCK(j, u, m) \
+    table_noise_block(scratch + (j), x + (j), pos + (j), u, m, salt, table)
+    FOR_EACH_BLOCK(n, TABLE_BLOCK);
+#undef TABLE_BLOCK
+    return exp_pass(scratch, scratch, n, shift, inv_tau);
+}
+
+/* kf_score_table: the maximum of x, then the noise and the exp pass
+ * shifted by max x + the largest noise; or, for inv_tau above
+ * KF_TABLE_ONE_PASS_INV_TAU, the noise pass with the table's maximum and
+ * the general path's exp pass. Then the update. */
+KF_SCORE_TABLE_FN(kf_score_table_avx512)
+{
+    (void)next; /* each pass prefetches ahead within the row */
+    float max[KF_SCORE_ROWS_MAX];
+    __m512 sum[KF_SCORE_ROWS_MAX];
+    int one_pass = inv_tau <= KF_TABLE_ONE_PASS_INV_TAU;
+    for (uint32_t r = 0; r < rows; r++) {
+        const float *xr = x + r * x_stride;
+        int status = one_pass ? row_max(xr, n, &max[r])
+                              : noised_max(scratch + r * n, xr, pos, n,
+                                           _mm512_set1_epi32((int)keys[r].salt),
+                                           table, &max[r]);
+        if (status) {
+            *failed_row = r;
+            return status;
+        }
+    }
+    for (uint32_t r = 0; r < rows; r++)
+        sum[r] = one_pass
+                     ? table_pass(scratch + r * n, x + r * x_stride, pos, n,
+                                  _mm512_set1_epi32((int)keys[r].salt), table,
+                                  max[r] + table[KF_GUMBEL_TABLE_SIZE - 1],
+                                  inv_tau)
                      : exp_pass(scratch + r * n, scratch + r * n, n, max[r],
                                 inv_tau);
     add_normalised(acc, scratch, n, rows, sum);

@@ -135,6 +135,74 @@ static void compact_edge(const variant *v)
     }
 }
 
+/* A quantized cache (KF_DTYPE_ROW_BYTES): n_heads heads of opaque rows in
+ * one buffer, head-major ([head][row], stride >= row_bytes) or
+ * interleaved ([row][head], stride n_heads * row_bytes), each head
+ * compacted with its own keep list as kf_compact does; the whole buffer
+ * and its guards must come out as C leaves them. */
+static void compare_heads(const variant *v, uint32_t n_rows, size_t rb,
+                          uint32_t n_heads, int interleaved, size_t pad,
+                          int kind, rng *r)
+{
+    harness_cases++;
+    size_t stride = interleaved ? n_heads * rb + pad : rb + pad;
+    size_t head_stride = interleaved ? rb : n_rows * stride;
+    size_t bytes = (n_heads - 1) * head_stride + (n_rows - 1) * stride + rb;
+    guarded a, b;
+    guarded_alloc(&a, bytes, rng_below(r, 64));
+    guarded_alloc(&b, bytes, rng_below(r, 64));
+    for (size_t i = 0; i < bytes; i++)
+        a.data[i] = (uint8_t)rng_u32(r);
+    memcpy(b.data, a.data, bytes);
+    uint32_t *keep = malloc((n_rows + 1) * sizeof *keep);
+    for (uint32_t g = 0; g < n_heads; g++) {
+        uint32_t n_keep = make_keep(keep, n_rows, kind, r);
+        kf_compact_rows_c(a.data + g * head_stride, stride, keep, n_keep, rb);
+        v->dsp.compact_rows(b.data + g * head_stride, stride, keep, n_keep, rb);
+    }
+    if (memcmp(a.data, b.data, bytes) != 0) {
+        size_t i = 0;
+        while (a.data[i] == b.data[i])
+            i++;
+        harness_fail("compact_rows/%s quantized rows=%u row_bytes=%zu "
+                     "heads=%u %s pad=%zu keep=%d: byte %zu differs",
+                     v->name, n_rows, rb, n_heads,
+                     interleaved ? "interleaved" : "head-major", pad, kind, i);
+    }
+    if (!guard_ok(&b))
+        harness_fail("compact_rows/%s quantized rows=%u row_bytes=%zu: write "
+                     "outside the buffer", v->name, n_rows, rb);
+    free(keep);
+    guarded_free(&a);
+    guarded_free(&b);
+}
+
+/* Row sizes of quantized caches: odd ones (1, 3, 66, 4098 past the 4 KiB
+ * the variants hand to memcpy), q4_0 and q8_0 blocks of 32 values (18 and
+ * 34 bytes) and head_dim 64 / 128 rows of them (36, 68, 72, 136), and
+ * sizes around the vector widths. */
+static void compact_quantized(const variant *v)
+{
+    static const size_t sizes[] = { 1, 2, 3, 5, 15, 17, 18, 31, 33, 34, 36,
+                                    63, 65, 66, 68, 72, 127, 129, 136, 4095,
+                                    4097, 4098, 8194 };
+    rng r;
+    rng_init(&r, harness_seed(), 25);
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        for (int kind = 0; kind < KEEP_COUNT; kind++)
+            for (int inter = 0; inter < 2; inter++) {
+                size_t rb = sizes[i];
+                uint32_t rows = 1 + rng_below(&r, rb > 1000 ? 24 : 120);
+                compare_heads(v, rows, rb, 1 + rng_below(&r, 4), inter,
+                              rng_below(&r, 2) ? 0 : rng_below(&r, 9), kind,
+                              &r);
+            }
+    /* more than 1 MiB moved: the prefetching path, with odd rows */
+    compare_heads(v, 40000, 34, 1, 0, 0, KEEP_RANDOM, &r);
+    compare_heads(v, 20000, 66, 2, 1, 0, KEEP_WINDOW, &r);
+    compare_heads(v, 9000, 137, 1, 0, 3, KEEP_PREFIX, &r);
+}
+
 int main(void)
 {
     static const check checks[] = {
@@ -142,6 +210,7 @@ int main(void)
         { "compact_common_sizes", compact_common_sizes, KF_KERNEL_COMPACT_ROWS },
         { "compact_large", compact_large, KF_KERNEL_COMPACT_ROWS },
         { "compact_edge", compact_edge, KF_KERNEL_COMPACT_ROWS },
+        { "compact_quantized", compact_quantized, KF_KERNEL_COMPACT_ROWS },
     };
     return run_checks("simd_compact", checks, (int)(sizeof checks / sizeof checks[0]));
 }

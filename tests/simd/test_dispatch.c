@@ -90,20 +90,23 @@ static void test_config_field(void **state)
     kf_config cfg;
     kf_config_default(&cfg);
     assert_int_equal(cfg.cpu_mask, KF_CPU_ALL);
-    /* cpu_mask, evict_interval and slot_order took the first 12 bytes of
-     * the old 64 reserved ones: the struct keeps its size */
+    /* cpu_mask, evict_interval, slot_order and noise took the first 16
+     * bytes of the old 64 reserved ones: the struct keeps its size */
     assert_int_equal(offsetof(kf_config, evict_interval),
                      offsetof(kf_config, cpu_mask) + sizeof cfg.cpu_mask);
     assert_int_equal(offsetof(kf_config, slot_order),
                      offsetof(kf_config, evict_interval) + sizeof cfg.evict_interval);
-    assert_int_equal(offsetof(kf_config, reserved),
+    assert_int_equal(offsetof(kf_config, noise),
                      offsetof(kf_config, slot_order) + sizeof cfg.slot_order);
+    assert_int_equal(offsetof(kf_config, reserved),
+                     offsetof(kf_config, noise) + sizeof cfg.noise);
     assert_int_equal(offsetof(kf_config, reserved) + sizeof cfg.reserved,
                      offsetof(kf_config, cpu_mask) + 64);
-    assert_int_equal(sizeof cfg.reserved, 52);
+    assert_int_equal(sizeof cfg.reserved, 48);
     assert_int_equal(sizeof cfg.cpu_mask, 4);
     assert_int_equal(cfg.evict_interval, 0);
     assert_int_equal(cfg.slot_order, KF_ORDER_POSITION);
+    assert_int_equal(cfg.noise, KF_NOISE_EXACT);
 }
 
 static void test_masks(void **state)
@@ -283,7 +286,7 @@ static run_result run_cache(kf_cache *c, uint64_t seed)
                     h = mix(h, kept, nk * sizeof *kept);
                 }
                 kf_kv_view kvw = { k + (size_t)l * kv * cap * dim, KF_DTYPE_F32, n,
-                                   dim, (size_t)cap * dim, 0 };
+                                   dim, (size_t)cap * dim, 0, 0 };
                 kf_kv_view vvw = kvw;
                 vvw.data = v + (size_t)l * kv * cap * dim;
                 res.status = kf_compact(c, (int)l, &kvw, &vvw);
@@ -310,7 +313,10 @@ static run_result run_cache(kf_cache *c, uint64_t seed)
     return res;
 }
 
-static void same_everywhere(kf_policy policy, kf_granularity gran, uint32_t threads)
+/* Runs the cache on every mask, three ways each: every digest must be
+ * the same; returns it. */
+static uint64_t same_everywhere(kf_policy policy, kf_granularity gran,
+                                uint32_t threads, kf_noise noise)
 {
     unsetenv("KF_CPU_MASK");
     static const uint32_t masks[] = { 0, KF_CPU_AVX2, KF_CPU_AVX512,
@@ -323,6 +329,7 @@ static void same_everywhere(kf_policy policy, kf_granularity gran, uint32_t thre
             kf_config cfg = small_config(policy, KF_CPU_ALL);
             cfg.granularity = gran;
             cfg.n_threads = threads;
+            cfg.noise = noise;
             if (how == 0) /* the config field */
                 cfg.cpu_mask = masks[i];
             char text[32];
@@ -343,28 +350,48 @@ static void same_everywhere(kf_policy policy, kf_granularity gran, uint32_t thre
                 have_ref = 1;
                 assert_int_equal(ref.status, KF_OK);
             } else if (got.digest != ref.digest || got.status != ref.status) {
-                harness_fail("policy %d granularity %d threads %u mask 0x%x "
-                             "(via %s): digest %016llx status %d, C path "
+                harness_fail("policy %d granularity %d threads %u noise %d mask "
+                             "0x%x (via %s): digest %016llx status %d, C path "
                              "%016llx status %d",
-                             (int)policy, (int)gran, threads, masks[i],
+                             (int)policy, (int)gran, threads, (int)noise, masks[i],
                              how == 0 ? "cfg" : how == 1 ? "env" : "set",
                              (unsigned long long)got.digest, got.status,
                              (unsigned long long)ref.digest, ref.status);
             }
         }
+    return ref.digest;
 }
 
 static void test_runs_keyformer(void **state)
 {
     (void)state;
-    same_everywhere(KF_POLICY_KEYFORMER, KF_GRANULARITY_KV_HEAD, 1);
-    same_everywhere(KF_POLICY_KEYFORMER, KF_GRANULARITY_LAYER, 2);
+    same_everywhere(KF_POLICY_KEYFORMER, KF_GRANULARITY_KV_HEAD, 1,
+                    KF_NOISE_EXACT);
+    same_everywhere(KF_POLICY_KEYFORMER, KF_GRANULARITY_LAYER, 2,
+                    KF_NOISE_EXACT);
+}
+
+/* KF_NOISE_TABLE (kf_score_table): the same on every mask, and not the
+ * exact noise's result. */
+static void test_runs_keyformer_table(void **state)
+{
+    (void)state;
+    uint64_t table = same_everywhere(KF_POLICY_KEYFORMER, KF_GRANULARITY_KV_HEAD,
+                                     1, KF_NOISE_TABLE);
+    same_everywhere(KF_POLICY_KEYFORMER, KF_GRANULARITY_LAYER, 2, KF_NOISE_TABLE);
+    assert_true(table != same_everywhere(KF_POLICY_KEYFORMER,
+                                         KF_GRANULARITY_KV_HEAD, 1,
+                                         KF_NOISE_EXACT));
 }
 
 static void test_runs_h2o(void **state)
 {
     (void)state;
-    same_everywhere(KF_POLICY_H2O, KF_GRANULARITY_KV_HEAD, 2);
+    uint64_t h2o = same_everywhere(KF_POLICY_H2O, KF_GRANULARITY_KV_HEAD, 2,
+                                   KF_NOISE_EXACT);
+    /* H2O draws no noise: the field changes nothing */
+    assert_true(h2o == same_everywhere(KF_POLICY_H2O, KF_GRANULARITY_KV_HEAD, 2,
+                                       KF_NOISE_TABLE));
 }
 
 /* Switching a cache's kernels between sequences (after a reset) changes
@@ -402,6 +429,7 @@ int main(void)
         cmocka_unit_test(test_masks),
         cmocka_unit_test(test_env),
         cmocka_unit_test(test_runs_keyformer),
+        cmocka_unit_test(test_runs_keyformer_table),
         cmocka_unit_test(test_runs_h2o),
         cmocka_unit_test(test_switch_after_reset),
     };

@@ -1,6 +1,7 @@
 /* Score kernels: every variant against the C reference, bit for bit (acc
  * compared with memcmp, status equal), with canaries around acc and
- * scratch and unaligned starts. */
+ * scratch and unaligned starts: score_gumbel, score_softmax and
+ * score_table (the noise of KF_NOISE_TABLE). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,6 +137,31 @@ static float pick_inv_tau(rng *r, int trial)
     return rng_below(r, 2) ? 1.0f : 1.0f / rng_float(r, 0.25f, 4.0f);
 }
 
+/* Which kernel compare_once runs. */
+enum { KIND_GUMBEL, KIND_SOFTMAX, KIND_TABLE };
+
+static const char *const kind_names[] = { "score_gumbel", "score_softmax",
+                                          "score_table" };
+
+/* kf_score_gumbel_c or kf_score_table_c, or the variant's */
+static int call_noised(const kf_dsp *dsp, int kind, float *acc, const float *x,
+                       size_t stride, uint32_t rows, const int32_t *pos,
+                       uint32_t n, const kf_noise_key *keys, float inv_tau,
+                       float *scratch, uint32_t *failed, const float *next)
+{
+    if (kind == KIND_TABLE)
+        return dsp ? dsp->score_table(acc, x, stride, rows, pos, n, keys,
+                                      inv_tau, kf_gumbel_table(), scratch,
+                                      failed, next)
+                   : kf_score_table_c(acc, x, stride, rows, pos, n, keys,
+                                      inv_tau, kf_gumbel_table(), scratch,
+                                      failed, next);
+    return dsp ? dsp->score_gumbel(acc, x, stride, rows, pos, n, keys, inv_tau,
+                                   scratch, failed, next)
+               : kf_score_gumbel_c(acc, x, stride, rows, pos, n, keys, inv_tau,
+                                   scratch, failed, next);
+}
+
 typedef struct bufs {
     guarded x, pos, acc, scratch;
 } bufs;
@@ -163,12 +189,13 @@ static const int valid_gens[] = { GEN_RANDOM, GEN_WIDE, GEN_MASKED, GEN_CAUSAL,
                                   GEN_EQUAL, GEN_EXTREMES, GEN_ZEROS };
 
 /* One comparison: same x, pos, keys, inv_tau and starting acc. Score
- * rows > 1 (score_gumbel only): the rows sit x_stride apart, one of them
- * (any) has pattern gen, the others a valid one; C must also equal
- * `rows` one-row C calls. */
-static void compare_once(const variant *v, int softmax, uint32_t n,
+ * rows > 1 (score_gumbel and score_table): the rows sit x_stride apart,
+ * one of them (any) has pattern gen, the others a valid one; C must also
+ * equal `rows` one-row C calls. kind: KIND_*. */
+static void compare_once(const variant *v, int kind, uint32_t n,
                          uint32_t rows, int gen, int trial, rng *r)
 {
+    int softmax = kind == KIND_SOFTMAX;
     harness_cases++;
     bufs c, s;
     rng layout = *r;
@@ -219,15 +246,15 @@ static void compare_once(const variant *v, int softmax, uint32_t n,
         st_v = v->dsp.score_softmax((float *)s.acc.data, (const float *)s.x.data,
                                     n, (float *)s.scratch.data);
     } else {
-        st_c = kf_score_gumbel_c((float *)c.acc.data, x, stride, rows, pos, n,
-                                 keys, inv_tau, (float *)c.scratch.data,
-                                 &failed_c, NULL);
-        st_v = v->dsp.score_gumbel((float *)s.acc.data, (const float *)s.x.data,
-                                   stride, rows, (const int32_t *)s.pos.data, n,
-                                   keys, inv_tau, (float *)s.scratch.data,
-                                   &failed_v, next);
+        st_c = call_noised(NULL, kind, (float *)c.acc.data, x, stride, rows,
+                           pos, n, keys, inv_tau, (float *)c.scratch.data,
+                           &failed_c, NULL);
+        st_v = call_noised(&v->dsp, kind, (float *)s.acc.data,
+                           (const float *)s.x.data, stride, rows,
+                           (const int32_t *)s.pos.data, n, keys, inv_tau,
+                           (float *)s.scratch.data, &failed_v, next);
     }
-    const char *what = softmax ? "score_softmax" : "score_gumbel";
+    const char *what = kind_names[kind];
     if (st_c != st_v || (st_c && failed_c != failed_v))
         harness_fail("%s/%s n=%u rows=%u gen=%s trial=%d: status %d row %u, "
                      "C %d row %u", what, v->name, n, rows, gen_names[gen],
@@ -257,16 +284,17 @@ static void compare_once(const variant *v, int softmax, uint32_t n,
         int st_one = KF_ROW_OK;
         memcpy(s.acc.data, acc_start, n * 4u);
         for (uint32_t m = 0; m < rows && !st_one; m++) {
-            st_one = kf_score_gumbel_c((float *)s.acc.data, x + m * stride, 0, 1,
-                                       pos, n, &keys[m], inv_tau,
-                                       (float *)s.scratch.data, &failed, NULL);
+            st_one = call_noised(NULL, kind, (float *)s.acc.data,
+                                 x + m * stride, 0, 1, pos, n, &keys[m],
+                                 inv_tau, (float *)s.scratch.data, &failed,
+                                 NULL);
             failed = m;
         }
         if (st_one != st_c || (st_c && failed != failed_c)
             || (!st_c && n && memcmp(c.acc.data, s.acc.data, n * 4u)))
-            harness_fail("score_gumbel/C n=%u rows=%u gen=%s: grouped != one "
+            harness_fail("%s/C n=%u rows=%u gen=%s: grouped != one "
                          "row at a time (status %d row %u, one row: %d row %u)",
-                         n, rows, gen_names[gen], st_c, failed_c, st_one,
+                         what, n, rows, gen_names[gen], st_c, failed_c, st_one,
                          failed);
     }
     free(acc_start);
@@ -274,7 +302,7 @@ static void compare_once(const variant *v, int softmax, uint32_t n,
     bufs_free(&s);
 }
 
-static void lengths(const variant *v, int softmax, uint64_t stream)
+static void lengths(const variant *v, int kind, uint64_t stream)
 {
     rng r;
     rng_init(&r, harness_seed(), stream);
@@ -283,12 +311,12 @@ static void lengths(const variant *v, int softmax, uint64_t stream)
     for (uint32_t n = 0; n <= 64; n++)
         for (int gen = 0; gen < GEN_COUNT; gen++)
             for (int trial = 0; trial < 3; trial++)
-                compare_once(v, softmax, n, 1, gen, trial, &r);
+                compare_once(v, kind, n, 1, gen, trial, &r);
     for (uint32_t n = 65; n <= 400; n++)
-        compare_once(v, softmax, n, 1, (int)(n % GEN_COUNT), (int)n, &r);
+        compare_once(v, kind, n, 1, (int)(n % GEN_COUNT), (int)n, &r);
 }
 
-static void large(const variant *v, int softmax, uint64_t stream)
+static void large(const variant *v, int kind, uint64_t stream)
 {
     static const uint32_t sizes[] = { 100, 255, 256, 257, 1000, 4095, 4096,
                                       4097, 65537 };
@@ -296,44 +324,49 @@ static void large(const variant *v, int softmax, uint64_t stream)
     rng_init(&r, harness_seed(), stream);
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         for (int gen = 0; gen < GEN_COUNT; gen++)
-            compare_once(v, softmax, sizes[i], 1, gen, (int)rng_below(&r, 9), &r);
+            compare_once(v, kind, sizes[i], 1, gen, (int)rng_below(&r, 9), &r);
 }
 
 /* Many short random rows with every temperature; where most bugs of a
  * vector exp or ln would show as a one-ulp difference. */
-static void random_rows(const variant *v, int softmax, uint64_t stream)
+static void random_rows(const variant *v, int kind, uint64_t stream)
 {
     rng r;
     rng_init(&r, harness_seed(), stream);
     for (int trial = 0; trial < 3000; trial++) {
         uint32_t n = 1 + rng_below(&r, 200);
         int gen = rng_below(&r, 4) ? GEN_RANDOM : (int)rng_below(&r, GEN_COUNT);
-        compare_once(v, softmax, n, 1, gen, trial, &r);
+        compare_once(v, kind, n, 1, gen, trial, &r);
     }
 }
 
 /* Rows of a KV head's query heads in one call: 1 to KF_SCORE_ROWS_MAX
  * rows, any pattern in any one of them (the first failing row and its
  * status must match), short and long rows. */
-static void gumbel_group_rows(const variant *v)
+static void group_rows(const variant *v, int kind, uint64_t stream)
 {
     rng r;
-    rng_init(&r, harness_seed(), 7);
+    rng_init(&r, harness_seed(), stream);
     for (int trial = 0; trial < 1500; trial++) {
         uint32_t rows = 1 + rng_below(&r, KF_SCORE_ROWS_MAX);
         uint32_t n = trial % 50 == 0 ? 1000 + rng_below(&r, 5000)
                                      : rng_below(&r, 300);
         int gen = rng_below(&r, 3) ? GEN_RANDOM : (int)rng_below(&r, GEN_COUNT);
-        compare_once(v, 0, n, rows, gen, trial, &r);
+        compare_once(v, kind, n, rows, gen, trial, &r);
     }
 }
 
-static void gumbel_lengths(const variant *v) { lengths(v, 0, 1); }
-static void gumbel_large(const variant *v) { large(v, 0, 2); }
-static void gumbel_random(const variant *v) { random_rows(v, 0, 3); }
-static void softmax_lengths(const variant *v) { lengths(v, 1, 4); }
-static void softmax_large(const variant *v) { large(v, 1, 5); }
-static void softmax_random(const variant *v) { random_rows(v, 1, 6); }
+static void gumbel_group_rows(const variant *v) { group_rows(v, KIND_GUMBEL, 7); }
+static void table_group_rows(const variant *v) { group_rows(v, KIND_TABLE, 11); }
+static void table_lengths(const variant *v) { lengths(v, KIND_TABLE, 8); }
+static void table_large(const variant *v) { large(v, KIND_TABLE, 9); }
+static void table_random(const variant *v) { random_rows(v, KIND_TABLE, 10); }
+static void gumbel_lengths(const variant *v) { lengths(v, KIND_GUMBEL, 1); }
+static void gumbel_large(const variant *v) { large(v, KIND_GUMBEL, 2); }
+static void gumbel_random(const variant *v) { random_rows(v, KIND_GUMBEL, 3); }
+static void softmax_lengths(const variant *v) { lengths(v, KIND_SOFTMAX, 4); }
+static void softmax_large(const variant *v) { large(v, KIND_SOFTMAX, 5); }
+static void softmax_random(const variant *v) { random_rows(v, KIND_SOFTMAX, 6); }
 
 int main(void)
 {
@@ -345,6 +378,10 @@ int main(void)
         { "softmax_lengths_0_400", softmax_lengths, KF_KERNEL_SCORE_SOFTMAX },
         { "softmax_large", softmax_large, KF_KERNEL_SCORE_SOFTMAX },
         { "softmax_random_rows", softmax_random, KF_KERNEL_SCORE_SOFTMAX },
+        { "table_lengths_0_400", table_lengths, KF_KERNEL_SCORE_TABLE },
+        { "table_large", table_large, KF_KERNEL_SCORE_TABLE },
+        { "table_random_rows", table_random, KF_KERNEL_SCORE_TABLE },
+        { "table_group_rows", table_group_rows, KF_KERNEL_SCORE_TABLE },
     };
     return run_checks("simd_score", checks, (int)(sizeof checks / sizeof checks[0]));
 }
