@@ -199,6 +199,17 @@ int cli_set_slot_order(cli_common *c, const char *value)
     return 0;
 }
 
+int cli_set_noise(cli_common *c, const char *value)
+{
+    if (!strcmp(value, "table"))
+        c->library.noise = KF_NOISE_TABLE;
+    else if (!strcmp(value, "exact"))
+        c->library.noise = KF_NOISE_EXACT;
+    else
+        return cli_reject(c, "table or exact");
+    return 0;
+}
+
 int cli_set_evict_every(cli_common *c, const char *value)
 {
     int n;

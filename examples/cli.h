@@ -116,6 +116,7 @@ int cli_set_granularity(cli_common *c, const char *value);  /* kv-head (head), l
 int cli_set_sinks(cli_common *c, const char *value);        /* 0 .. CLI_MAX_TOKENS */
 int cli_set_evict_every(cli_common *c, const char *value);  /* 1 .. CLI_MAX_TOKENS */
 int cli_set_slot_order(cli_common *c, const char *value);   /* position, any */
+int cli_set_noise(cli_common *c, const char *value);        /* table, exact */
 int cli_set_tau_steps(cli_common *c, const char *value);    /* >= 1 */
 
 /* ---- files ---- */

@@ -6,7 +6,7 @@
  *           [--policies full,keyformer,h2o,window,sinks] [--budgets 0.1,0.2,...]
  *           [--task continue|recall] [--recent R] [--rule dynamic|reference]
  *           [--granularity kv-head|head|layer|uniform] [--sinks N] [--evict-every B]
- *           [--slot-order position|any]
+ *           [--slot-order any|position] [--noise table|exact]
  *           [--tau-init T] [--tau-end T] [--tau-steps N]
  *           [--seeds N] [--seed S] [--max-docs N] [--threads N]
  *           [--mass-share S] [--csv OUT] [--plot OUT.png]
@@ -237,8 +237,10 @@ static const cli_option OPTIONS[] = {
     {"--sinks", "N", "first tokens kept by the sinks policy (4)", cli_set_sinks, LIB},
     {"--evict-every", "B", "evict B tokens at once every B decode steps (1)",
      cli_set_evict_every, LIB},
-    {"--slot-order", "O", "position or any: refill evicted slots from the end (position)",
+    {"--slot-order", "O", "any (default): refill evicted slots from the end; position: keep position order",
      cli_set_slot_order, LIB},
+    {"--noise", "N", "table (default): Gumbel noise from a 4096-bin table; exact: the continuous sample",
+     cli_set_noise, LIB},
     {"--tau-init", "T", "Keyformer temperature at the prompt (1)", set_tau_init, LIB},
     {"--tau-end", "T", "Keyformer temperature after --tau-steps (2)", set_tau_end, LIB},
     {"--tau-steps", "N", "steps from tau-init to tau-end (default M)", cli_set_tau_steps, LIB},

@@ -8,7 +8,7 @@
  *               [--budget-ratio R | --budget-tokens K]
  *               [--recent R] [--rule dynamic|reference]
  *               [--granularity kv-head|head|layer|uniform]
- *               [--sinks N] [--evict-every B] [--slot-order position|any]
+ *               [--sinks N] [--evict-every B] [--slot-order any|position] [--noise table|exact]
  *               [--tau-init T] [--tau-end T] [--tau-steps N]
  *
  * With --policy full (the default) the engine keeps every token and the
@@ -210,8 +210,10 @@ static const cli_option OPTIONS[] = {
      LIB},
     {"--evict-every", "B", "evict B tokens at once every B decode steps (default 1)",
      cli_set_evict_every, LIB},
-    {"--slot-order", "O", "position (default) or any: refill evicted slots from the end",
+    {"--slot-order", "O", "any (default): refill evicted slots from the end; position: keep position order",
      cli_set_slot_order, LIB},
+    {"--noise", "N", "table (default): Gumbel noise from a 4096-bin table; exact: the continuous sample",
+     cli_set_noise, LIB},
     {"--tau-init", "T", "Keyformer temperature at the prompt (default 1)", set_tau_init, LIB},
     {"--tau-end", "T", "Keyformer temperature after --tau-steps (default 2)", set_tau_end, LIB},
     {"--tau-steps", "N", "steps from tau-init to tau-end (default: --steps)",

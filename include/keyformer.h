@@ -148,8 +148,9 @@ typedef enum kf_granularity {
 
 /** Order of a (layer, KV head)'s slots after kf_compact(). */
 typedef enum kf_slot_order {
-    /** Ascending original position (default). Evicting one slot moves
-     *  every row after it: about w rows of K and of V per eviction. */
+    /** Ascending original position, as doc/algorithm.md states it
+     *  (kf_config_spec_exact()). Evicting one slot moves every row after
+     *  it: about w rows of K and of V per eviction. */
     KF_ORDER_POSITION = 0,
     /** Any order: each evicted slot below the kept count takes a kept slot
      *  from the end, so an eviction moves one row instead of the rows after
@@ -158,7 +159,8 @@ typedef enum kf_slot_order {
      *  index rather than the lower position. kf_slot_positions() gives each
      *  slot's position; hosts must compact their K/V with kf_compact() (not
      *  by position on their own), and RoPE or ALiBi already applied to
-     *  cached keys makes attention indifferent to the order. */
+     *  cached keys makes attention indifferent to the order. The default
+     *  of kf_config_default(). */
     KF_ORDER_ANY = 1
 } kf_slot_order;
 
@@ -186,9 +188,10 @@ typedef enum kf_dtype {
  *  step's observe: see doc/performance.md for measured rates.
  *
  *  The two agree closely (same u, see TABLE) and KF_NOISE_TABLE's
- *  selections differ from EXACT's far less than two seeds' do; EXACT
- *  stays the reference (and the default) for studies of the method
- *  itself, TABLE is for speed. */
+ *  selections differ from EXACT's far less than two seeds' do. TABLE is
+ *  the default (kf_config_default()); EXACT, the spec's continuous
+ *  sample, comes with kf_config_spec_exact() for studies of the method
+ *  itself. */
 typedef enum kf_noise {
     /** g = -ln(-ln u), u = (2m + 1) / 2^24 with m = h >> 9 (the top 23
      *  bits of h): a Gumbel(0, 1) sample in [-2.81, 16.64] (the library's
@@ -272,10 +275,12 @@ typedef struct kf_config {
      *  budget_tokens, the first kf_select() for a ratio budget (both
      *  KF_ERANGE). The prompt selection is unchanged. <= capacity. */
     uint32_t evict_interval;
-    /** Slot order after compaction; default KF_ORDER_POSITION. */
+    /** Slot order after compaction: KF_ORDER_ANY from kf_config_default(),
+     *  KF_ORDER_POSITION from kf_config_spec_exact(). */
     kf_slot_order slot_order;
-    /** Gumbel noise of KF_POLICY_KEYFORMER: KF_NOISE_EXACT (default) or
-     *  KF_NOISE_TABLE, faster (see kf_noise); other values KF_EINVAL. */
+    /** Gumbel noise of KF_POLICY_KEYFORMER: KF_NOISE_TABLE from
+     *  kf_config_default() (faster), KF_NOISE_EXACT from
+     *  kf_config_spec_exact() (see kf_noise); other values KF_EINVAL. */
     kf_noise noise;
     uint8_t reserved[48];   /**< must be zero */
 } kf_config;
@@ -394,12 +399,25 @@ typedef struct kf_query_view {
     size_t bytes;
 } kf_query_view;
 
-/** Fill *cfg with the defaults (Keyformer, budget 0.5 of the prompt, recent
- *  0.3, tau 1 -> 2 over 128 steps, 4 sinks, seed 0, every instruction
- *  set allowed: cpu_mask = KF_CPU_ALL). The shape fields
- *  (n_layers .. capacity) are zero and must be set.
+/** Fill *cfg with the defaults, the fast path: Keyformer, budget 0.5 of
+ *  the prompt, recent 0.3, tau 1 -> 2 over 128 steps, 4 sinks, seed 0,
+ *  one eviction per generated token (evict_interval 1), KF_ORDER_ANY
+ *  (an eviction moves one row, not the rows behind it) and
+ *  KF_NOISE_TABLE (one table lookup per logit instead of two ln), every
+ *  instruction set allowed (cpu_mask = KF_CPU_ALL). The kept tokens are
+ *  the spec's per-step eviction with the discretised Gumbel noise of
+ *  KF_NOISE_TABLE; kf_config_spec_exact() gives the spec to the letter.
+ *  The shape fields (n_layers .. capacity) are zero and must be set.
  *  Returns KF_OK, or KF_EINVAL if cfg is NULL. Thread-safe. */
 KF_API int kf_config_default(kf_config *cfg);
+
+/** Fill *cfg with kf_config_default()'s values except the two that
+ *  doc/algorithm.md fixes differently: slot_order = KF_ORDER_POSITION
+ *  (slots in ascending position) and noise = KF_NOISE_EXACT (the
+ *  continuous Gumbel sample). Slower (doc/performance.md); for checking
+ *  the method against its statement. Returns KF_OK, or KF_EINVAL if cfg
+ *  is NULL. Thread-safe. */
+KF_API int kf_config_spec_exact(kf_config *cfg);
 
 /** Create a cache for one sequence. All memory is allocated here.
  *  @param out  receives the new cache; set to NULL on failure.

@@ -28,7 +28,20 @@ int kf_config_default(kf_config *cfg)
     cfg->tau_end = 2.0f;
     cfg->tau_steps = 128;
     cfg->cpu_mask = KF_CPU_ALL;
+    /* the fast path: one row moved per eviction, one lookup per noise */
+    cfg->slot_order = KF_ORDER_ANY;
+    cfg->noise = KF_NOISE_TABLE;
     return KF_OK;
+}
+
+int kf_config_spec_exact(kf_config *cfg)
+{
+    int status = kf_config_default(cfg);
+    if (status == KF_OK) {
+        cfg->slot_order = KF_ORDER_POSITION;
+        cfg->noise = KF_NOISE_EXACT;
+    }
+    return status;
 }
 
 static int check_config(const kf_config *cfg)

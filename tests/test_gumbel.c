@@ -517,7 +517,7 @@ static void agreement_run(kf_noise noise, uint64_t seed, float spread,
                           uint32_t n_kept[AG_LAYERS][AG_KV])
 {
     kf_config cfg;
-    kf_config_default(&cfg);
+    kf_config_spec_exact(&cfg);
     cfg.n_layers = AG_LAYERS;
     cfg.n_heads = AG_HEADS;
     cfg.n_kv_heads = AG_KV;

@@ -27,7 +27,7 @@ kf_config test_config(uint32_t layers, uint32_t heads, uint32_t kv_heads,
                       uint32_t head_dim, uint32_t capacity)
 {
     kf_config cfg;
-    kf_config_default(&cfg);
+    kf_config_spec_exact(&cfg); /* the spec: the reference model's order and noise */
     cfg.n_layers = layers;
     cfg.n_heads = heads;
     cfg.n_kv_heads = kv_heads;

@@ -133,6 +133,10 @@ int main(void)
     cfg.head_dim = DIM;
     cfg.capacity = CAPACITY;
     cfg.granularity = KF_GRANULARITY_UNIFORM;
+    /* the engine's cells stay where they are, in position order: the
+     * library's slots must keep that order (KF_ORDER_ANY would move the
+     * last slot into each hole, which only kf_compact's views can follow) */
+    cfg.slot_order = KF_ORDER_POSITION;
     cfg.budget_ratio = 0.0;
     cfg.budget_tokens = BUDGET;
     kf_cache *cache = NULL;

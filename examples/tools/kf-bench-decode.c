@@ -315,6 +315,7 @@ typedef struct dopts {
     int every;    /* select + compact once per `every` tokens */
     int reference; /* KF_RULE_REFERENCE */
     int any_order; /* KF_ORDER_ANY */
+    int table_noise; /* KF_NOISE_TABLE */
     int policy;    /* kf_policy of the reduced caches */
     int by_kv_head; /* kf_observe_kv_head inside the attention loop */
     int no_attention; /* the library alone, on logits left in place */
@@ -365,6 +366,7 @@ static void decode_setup(const dopts *o, int ctx, double ratio, void **src,
         kf_config cfg = shape_config(L, H, Hk, d, st->n0 + (uint32_t)st->B);
         cfg.evict_interval = (uint32_t)st->B;
         cfg.slot_order = o->any_order ? KF_ORDER_ANY : KF_ORDER_POSITION;
+        cfg.noise = o->table_noise ? KF_NOISE_TABLE : KF_NOISE_EXACT;
         cfg.rule = o->reference ? KF_RULE_REFERENCE : KF_RULE_DYNAMIC;
         cfg.policy = (kf_policy)o->policy;
         cfg.budget_tokens = st->n0;
@@ -515,10 +517,13 @@ static void usage_decode(FILE *out)
             "  --layers L           layers timed, 1..1024 (all, or 1 from 16K)\n"
             "  --kv-heads N         KV heads timed, 1..1024 (all, or 2 from 16K)\n"
             "  --steps S            decode steps, best of S, 1..1048576 (16)\n"
-            "  --evict-every B      evict B slots every B tokens, 1..65536 (1)\n"
+            "  --evict-every B      evict B slots every B tokens, 1..65536\n"
+            "                       (the library's default: 1)\n"
             "  --policy P           keyformer, h2o, window or sinks (keyformer)\n"
             "  --rule R             dynamic or reference (dynamic)\n"
-            "  --order O            position or any (position)\n"
+            "  --order O            position or any (the library's default: any)\n"
+            "  --noise N            table or exact Keyformer noise (default: table)\n"
+            "                       --order position --noise exact: the spec exactly\n"
             "  --observe W          layer or kv-head (layer)\n"
             "  --blas               OpenBLAS sgemm attention (f32)\n"
             "  --no-attention       the library alone, no host attention\n"
@@ -693,11 +698,19 @@ static int cmd_decode(int argc, char **argv)
 {
     double ctxs[16], budgets[16] = {0.3, 0.5, 0.7};
     int nctx = 0, nb = 3;
-    dopts o = {&shapes[0], 0, 1, 0, 16, 0, 0, 0, 1, 0, 0,
+    dopts o = {&shapes[0], 0, 1, 0, 16, 0, 0, 0, 1, 0, 0, 0,
                KF_POLICY_KEYFORMER, 0, 0};
+    { /* the library's defaults unless an option says otherwise */
+        kf_config lib;
+        kf_config_default(&lib);
+        o.every = lib.evict_interval > 1 ? (int)lib.evict_interval : 1;
+        o.any_order = lib.slot_order == KF_ORDER_ANY;
+        o.table_noise = lib.noise == KF_NOISE_TABLE;
+    }
     static const char *const dtypes[] = {"f32", "f16"};
     static const char *const rules[] = {"dynamic", "reference"};
     static const char *const orders[] = {"position", "any"};
+    static const char *const noises[] = {"exact", "table"};
     static const char *const observes[] = {"layer", "kv-head"};
     for (int i = 2; i < argc; i++) {
         int bad = 0, missing = 0, choice = 0;
@@ -732,6 +745,8 @@ static int cmd_decode(int argc, char **argv)
             bad = parse_choice(opt, argv[++i], rules, 2, &o.reference);
         } else if (takes(argc, argv, i, "--order", &missing)) {
             bad = parse_choice(opt, argv[++i], orders, 2, &o.any_order);
+        } else if (takes(argc, argv, i, "--noise", &missing)) {
+            bad = parse_choice(opt, argv[++i], noises, 2, &o.table_noise);
         } else if (takes(argc, argv, i, "--observe", &missing)) {
             bad = parse_choice(opt, argv[++i], observes, 2, &o.by_kv_head);
         } else if (!strcmp(opt, "--no-attention")) {
@@ -845,6 +860,7 @@ static int cmd_decode(int argc, char **argv)
                        "\"k\":%u,\"layers\":%d,\"layers_timed\":%d,"
                        "\"kv_heads\":%d,\"kv_heads_timed\":%d,"
                        "\"evict_every\":%d,\"rule\":\"%s\",\"order\":\"%s\","
+                       "\"noise\":\"%s\","
                        "\"policy\":\"%s\",\"observe\":\"%s\","
                        "\"attention_s\":%.6e,\"library_s\":%.6e,"
                        "\"observe_s\":%.6e,\"select_s\":%.6e,"
@@ -859,6 +875,7 @@ static int cmd_decode(int argc, char **argv)
                        o.layers, sh->kv_heads, Hk, o.every,
                        o.reference ? "reference" : "dynamic",
                        o.any_order ? "any" : "position",
+                       o.table_noise ? "table" : "exact",
                        b < 0 ? "full" : policy_names[o.policy],
                        o.by_kv_head ? "kv-head" : "layer", r.att, r.lib, r.obs,
                        r.sel, r.cmp, step,

@@ -92,7 +92,7 @@ static kf_config keyformer_config(const fixture *fx, uint32_t budget,
 {
     const eng_model_config *c = &fx->model.config;
     kf_config cfg;
-    kf_config_default(&cfg);
+    kf_config_spec_exact(&cfg); /* checks ascending positions */
     cfg.n_layers = (uint32_t)c->n_layers;
     cfg.n_heads = (uint32_t)c->n_heads;
     cfg.n_kv_heads = (uint32_t)c->n_kv_heads;

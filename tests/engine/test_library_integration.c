@@ -93,7 +93,7 @@ static kf_cache *create_cache_granularity(const fixture *fx, kf_policy policy,
 {
     const eng_model_config *c = &fx->model.config;
     kf_config cfg;
-    assert_int_equal(kf_config_default(&cfg), KF_OK);
+    assert_int_equal(kf_config_spec_exact(&cfg), KF_OK);
     cfg.n_layers = (uint32_t)c->n_layers;
     cfg.n_heads = (uint32_t)c->n_heads;
     cfg.n_kv_heads = (uint32_t)c->n_kv_heads;

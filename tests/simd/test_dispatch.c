@@ -104,9 +104,18 @@ static void test_config_field(void **state)
                      offsetof(kf_config, cpu_mask) + 64);
     assert_int_equal(sizeof cfg.reserved, 48);
     assert_int_equal(sizeof cfg.cpu_mask, 4);
+    /* kf_config_default is the fast path, kf_config_spec_exact the spec */
     assert_int_equal(cfg.evict_interval, 0);
-    assert_int_equal(cfg.slot_order, KF_ORDER_POSITION);
-    assert_int_equal(cfg.noise, KF_NOISE_EXACT);
+    assert_int_equal(cfg.slot_order, KF_ORDER_ANY);
+    assert_int_equal(cfg.noise, KF_NOISE_TABLE);
+    kf_config exact;
+    assert_int_equal(kf_config_spec_exact(&exact), KF_OK);
+    assert_int_equal(exact.slot_order, KF_ORDER_POSITION);
+    assert_int_equal(exact.noise, KF_NOISE_EXACT);
+    exact.slot_order = cfg.slot_order;
+    exact.noise = cfg.noise;
+    assert_memory_equal(&exact, &cfg, sizeof cfg);
+    assert_int_equal(kf_config_spec_exact(NULL), KF_EINVAL);
 }
 
 static void test_masks(void **state)
