@@ -1,5 +1,6 @@
 #include "engine_keyformer.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 static int fail(engine_keyformer *glue, int status, const char *call, int layer)
@@ -62,7 +63,68 @@ static int select_all_layers(engine_keyformer *glue, const eng_layer_event *e)
     return shared_slot_count(glue, e);
 }
 
+/* Hands the layer's logits over: the whole layer at once, or closes the
+ * round the per-KV-head hooks filled. */
+static int observe_layer(engine_keyformer *glue, const eng_layer_event *e)
+{
+    if (!glue->round_open) {
+        const kf_logits_view logits = {
+            .data = e->logits,
+            .n_rows = (uint32_t)e->n_rows,
+            .n_slots = (uint32_t)e->n_slots,
+            .row_stride = (size_t)e->n_slots,
+            .head_stride = (size_t)e->n_rows * (size_t)e->n_slots,
+            .flags = KF_LOGITS_CAUSAL,
+        };
+        const int rc = kf_observe_logits(glue->cache, e->layer, &logits);
+        return rc == KF_OK ? 0 : fail(glue, rc, "kf_observe_logits", e->layer);
+    }
+    glue->round_open = false;
+    /* Closes the round even after a failed KV head: the layer then stays
+     * as it was before kf_observe_begin, and the KV head's failure (already
+     * recorded) is the one reported. */
+    const int rc = kf_observe_end(glue->cache, e->layer);
+    if (atomic_load(&glue->kv_head_failures) > 0)
+        return -1;
+    return rc == KF_OK ? 0 : fail(glue, rc, "kf_observe_end", e->layer);
+}
+
 int engine_keyformer_hook(void *user_data, const eng_layer_event *e)
+{
+    engine_keyformer *glue = user_data;
+    if (observe_layer(glue, e))
+        return -1;
+    /* A prompt split into blocks is selected once, after its last block:
+     * the prompt's own attention stays exact. */
+    if (e->more_rows_follow)
+        return e->n_slots;
+    kf_config cfg;
+    kf_cache_config(glue->cache, &cfg);
+    if (cfg.granularity == KF_GRANULARITY_UNIFORM)
+        return e->layer + 1 == (int)cfg.n_layers ? select_all_layers(glue, e)
+                                                 : e->n_slots;
+    const int rc = kf_select(glue->cache, e->layer);
+    if (rc != KF_OK)
+        return fail(glue, rc, "kf_select", e->layer);
+    if (compact_layer(glue, e, e->layer, e->keys, e->values, e->n_slots))
+        return -1;
+    return shared_slot_count(glue, e);
+}
+
+static int begin_layer(void *user_data, const eng_layer_event *e)
+{
+    engine_keyformer *glue = user_data;
+    atomic_store(&glue->kv_head_failures, 0);
+    const int rc = kf_observe_begin(glue->cache, e->layer, (uint32_t)e->n_rows);
+    if (rc != KF_OK)
+        return fail(glue, rc, "kf_observe_begin", e->layer);
+    glue->round_open = true;
+    return 0;
+}
+
+/* On an attention thread: other KV heads of the round may be handed over
+ * at the same time, so only the first failure is recorded. */
+static int observe_kv_head(void *user_data, const eng_kv_head_event *e)
 {
     engine_keyformer *glue = user_data;
     const kf_logits_view logits = {
@@ -73,21 +135,16 @@ int engine_keyformer_hook(void *user_data, const eng_layer_event *e)
         .head_stride = (size_t)e->n_rows * (size_t)e->n_slots,
         .flags = KF_LOGITS_CAUSAL,
     };
-    int rc = kf_observe_logits(glue->cache, e->layer, &logits);
-    if (rc != KF_OK)
-        return fail(glue, rc, "kf_observe_logits", e->layer);
-    /* A prompt split into blocks is selected once, after its last block:
-     * the prompt's own attention stays exact. */
-    if (e->more_rows_follow)
-        return e->n_slots;
-    kf_config cfg;
-    kf_cache_config(glue->cache, &cfg);
-    if (cfg.granularity == KF_GRANULARITY_UNIFORM)
-        return e->layer + 1 == (int)cfg.n_layers ? select_all_layers(glue, e)
-                                                 : e->n_slots;
-    if ((rc = kf_select(glue->cache, e->layer)) != KF_OK)
-        return fail(glue, rc, "kf_select", e->layer);
-    if (compact_layer(glue, e, e->layer, e->keys, e->values, e->n_slots))
-        return -1;
-    return shared_slot_count(glue, e);
+    const int rc = kf_observe_kv_head(glue->cache, e->layer, e->kv_head, &logits);
+    if (rc == KF_OK)
+        return 0;
+    if (atomic_fetch_add(&glue->kv_head_failures, 1) == 0)
+        fail(glue, rc, "kf_observe_kv_head", e->layer);
+    return -1;
+}
+
+eng_kv_head_hooks engine_keyformer_kv_head_hooks(engine_keyformer *glue)
+{
+    return (eng_kv_head_hooks){.begin = begin_layer, .kv_head = observe_kv_head,
+                               .user_data = glue};
 }

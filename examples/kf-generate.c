@@ -10,12 +10,18 @@
  *               [--granularity kv-head|head|layer|uniform]
  *               [--sinks N] [--evict-every B] [--slot-order any|position] [--noise table|exact]
  *               [--tau-init T] [--tau-end T] [--tau-steps N]
+ *               [--observe kv-head|layer]
  *
  * With --policy full (the default) the engine keeps every token and the
  * library is not involved; any other policy runs libkeyformer in the
  * engine's per-layer hook, which shrinks the KV cache in place. The
  * library's options (--budget-*, --recent, --sinks, ...) are refused with
- * --policy full, where they would do nothing.
+ * --policy full, where they would do nothing. --observe picks how the
+ * logits reach the library: kv-head (the default) hands each KV head's
+ * logits over from the attention thread that computed them
+ * (kf_observe_begin / kf_observe_kv_head / kf_observe_end), layer hands the
+ * whole layer's over after its attention (kf_observe_logits); the two give
+ * the same output bit for bit.
  *
  * The text goes to stdout as it is produced; one line of statistics goes to
  * stderr at the end. --samples N decodes N continuations after one shared
@@ -54,6 +60,7 @@ typedef struct generate_options {
     int samples;  /* continuations after one prefill, >= 1 */
     bool use_library; /* false for --policy full */
     const char *budget_flag; /* --budget-ratio or --budget-tokens, if given */
+    bool observe_per_layer; /* --observe layer: kf_observe_logits per layer */
 } generate_options;
 
 /* ---- command line: one table row per option (cli.h) ---- */
@@ -177,6 +184,14 @@ static int set_tau_end(cli_common *c, const char *v)
     return 0;
 }
 
+static int set_observe(cli_common *c, const char *v)
+{
+    if (strcmp(v, "kv-head") && strcmp(v, "layer"))
+        return cli_reject(c, "kv-head or layer");
+    opts(c)->observe_per_layer = !strcmp(v, "layer");
+    return 0;
+}
+
 enum { LIB = CLI_LIBRARY_ONLY };
 
 static const cli_option OPTIONS[] = {
@@ -218,6 +233,9 @@ static const cli_option OPTIONS[] = {
     {"--tau-end", "T", "Keyformer temperature after --tau-steps (default 2)", set_tau_end, LIB},
     {"--tau-steps", "N", "steps from tau-init to tau-end (default: --steps)",
      cli_set_tau_steps, LIB},
+    {"--observe", "MODE", "kv-head (default): logits to the library one KV head at a time, "
+     "from the attention's threads; layer: a whole layer's after its attention",
+     set_observe, LIB},
 };
 
 static const cli_program PROGRAM = {.name = "kf-generate", .synopsis = "kf-generate [options]",
@@ -473,6 +491,9 @@ static int prepare(generation *g, const generate_options *o, eng_error *err)
         .n_threads = o->common.threads,
         .hook = o->use_library || g->show_progress ? layer_hook : NULL,
         .hook_user_data = g,
+        .kv_head_hooks = o->use_library && !o->observe_per_layer
+                             ? engine_keyformer_kv_head_hooks(&g->glue)
+                             : (eng_kv_head_hooks){0},
     };
     if ((rc = eng_state_create(&g->state, &g->model, &state_options, err)))
         return rc;

@@ -85,16 +85,55 @@ static void attend_chunk(const eng_attention_block *a, int head, int first_row, 
                 n_seen, head_values(a, head), hs, 0.0f, out, stride);
 }
 
-void eng_attention_run(const eng_attention_block *a)
+/* Before a run with a callback: each KV head waits for this many tasks. */
+static void arm_kv_heads(const eng_attention_block *a, int tasks_per_head)
 {
-    if (a->n_rows == 1) {
-#pragma omp parallel for schedule(static) num_threads(a->n_threads)
-        for (int head = 0; head < a->n_heads; head++)
-            attend_one_row(a, head, a->scratch + (long)omp_get_thread_num() * a->capacity);
+    for (int g = 0; g < a->n_kv_heads; g++)
+        a->kv_head_pending[g] = tasks_per_head;
+}
+
+/* One task of query head `head` is done; the thread that finishes the last
+ * task of its KV head hands that KV head's logits over. The atomic is
+ * seq_cst, so that thread sees the logits the others wrote. */
+static void finish_task(const eng_attention_block *a, int head, int *failed)
+{
+    const int group = a->n_heads / a->n_kv_heads, kv_head = head / group;
+    int left;
+#pragma omp atomic capture seq_cst
+    left = --a->kv_head_pending[kv_head];
+    if (left != 0)
         return;
+    const long per_head = (long)a->n_rows * (a->n_old_slots + a->n_rows);
+    const int rc = a->kv_head_done(a->kv_head_user_data, kv_head,
+                                   a->logits + (long)kv_head * group * per_head);
+    if (rc != 0) {
+#pragma omp critical(eng_attention_kv_head_failure)
+        if (*failed == 0)
+            *failed = rc;
+    }
+}
+
+int eng_attention_run(const eng_attention_block *a)
+{
+    int failed = 0;
+    const int group = a->n_heads / a->n_kv_heads;
+    if (a->n_rows == 1) {
+        /* Static blocks of consecutive heads: a thread finishes the query
+         * heads of one KV head before it starts the next KV head's. */
+        if (a->kv_head_done)
+            arm_kv_heads(a, group);
+#pragma omp parallel for schedule(static) num_threads(a->n_threads)
+        for (int head = 0; head < a->n_heads; head++) {
+            attend_one_row(a, head, a->scratch + (long)omp_get_thread_num() * a->capacity);
+            if (a->kv_head_done)
+                finish_task(a, head, &failed);
+        }
+        return failed;
     }
     const int n_chunks = (a->n_rows + CHUNK_ROWS - 1) / CHUNK_ROWS;
     const int n_tasks = a->n_heads * n_chunks;
+    if (a->kv_head_done)
+        arm_kv_heads(a, group * n_chunks);
     /* Later chunks see more slots, so hand them out first. */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(a->n_threads)
     for (int task = 0; task < n_tasks; task++) {
@@ -103,5 +142,8 @@ void eng_attention_run(const eng_attention_block *a)
         const int n = a->n_rows - first_row < CHUNK_ROWS ? a->n_rows - first_row : CHUNK_ROWS;
         float *weights = a->scratch + (long)omp_get_thread_num() * CHUNK_ROWS * a->capacity;
         attend_chunk(a, head, first_row, n, weights);
+        if (a->kv_head_done)
+            finish_task(a, head, &failed);
     }
+    return failed;
 }

@@ -22,6 +22,7 @@ struct eng_state {
     int n_threads;
     eng_layer_hook hook;
     void *hook_user_data;
+    eng_kv_head_hooks kv_head_hooks;
     int position;     /* tokens seen */
     int *n_slots;     /* [n_layers] */
     float *keys;      /* [n_layers][n_kv_heads][capacity][head_size] */
@@ -31,6 +32,7 @@ struct eng_state {
     float *rope_cos, *rope_sin; /* [max_block_rows][head_size / 2] */
     float *attn_logits;         /* [n_heads][max_block_rows][capacity] */
     float *attn_scratch;        /* eng_attention_scratch_floats() */
+    int *kv_head_pending;       /* [n_kv_heads], eng_attention_block's */
 };
 
 static float *alloc_floats(size_t n)
@@ -77,6 +79,7 @@ static int resolve_options(eng_state *s, const eng_model_config *c,
         return eng_fail(err, ENG_EINVAL, "capacity %d is too large for this host", s->capacity);
     s->hook = o->hook;
     s->hook_user_data = o->hook_user_data;
+    s->kv_head_hooks = o->kv_head_hooks;
     return ENG_OK;
 }
 
@@ -100,9 +103,10 @@ static int allocate_buffers(eng_state *s, eng_error *err)
     s->rope_sin = alloc_floats(rows * (size_t)(c->head_size / 2));
     s->attn_logits = alloc_floats((size_t)c->n_heads * rows * (size_t)s->capacity);
     s->attn_scratch = alloc_floats(eng_attention_scratch_floats(s->capacity, s->n_threads));
+    s->kv_head_pending = calloc((size_t)c->n_kv_heads, sizeof *s->kv_head_pending);
     if (!s->n_slots || !s->keys || !s->values || !s->x || !s->xb || !s->q || !s->k ||
         !s->v || !s->att || !s->hb || !s->hb2 || !s->rope_cos || !s->rope_sin ||
-        !s->attn_logits || !s->attn_scratch)
+        !s->attn_logits || !s->attn_scratch || !s->kv_head_pending)
         return eng_fail(err, ENG_ENOMEM, "out of memory for a %d-slot KV cache", s->capacity);
     return ENG_OK;
 }
@@ -139,7 +143,7 @@ void eng_state_destroy(eng_state **state)
     free(s->keys), free(s->values);
     free(s->x), free(s->xb), free(s->q), free(s->k), free(s->v), free(s->att);
     free(s->hb), free(s->hb2), free(s->rope_cos), free(s->rope_sin);
-    free(s->attn_logits), free(s->attn_scratch);
+    free(s->attn_logits), free(s->attn_scratch), free(s->kv_head_pending);
     free(s);
     *state = NULL;
 }
@@ -175,6 +179,11 @@ void eng_state_set_hook(eng_state *s, eng_layer_hook hook, void *user_data)
     s->hook_user_data = user_data;
 }
 
+void eng_state_set_kv_head_hooks(eng_state *s, const eng_kv_head_hooks *hooks)
+{
+    s->kv_head_hooks = hooks ? *hooks : (eng_kv_head_hooks){0};
+}
+
 /* Copies the block's rotated keys and values, [row][kv_dim], into the
  * layer's cache layout [kv_head][slot][head_size] after its current slots. */
 static void append_to_cache(eng_state *s, int layer, int n_rows)
@@ -193,25 +202,48 @@ static void append_to_cache(eng_state *s, int layer, int n_rows)
     }
 }
 
-static int call_hook(eng_state *s, int layer, int n_rows, bool more_rows_follow,
-                     eng_error *err)
+/* The event of a layer's block; logits NULL before the attention. */
+static eng_layer_event layer_event(eng_state *s, int layer, int n_rows, int n_slots,
+                                   bool more_rows_follow, const float *logits)
 {
     const eng_model_config *c = &s->model->config;
-    const eng_layer_event event = {
+    return (eng_layer_event){
         .state = s, .layer = layer, .n_rows = n_rows, .first_position = s->position,
-        .n_slots = s->n_slots[layer], .more_rows_follow = more_rows_follow,
-        .logits = s->attn_logits,
+        .n_slots = n_slots, .more_rows_follow = more_rows_follow, .logits = logits,
         .keys = s->keys + (size_t)layer * layer_cache_floats(s),
         .values = s->values + (size_t)layer * layer_cache_floats(s),
         .capacity = s->capacity, .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads,
         .head_size = c->head_size,
     };
+}
+
+static int call_hook(eng_state *s, int layer, int n_rows, bool more_rows_follow,
+                     eng_error *err)
+{
+    const eng_layer_event event =
+        layer_event(s, layer, n_rows, s->n_slots[layer], more_rows_follow, s->attn_logits);
     const int kept = s->hook(s->hook_user_data, &event);
     if (kept < 0 || kept > event.n_slots)
         return eng_fail(err, ENG_EHOOK, "layer %d hook returned %d (slots: %d)", layer,
                         kept, event.n_slots);
     s->n_slots[layer] = kept;
     return ENG_OK;
+}
+
+/* What the attention's per-KV-head callback needs to build the event. */
+typedef struct kv_head_call {
+    const eng_kv_head_hooks *hooks;
+    int layer, n_rows, n_slots, group_size;
+} kv_head_call;
+
+static int kv_head_done(void *user_data, int kv_head, const float *logits)
+{
+    const kv_head_call *call = user_data;
+    const eng_kv_head_event event = {
+        .layer = call->layer, .kv_head = kv_head, .n_rows = call->n_rows,
+        .n_slots = call->n_slots, .group_size = call->group_size, .logits = logits,
+    };
+    return call->hooks->kv_head(call->hooks->user_data, &event);
 }
 
 static int run_attention(eng_state *s, int layer, int n_rows, bool more_rows_follow,
@@ -222,6 +254,17 @@ static int run_attention(eng_state *s, int layer, int n_rows, bool more_rows_fol
     eng_rope_rotate(s->k, c->kv_dim, n_rows, c->n_kv_heads, c->head_size, s->rope_cos,
                     s->rope_sin);
     append_to_cache(s, layer, n_rows);
+    const int n_slots = s->n_slots[layer] + n_rows;
+    const eng_kv_head_hooks *hooks = &s->kv_head_hooks;
+    if (hooks->begin) {
+        const eng_layer_event event =
+            layer_event(s, layer, n_rows, n_slots, more_rows_follow, NULL);
+        const int rc = hooks->begin(hooks->user_data, &event);
+        if (rc < 0)
+            return eng_fail(err, ENG_EHOOK, "layer %d: the hook before attention returned %d",
+                            layer, rc);
+    }
+    kv_head_call call = {hooks, layer, n_rows, n_slots, c->n_heads / c->n_kv_heads};
     const eng_attention_block block = {
         .queries = s->q,
         .keys = s->keys + (size_t)layer * layer_cache_floats(s),
@@ -230,10 +273,17 @@ static int run_attention(eng_state *s, int layer, int n_rows, bool more_rows_fol
         .head_size = c->head_size, .n_old_slots = s->n_slots[layer], .n_rows = n_rows,
         .logits = s->attn_logits, .output = s->att, .scratch = s->attn_scratch,
         .n_threads = s->n_threads,
+        .kv_head_done = hooks->kv_head ? kv_head_done : NULL,
+        .kv_head_user_data = &call, .kv_head_pending = s->kv_head_pending,
     };
-    eng_attention_run(&block);
-    s->n_slots[layer] += n_rows;
-    return s->hook ? call_hook(s, layer, n_rows, more_rows_follow, err) : ENG_OK;
+    const int failed = eng_attention_run(&block);
+    s->n_slots[layer] = n_slots;
+    /* After a failed KV head the layer hook still runs, so that the host
+     * can close what its begin hook opened. */
+    const int rc = s->hook ? call_hook(s, layer, n_rows, more_rows_follow, err) : ENG_OK;
+    if (failed)
+        return eng_fail(err, ENG_EHOOK, "layer %d: a KV head hook returned %d", layer, failed);
+    return rc;
 }
 
 static int run_layer(eng_state *s, int layer, int n_rows, bool more_rows_follow,

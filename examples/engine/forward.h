@@ -18,6 +18,13 @@
  * hook the cache is never compacted, so slots are positions and the capacity
  * bounds the sequence length.
  *
+ * Hooks per KV head (optional): for hosts that hand logits over as the
+ * attention produces them, the begin hook runs before each layer's
+ * attention of a block, and the KV-head hook runs once per KV head from the
+ * attention's own threads, as soon as every query head of that KV head has
+ * its logits (concurrently for different KV heads). The layer hook, if any,
+ * runs after the attention as before.
+ *
  * Threads: the engine parallelises matrix products and attention with
  * OpenMP and runs OpenBLAS single-threaded inside those threads
  * (eng_state_create sets OpenBLAS to one thread for the whole process). */
@@ -54,6 +61,33 @@ typedef struct eng_layer_event {
  * moved to the front of every KV head), or a negative value to abort. */
 typedef int (*eng_layer_hook)(void *user_data, const eng_layer_event *event);
 
+/* One KV head's share of a block's logits, for an eng_kv_head_hook. */
+typedef struct eng_kv_head_event {
+    int layer;
+    int kv_head;
+    int n_rows;           /* query rows of this block */
+    int n_slots;          /* as eng_layer_event: the block's rows are the last n_rows */
+    int group_size;       /* query heads per KV head */
+    /* [group_size][n_rows][n_slots]: query heads kv_head * group_size + m,
+     * laid out as eng_layer_event.logits. Valid only during the call. */
+    const float *logits;
+} eng_kv_head_event;
+
+/* Called from an attention thread; returns 0, or negative to abort. */
+typedef int (*eng_kv_head_hook)(void *user_data, const eng_kv_head_event *event);
+
+typedef struct eng_kv_head_hooks {
+    /* Before each layer's attention of a block; the event's logits are NULL
+     * and its n_slots already count the block's rows. 0, or negative to
+     * abort (the attention does not run). */
+    eng_layer_hook begin;
+    /* Once per KV head of the block, from the attention's threads. After a
+     * failure the attention still completes, the layer hook still runs (to
+     * close what begin opened) and eng_forward returns ENG_EHOOK. */
+    eng_kv_head_hook kv_head;
+    void *user_data;
+} eng_kv_head_hooks;
+
 typedef struct eng_state_options {
     int kv_capacity;     /* slots per layer and KV head; 0 = the model's seq_len */
     int max_block_rows;  /* rows per prefill block; 0 = chosen from the capacity */
@@ -62,6 +96,7 @@ typedef struct eng_state_options {
                             the first clamp of a process is told on stderr */
     eng_layer_hook hook; /* NULL = full cache */
     void *hook_user_data;
+    eng_kv_head_hooks kv_head_hooks; /* all NULL = none */
 } eng_state_options;
 
 int eng_state_create(eng_state **out, const eng_model *model,
@@ -85,6 +120,8 @@ int eng_state_copy(eng_state *dst, const eng_state *src, eng_error *err);
 
 /* Replaces the hook (for example once a library cache exists). */
 void eng_state_set_hook(eng_state *state, eng_layer_hook hook, void *user_data);
+/* Replaces the per-KV-head hooks; NULL removes them. */
+void eng_state_set_kv_head_hooks(eng_state *state, const eng_kv_head_hooks *hooks);
 
 /* Runs n_tokens tokens. If logits is not NULL, writes the output logits of
  * the last n_logit_rows tokens to it, [n_logit_rows][vocab_size].

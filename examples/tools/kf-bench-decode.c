@@ -542,6 +542,7 @@ static void usage_prefill(FILE *out)
             "  --threads T          OpenMP threads, 1..1024 (1)\n"
             "  --reps R             repetitions, best of R, 1..1000 (3)\n"
             "  --budget R           budget ratio, > 0 and < 1 (0.5)\n"
+            "  --noise N            table or exact Keyformer noise (default: table)\n"
             "  --layers L           first L layers timed, 1..1024 (all)\n"
             "  --json               one JSON object per line\n",
             MAX_TOKENS);
@@ -915,6 +916,13 @@ static int cmd_prefill(int argc, char **argv)
 {
     double prompts[16];
     int np = 0, threads = 1, reps = 3, json = 0, layers = 0, choice = 0;
+    int table_noise;
+    {
+        kf_config lib;
+        kf_config_default(&lib);
+        table_noise = lib.noise == KF_NOISE_TABLE;
+    }
+    static const char *const noises[] = {"exact", "table"};
     const shape *sh = &shapes[0];
     double ratio = 0.5;
     for (int i = 2; i < argc; i++) {
@@ -936,6 +944,8 @@ static int cmd_prefill(int argc, char **argv)
             bad = parse_ratio(opt, argv[++i], &ratio);
         } else if (takes(argc, argv, i, "--layers", &missing)) {
             bad = parse_int(opt, argv[++i], 1, 1024, &layers);
+        } else if (takes(argc, argv, i, "--noise", &missing)) {
+            bad = parse_choice(opt, argv[++i], noises, 2, &table_noise);
         } else if (!strcmp(opt, "--json")) {
             json = 1;
         } else if (!missing) {
@@ -975,6 +985,7 @@ static int cmd_prefill(int argc, char **argv)
         }
         kf_config cfg = shape_config(L, H, Hk, d, (uint32_t)S);
         cfg.budget_ratio = ratio;
+        cfg.noise = table_noise ? KF_NOISE_TABLE : KF_NOISE_EXACT;
         cfg.n_threads = (uint32_t)threads;
         kf_cache *cache = NULL;
         check(kf_cache_create(&cache, &cfg), "kf_cache_create");
@@ -1035,9 +1046,10 @@ static int cmd_prefill(int argc, char **argv)
             printf("{\"mode\":\"prefill\",\"shape\":\"%s\",\"prompt\":%d,"
                    "\"budget\":%g,\"threads\":%d,\"attention_s\":%.6e,"
                    "\"library_s\":%.6e,\"library_vs_attention\":%.4f,"
-                   "\"reps\":%d,\"layers_timed\":%d,\"load1\":%.2f}\n",
+                   "\"reps\":%d,\"layers_timed\":%d,\"noise\":\"%s\","
+                   "\"load1\":%.2f}\n",
                    sh->name, S, ratio, threads, best_att, best_lib, share,
-                   reps, L, ld);
+                   reps, L, table_noise ? "table" : "exact", ld);
         else
             printf("%-10s prompt %6d threads %d: attention %8.2f ms, library "
                    "%8.2f ms (%.1f%% of attention)\n",
