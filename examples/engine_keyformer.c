@@ -63,19 +63,26 @@ static int select_all_layers(engine_keyformer *glue, const eng_layer_event *e)
     return shared_slot_count(glue, e);
 }
 
+/* The engine's logits [head][row][slot] of n_rows new rows over n_slots
+ * slots, row i seeing slots 0 .. n_slots - n_rows + i. */
+static kf_logits_view causal_view(const float *logits, int n_rows, int n_slots)
+{
+    return (kf_logits_view){
+        .data = logits,
+        .n_rows = (uint32_t)n_rows,
+        .n_slots = (uint32_t)n_slots,
+        .row_stride = (size_t)n_slots,
+        .head_stride = (size_t)n_rows * (size_t)n_slots,
+        .flags = KF_LOGITS_CAUSAL,
+    };
+}
+
 /* Hands the layer's logits over: the whole layer at once, or closes the
  * round the per-KV-head hooks filled. */
 static int observe_layer(engine_keyformer *glue, const eng_layer_event *e)
 {
     if (!glue->round_open) {
-        const kf_logits_view logits = {
-            .data = e->logits,
-            .n_rows = (uint32_t)e->n_rows,
-            .n_slots = (uint32_t)e->n_slots,
-            .row_stride = (size_t)e->n_slots,
-            .head_stride = (size_t)e->n_rows * (size_t)e->n_slots,
-            .flags = KF_LOGITS_CAUSAL,
-        };
+        const kf_logits_view logits = causal_view(e->logits, e->n_rows, e->n_slots);
         const int rc = kf_observe_logits(glue->cache, e->layer, &logits);
         return rc == KF_OK ? 0 : fail(glue, rc, "kf_observe_logits", e->layer);
     }
@@ -127,14 +134,7 @@ static int begin_layer(void *user_data, const eng_layer_event *e)
 static int observe_kv_head(void *user_data, const eng_kv_head_event *e)
 {
     engine_keyformer *glue = user_data;
-    const kf_logits_view logits = {
-        .data = e->logits,
-        .n_rows = (uint32_t)e->n_rows,
-        .n_slots = (uint32_t)e->n_slots,
-        .row_stride = (size_t)e->n_slots,
-        .head_stride = (size_t)e->n_rows * (size_t)e->n_slots,
-        .flags = KF_LOGITS_CAUSAL,
-    };
+    const kf_logits_view logits = causal_view(e->logits, e->n_rows, e->n_slots);
     const int rc = kf_observe_kv_head(glue->cache, e->layer, e->kv_head, &logits);
     if (rc == KF_OK)
         return 0;

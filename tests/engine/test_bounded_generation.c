@@ -26,9 +26,10 @@
 #include "engine_keyformer.h"
 #include "forward.h"
 #include "model.h"
+#include "reference_fixture.h"
 #include "test_args.h"
 
-enum { PROMPT = 300, REFERENCE_IDS = 512 };
+enum { PROMPT = 300 };
 
 /* AddressSanitizer's shadow memory and quarantine make the resident size
  * say nothing about the program's own allocations (leaks are its job). */
@@ -42,49 +43,6 @@ enum { PROMPT = 300, REFERENCE_IDS = 512 };
 #ifndef SANITIZED
 #define SANITIZED 0
 #endif
-
-static const char *model_path, *reference_path;
-
-typedef struct fixture {
-    eng_model model;
-    int ids[REFERENCE_IDS];
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *fx = calloc(1, sizeof *fx);
-    FILE *f = fopen(reference_path, "rb");
-    int32_t header[3];
-    if (!fx || !f || fread(header, sizeof header, 1, f) != 1
-        || header[0] != REFERENCE_IDS
-        || fread(fx->ids, sizeof(int32_t), REFERENCE_IDS, f) != REFERENCE_IDS
-        || eng_model_open(&fx->model, model_path, NULL) != ENG_OK) {
-        if (f)
-            fclose(f);
-        free(fx);
-        return -1;
-    }
-    fclose(f);
-    *state = fx;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *fx = *state;
-    eng_model_close(&fx->model);
-    free(fx);
-    return 0;
-}
-
-static int argmax(const float *x, int n)
-{
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best])
-            best = i;
-    return best;
-}
 
 /* Keyformer defaults for the bundled model, an absolute budget, seed 7. */
 static kf_config keyformer_config(const fixture *fx, uint32_t budget,
@@ -130,7 +88,7 @@ static void generate(fixture *fx, int capacity, engine_keyformer *glue, int step
     if (eng_forward(s, fx->ids, PROMPT, logits, 1, &err) != ENG_OK)
         fail_msg("prompt: %s", err.message);
     for (int t = 0; t < steps; t++) {
-        const int token = argmax(logits, vocab);
+        const int token = reference_argmax(logits, vocab);
         if (all_logits)
             memcpy(all_logits + (size_t)t * vocab, logits, (size_t)vocab * sizeof *logits);
         if (eng_forward(s, &token, 1, logits, 1, &err) != ENG_OK)
@@ -331,5 +289,6 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_batched_eviction),
         cmocka_unit_test(test_any_order_matches_position),
     };
-    return cmocka_run_group_tests_name("bounded generation", tests, setup, teardown);
+    return cmocka_run_group_tests_name("bounded generation", tests, reference_fixture_setup,
+                                       reference_fixture_teardown);
 }

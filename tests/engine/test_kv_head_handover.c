@@ -28,52 +28,10 @@
 #include "engine_keyformer.h"
 #include "forward.h"
 #include "model.h"
+#include "reference_fixture.h"
 #include "test_args.h"
 
-enum { PROMPT = 300, STEPS = 32, BLOCK_ROWS = 128, REFERENCE_IDS = 512 };
-
-static const char *model_path, *reference_path;
-
-typedef struct fixture {
-    eng_model model;
-    int ids[REFERENCE_IDS];
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *fx = calloc(1, sizeof *fx);
-    FILE *f = fopen(reference_path, "rb");
-    int32_t header[3];
-    if (!fx || !f || fread(header, sizeof header, 1, f) != 1
-        || header[0] != REFERENCE_IDS
-        || fread(fx->ids, sizeof(int32_t), REFERENCE_IDS, f) != REFERENCE_IDS
-        || eng_model_open(&fx->model, model_path, NULL) != ENG_OK) {
-        if (f)
-            fclose(f);
-        free(fx);
-        return -1;
-    }
-    fclose(f);
-    *state = fx;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *fx = *state;
-    eng_model_close(&fx->model);
-    free(fx);
-    return 0;
-}
-
-static int argmax(const float *x, int n)
-{
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best])
-            best = i;
-    return best;
-}
+enum { PROMPT = 300, STEPS = 32, BLOCK_ROWS = 128 };
 
 static kf_cache *library_cache(const fixture *fx, kf_policy policy, int threads,
                                uint32_t n_kv_heads)
@@ -159,7 +117,7 @@ static void generate(fixture *fx, kf_policy policy, int threads, bool per_kv_hea
         fail_msg("prompt: %s", err.message);
     for (int t = 0; t < STEPS; t++) {
         float *logits = r->logits + (size_t)t * vocab;
-        r->tokens[t] = argmax(logits, vocab);
+        r->tokens[t] = reference_argmax(logits, vocab);
         if (eng_forward(s, &r->tokens[t], 1, logits + vocab, 1, &err) != ENG_OK)
             fail_msg("step %d: %s", t, err.message);
     }
@@ -307,5 +265,6 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_kv_head_hook_sees_each_kv_head_once),
         cmocka_unit_test(test_failures_stop_the_forward_pass),
     };
-    return cmocka_run_group_tests_name("engine: logits per KV head", tests, setup, teardown);
+    return cmocka_run_group_tests_name("engine: logits per KV head", tests, reference_fixture_setup,
+                                       reference_fixture_teardown);
 }

@@ -91,3 +91,15 @@ void run_temp_path(char *path, size_t size, const char *suffix)
     snprintf(path, size, "%s/kf-cli-test-%ld-%d%s", dir && dir[0] ? dir : "/tmp",
              (long)getpid(), counter++, suffix);
 }
+
+char *run_read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *text = calloc(1 << 20, 1);
+    if (text)
+        fread(text, 1, (1 << 20) - 1, f);
+    fclose(f);
+    return text;
+}

@@ -22,4 +22,8 @@ void run_program(const char *const *argv, const char *out_path, int timeout_s,
 /* A fresh path under $TMPDIR (or /tmp) ending in suffix; nothing is made. */
 void run_temp_path(char *path, size_t size, const char *suffix);
 
+/* The first MiB of a file, NUL-terminated (free() it); NULL if it cannot
+ * be opened or memory runs out. */
+char *run_read_file(const char *path);
+
 #endif

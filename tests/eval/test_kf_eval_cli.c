@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "run_program.h"
 #include "test_args.h"
 
 static const char *kf_eval;
@@ -51,18 +52,6 @@ static int run(const char *const *args, const char *out_path)
     if (pid < 0 || waitpid(pid, &status, 0) != pid)
         return -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *text = calloc(1 << 20, 1);
-    if (text)
-        fread(text, 1, (1 << 20) - 1, f);
-    fclose(f);
-    return text;
 }
 
 static void temp_path(char *path, size_t size, const char *suffix)
@@ -149,7 +138,7 @@ static void test_csv_and_summary(void **state)
     const char *two[] = {"--threads", "2", NULL};
     assert_int_equal(run_small("--tokens", tokens_path, csv, out, two), 0);
 
-    char *text = slurp(csv);
+    char *text = run_read_file(csv);
     assert_non_null(text);
     row rows[64];
     const int n = read_rows(text, rows, 64);
@@ -190,7 +179,7 @@ static void test_csv_and_summary(void **state)
     /* two Keyformer seeds give different draws, so (almost surely) different NLLs */
     assert_true(rows[1].nll != rows[2].nll || rows[3].nll != rows[4].nll);
 
-    char *summary = slurp(out);
+    char *summary = run_read_file(out);
     assert_non_null(summary);
     assert_non_null(strstr(summary, "| policy | budget | k | NLL | ΔNLL | top-1 | ROUGE-L |"));
     assert_non_null(strstr(summary, "| keyformer | 0.25 | 40 |"));
@@ -199,13 +188,13 @@ static void test_csv_and_summary(void **state)
     /* the same numbers with one job at a time */
     const char *one[] = {"--threads", "1", NULL};
     assert_int_equal(run_small("--tokens", tokens_path, csv1, NULL, one), 0);
-    char *again = slurp(csv1);
+    char *again = run_read_file(csv1);
     assert_non_null(again);
     assert_string_equal(text, again);
     /* and from the text, tokenized by kf-eval */
     assert_int_equal(run_small("--text", text_path, csv1, NULL, two), 0);
     free(again);
-    again = slurp(csv1);
+    again = run_read_file(csv1);
     assert_string_equal(text, again);
 
     free(text), free(again), free(summary);
@@ -223,17 +212,17 @@ static void test_recall_and_plot(void **state)
     const char *extra[] = {"--task", "recall", "--policies", "window,h2o", "--plot", png,
                            "--threads", "2", NULL};
     assert_int_equal(run_small("--tokens", tokens_path, csv, out, extra), 0);
-    char *text = slurp(csv);
+    char *text = run_read_file(csv);
     row rows[16];
     /* no full rows when full is not asked for */
     assert_int_equal(read_rows(text, rows, 16), 4);
     for (int i = 0; i < 4; i++)
         assert_true(!strcmp(rows[i].policy, "window") || !strcmp(rows[i].policy, "h2o"));
-    char *summary = slurp(out);
+    char *summary = run_read_file(out);
     assert_non_null(strstr(summary, "| doc | continue | recall | drop | first occurrence | copy gain |"));
     /* a PNG came out of gnuplot, when there is one */
     if (system("command -v gnuplot > /dev/null 2>&1") == 0) {
-        char *png_bytes = slurp(png);
+        char *png_bytes = run_read_file(png);
         assert_non_null(png_bytes);
         assert_memory_equal(png_bytes, "\x89PNG", 4);
         free(png_bytes);
@@ -258,7 +247,7 @@ static void test_uniform_granularity(void **state)
                                   "--seeds", "1", "--granularity", "uniform", NULL};
     assert_int_equal(run_small("--tokens", tokens_path, per_head, NULL, head_args), 0);
     assert_int_equal(run_small("--tokens", tokens_path, uniform, NULL, uniform_args), 0);
-    char *a = slurp(per_head), *b = slurp(uniform);
+    char *a = run_read_file(per_head), *b = run_read_file(uniform);
     row ra[16], rb[16];
     const int n = read_rows(a, ra, 16);
     assert_int_equal(read_rows(b, rb, 16), n);

@@ -64,18 +64,6 @@ static bool exists(const char *path)
     return stat(path, &st) == 0;
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *text = calloc(1 << 20, 1);
-    if (text)
-        fread(text, 1, (1 << 20) - 1, f);
-    fclose(f);
-    return text;
-}
-
 static void write_text(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -102,7 +90,7 @@ static void test_lists_name_the_bad_item(void **state)
     run_result r;
     run(ARGS("--version"), out, &r);
     assert_int_equal(r.status, 0);
-    char *text = slurp(out), wanted[128];
+    char *text = run_read_file(out), wanted[128];
     snprintf(wanted, sizeof wanted, "kf-eval (libkeyformer %s)\n", kf_version());
     assert_string_equal(text, wanted);
     free(text);
@@ -164,7 +152,7 @@ static void test_plot_path_is_data(void **state)
     run(ARGS("--tokens", tokens_path, TINY, "--plot", png, "--csv", csv), NULL, &r);
     if (r.status != 0)
         fail_msg("status %d:\n%s", r.status, r.stderr_text);
-    char *bytes = slurp(png);
+    char *bytes = run_read_file(png);
     assert_non_null(bytes);
     assert_memory_equal(bytes, "\x89PNG", 4);
     free(bytes);
@@ -199,7 +187,7 @@ static void test_csv_quotes_names(void **state)
     run(ARGS("--tokens", doc, TINY, "--policies", "full,window", "--csv", csv), NULL, &r);
     if (r.status != 0)
         fail_msg("status %d:\n%s", r.status, r.stderr_text);
-    char *text = slurp(csv);
+    char *text = run_read_file(csv);
     assert_non_null(strstr(text, "\n\"a,\"\"b\"\"\nc\",full,"));
     free(text);
     snprintf(script, sizeof script,
@@ -268,7 +256,7 @@ static void test_defaults(void **state)
     run(ARGS(TINY, "--csv", csv), NULL, &r);
     if (r.status != 0)
         fail_msg("status %d:\n%s", r.status, r.stderr_text);
-    char *text = slurp(csv);
+    char *text = run_read_file(csv);
     assert_non_null(strstr(text, "1793_george_washington_n,window,0.5,"));
     free(text);
     unlink(csv);
