@@ -38,7 +38,9 @@ def check_decode(rows, contexts, budgets):
             sys.exit("overhead_share != library_s / step_s: %s" % r)
         if r["budget"] == 1 and (r["library_s"] != 0 or r["speedup_vs_full"] != 1):
             sys.exit("the full cache calls no library: %s" % r)
-        if r["budget"] < 1 and r["library_s"] <= 0:
+        # a cheap policy's library time can round to 0 once the clock's own
+        # cost is subtracted: check that the budget applied, not a timing
+        if r["budget"] < 1 and not (r["library_s"] >= 0 and r["k"] < r["context"]):
             sys.exit("a budget below 1 runs the library: %s" % r)
     want = {(c, b) for c in contexts for b in budgets + [1]}
     if seen != want:
