@@ -3,11 +3,14 @@
 #   1. the whole meson suite once per lower instruction-set level,
 #   2. fuzzing, ASan/UBSan, valgrind and ThreadSanitizer (robustness.sh,
 #      FUZZ_SECONDS per fuzz target, default 60), in ./build-robustness,
-#   3. the AArch64 build with its NEON kernels under qemu, in ./build-neon.
+#   3. the AArch64 build with its NEON kernels under qemu, in ./build-neon,
+#   4. on x86-64, the AVX-512 kernels against C through SIMDe's portable
+#      AVX-512, so they are checked on CPUs without it (./build-avx512-emu).
 # System changes beyond scripts/test.sh: apt installs clang, valgrind,
 # libomp-dev and libclang-rt-<version>-dev; on x86-64 it also adds the
 # arm64 dpkg architecture and installs gcc-aarch64-linux-gnu,
-# libc6-dev-arm64-cross, qemu-user, libcmocka-dev:arm64 and libgomp1:arm64.
+# libc6-dev-arm64-cross, qemu-user, libcmocka-dev:arm64, libgomp1:arm64
+# and libsimde-dev.
 # Environment: BUILD_DIR (build-test), FUZZ_SECONDS (60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +29,7 @@ stage "meson test, KF_CPU_MASK=0 (portable C)" \
 stage "robustness" env FUZZ_SECONDS="${FUZZ_SECONDS:-60}" scripts/robustness.sh
 if [ "$(uname -m)" = x86_64 ]; then
     stage "aarch64 NEON under qemu" cross/run-neon-tests.sh
+    stage "AVX-512 kernels under emulation (SIMDe)" cross/run-avx512-emulated.sh
 fi
 
 stages_summary test-long
