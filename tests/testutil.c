@@ -130,3 +130,17 @@ void test_compact_sources(const uint32_t *keep, uint32_t n_keep,
             src[i] = keep[next++];
     }
 }
+
+int test_same_kept_slots(const kf_cache *a, const kf_cache *b, int layer,
+                         uint32_t kv_heads)
+{
+    for (uint32_t g = 0; g < kv_heads; g++) {
+        const uint32_t *ka, *kb;
+        uint32_t na, nb;
+        if (kf_kept_slots(a, layer, (int)g, &ka, &na) != KF_OK
+            || kf_kept_slots(b, layer, (int)g, &kb, &nb) != KF_OK || na != nb
+            || memcmp(ka, kb, na * sizeof *ka) != 0)
+            return 0;
+    }
+    return 1;
+}

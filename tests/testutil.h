@@ -43,4 +43,8 @@ void test_compact_sources(const uint32_t *keep, uint32_t n_keep,
 int test_observe(kf_cache *c, int layer, float *buf, uint32_t rows,
                  int causal, test_rng *r);
 
+/* 1 if caches a and b keep the same slots in every KV head of a layer. */
+int test_same_kept_slots(const kf_cache *a, const kf_cache *b, int layer,
+                         uint32_t kv_heads);
+
 #endif
