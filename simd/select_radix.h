@@ -133,4 +133,48 @@ static uint32_t lowest_bits(uint32_t mask, uint32_t keep)
     return out;
 }
 
+/* order_key of lib/topk_c.c, one score (the tails of the one-pass scans). */
+static uint32_t order_key_scalar(float score)
+{
+    uint32_t u;
+    float s = score == 0.0f ? 0.0f : score;
+    memcpy(&u, &s, sizeof u);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+/* Continues last_min_fold's scan over scores[from, n). */
+static uint32_t last_min_tail(const float *scores, uint32_t from, uint32_t n,
+                              uint32_t drop, uint32_t best)
+{
+    for (uint32_t j = from; j < n; j++) {
+        uint32_t k = order_key_scalar(scores[j]);
+        if (drop == UINT32_MAX || k <= best) {
+            best = k;
+            drop = j;
+        }
+    }
+    return drop;
+}
+
+/* Folds per-lane (smallest key, last index holding it) pairs and then the
+ * scalar tail into the index the radix path would drop: the smallest key,
+ * the highest index among equal keys (ties are kept from the lowest index
+ * up). `lanes` pairs with index UINT32_MAX are empty. */
+static uint32_t last_min_fold(const uint32_t *key, const uint32_t *idx,
+                              uint32_t lanes, uint32_t *best_key)
+{
+    uint32_t best = UINT32_MAX, at = UINT32_MAX;
+    for (uint32_t l = 0; l < lanes; l++) {
+        if (idx[l] == UINT32_MAX)
+            continue;
+        if (at == UINT32_MAX || key[l] < best ||
+            (key[l] == best && idx[l] > at)) {
+            best = key[l];
+            at = idx[l];
+        }
+    }
+    *best_key = best;
+    return at;
+}
+
 #endif

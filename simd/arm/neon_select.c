@@ -150,27 +150,48 @@ static void emit(uint32_t *out, const float *scores, uint32_t n, uint32_t need,
     }
 }
 
-/* The smallest key; *equal gets how many keys equal it. */
-static uint32_t min_key(const float *scores, uint32_t n, uint32_t *equal)
+/* out[i] = start + i for i < count */
+static void iota_from(uint32_t *out, uint32_t count, uint32_t start)
 {
-    uint32x4_t vmin = vdupq_n_u32(UINT32_MAX);
+    static const uint32_t first[VL] = { 0, 1, 2, 3 };
+    uint32x4_t idx = vaddq_u32(vdupq_n_u32(start), vld1q_u32(first));
     uint32_t j = 0;
-    for (; j + VL <= n; j += VL)
-        vmin = vminq_u32(vmin, order_keys(vld1q_f32(scores + j)));
-    uint32_t t = vminvq_u32(vmin);
-    for (uint32_t i = j; i < n; i++) {
-        uint32_t k = order_key1(scores[i]);
-        t = k < t ? k : t;
+    for (; j + VL <= count; j += VL) {
+        vst1q_u32(out + j, idx);
+        idx = vaddq_u32(idx, vdupq_n_u32(VL));
     }
-    uint32x4_t vt = vdupq_n_u32(t);
-    uint32_t count = 0;
-    for (j = 0; j + VL <= n; j += VL)
-        count += (uint32_t)__builtin_popcount(
-            lane_bits(vceqq_u32(order_keys(vld1q_f32(scores + j)), vt)));
-    for (; j < n; j++)
-        count += order_key1(scores[j]) == t;
-    *equal = count;
-    return t;
+    for (; j < count; j++)
+        out[j] = start + j;
+}
+
+/* Every index but `drop`, ascending (one eviction). */
+static void emit_all_but(uint32_t *out, uint32_t n, uint32_t drop)
+{
+    iota_from(out, drop, 0);
+    iota_from(out + drop, n - 1 - drop, drop + 1);
+}
+
+/* The index the radix path drops when need = n - 1: the smallest key, the
+ * last among equal keys. One pass: each lane keeps its smallest key and
+ * the last index holding it (a key <= the lane's minimum takes over). */
+static uint32_t last_min_index(const float *scores, uint32_t n)
+{
+    static const uint32_t first[VL] = { 0, 1, 2, 3 };
+    uint32x4_t vmin = vdupq_n_u32(UINT32_MAX);
+    uint32x4_t vidx = vdupq_n_u32(UINT32_MAX);
+    uint32x4_t idx = vld1q_u32(first);
+    uint32_t j = 0;
+    for (; j + VL <= n; j += VL) {
+        uint32x4_t k = order_keys(vld1q_f32(scores + j));
+        vidx = vbslq_u32(vcleq_u32(k, vmin), idx, vidx);
+        vmin = vminq_u32(vmin, k);
+        idx = vaddq_u32(idx, vdupq_n_u32(VL));
+    }
+    uint32_t key[VL], at[VL], best;
+    vst1q_u32(key, vmin);
+    vst1q_u32(at, vidx);
+    uint32_t drop = last_min_fold(key, at, VL, &best);
+    return last_min_tail(scores, j, n, drop, best);
 }
 
 KF_SELECT_TOP_FN(kf_select_top_neon)
@@ -182,10 +203,8 @@ KF_SELECT_TOP_FN(kf_select_top_neon)
             out[j] = j;
         return;
     }
-    if (need + 1 == n) { /* one eviction (a decode step): drop the last
-                          * of the smallest keys */
-        uint32_t equal, t = min_key(scores, n, &equal);
-        emit(out, scores, n, need, t, equal - 1);
+    if (need + 1 == n) { /* one eviction (a decode step) */
+        emit_all_but(out, n, last_min_index(scores, n));
         return;
     }
     radix_hist r;

@@ -177,45 +177,48 @@ static void emit(uint32_t *out, const float *scores, uint32_t n, uint32_t need,
     }
 }
 
-static void iota(uint32_t *out, uint32_t n)
+/* out[i] = start + i for i < count */
+static void iota_from(uint32_t *out, uint32_t count, uint32_t start)
 {
-    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i idx = _mm256_add_epi32(_mm256_set1_epi32((int)start),
+                                   _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     uint32_t j = 0;
-    for (; j + VL <= n; j += VL) {
+    for (; j + VL <= count; j += VL) {
         _mm256_storeu_si256((__m256i *)(out + j), idx);
         idx = _mm256_add_epi32(idx, _mm256_set1_epi32(VL));
     }
-    for (; j < n; j++)
-        out[j] = j;
+    for (; j < count; j++)
+        out[j] = start + j;
 }
 
-/* The smallest key (unsigned order); *equal gets how many keys equal it.
- * Lanes past the end hold INT32_MAX, the largest signed key. */
-static uint32_t min_key(const float *scores, uint32_t n, uint32_t *equal)
+/* Every index but `drop`, ascending (one eviction). */
+static void emit_all_but(uint32_t *out, uint32_t n, uint32_t drop)
 {
-    const __m256i top = _mm256_set1_epi32(INT32_MAX);
-    __m256i vmin = top;
-    for (uint32_t j = 0; j < n; j += VL) {
-        __m256i m;
-        __m256i k = load_signed_keys(scores, j, n, &m);
-        vmin = _mm256_min_epi32(vmin, _mm256_blendv_epi8(top, k, m));
+    iota_from(out, drop, 0);
+    iota_from(out + drop, n - 1 - drop, drop + 1);
+}
+
+/* The index the radix path drops when need = n - 1: the smallest key, the
+ * last among equal keys. One pass: each lane keeps its smallest key and
+ * the last index holding it (a key <= the lane's minimum takes over). */
+static uint32_t last_min_index(const float *scores, uint32_t n)
+{
+    __m256i vmin = _mm256_set1_epi32(INT32_MAX);
+    __m256i vidx = _mm256_set1_epi32(-1);
+    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    uint32_t j = 0;
+    for (; j + VL <= n; j += VL) {
+        __m256i k = signed_keys(_mm256_loadu_ps(scores + j));
+        __m256i above = _mm256_cmpgt_epi32(k, vmin);
+        vidx = _mm256_blendv_epi8(idx, vidx, above);
+        vmin = _mm256_min_epi32(vmin, k);
+        idx = _mm256_add_epi32(idx, _mm256_set1_epi32(VL));
     }
-    int32_t lanes[VL];
-    _mm256_storeu_si256((__m256i *)lanes, vmin);
-    int32_t t = lanes[0];
-    for (int l = 1; l < VL; l++)
-        t = lanes[l] < t ? lanes[l] : t;
-    __m256i vt = _mm256_set1_epi32(t);
-    uint32_t count = 0;
-    for (uint32_t j = 0; j < n; j += VL) {
-        __m256i m;
-        __m256i k = load_signed_keys(scores, j, n, &m);
-        __m256i eq = _mm256_and_si256(m, _mm256_cmpeq_epi32(k, vt));
-        count += (uint32_t)_mm_popcnt_u32(
-            (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(eq)));
-    }
-    *equal = count;
-    return (uint32_t)t ^ 0x80000000u;
+    uint32_t key[VL], at[VL], best;
+    _mm256_storeu_si256((__m256i *)key, unsigned_keys(vmin));
+    _mm256_storeu_si256((__m256i *)at, vidx);
+    uint32_t drop = last_min_fold(key, at, VL, &best);
+    return last_min_tail(scores, j, n, drop, best);
 }
 
 KF_SELECT_TOP_FN(kf_select_top_avx2)
@@ -223,13 +226,11 @@ KF_SELECT_TOP_FN(kf_select_top_avx2)
     if (need == 0)
         return;
     if (need == n) {
-        iota(out, n);
+        iota_from(out, n, 0);
         return;
     }
-    if (need + 1 == n) { /* one eviction (a decode step): drop the last
-                          * of the smallest keys */
-        uint32_t equal, t = min_key(scores, n, &equal);
-        emit(out, scores, n, need, t, equal - 1);
+    if (need + 1 == n) { /* one eviction (a decode step) */
+        emit_all_but(out, n, last_min_index(scores, n));
         return;
     }
     radix_hist r;

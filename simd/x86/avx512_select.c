@@ -104,34 +104,47 @@ static void emit(uint32_t *out, const float *scores, uint32_t n, uint32_t need,
     }
 }
 
-static void iota(uint32_t *out, uint32_t n)
+/* out[i] = start + i for i < count */
+static void iota_from(uint32_t *out, uint32_t count, uint32_t start)
 {
-    __m512i idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
-                                    13, 14, 15);
-    for (uint32_t j = 0; j < n; j += VL) {
-        _mm512_mask_storeu_epi32(out + j, tail_mask(n - j), idx);
+    __m512i idx = _mm512_add_epi32(
+        _mm512_set1_epi32((int)start),
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    for (uint32_t j = 0; j < count; j += VL) {
+        _mm512_mask_storeu_epi32(out + j, tail_mask(count - j), idx);
         idx = _mm512_add_epi32(idx, _mm512_set1_epi32(VL));
     }
 }
 
-/* The smallest key; *equal gets how many keys equal it. */
-static uint32_t min_key(const float *scores, uint32_t n, uint32_t *equal)
+/* Every index but `drop`, ascending (one eviction). */
+static void emit_all_but(uint32_t *out, uint32_t n, uint32_t drop)
+{
+    iota_from(out, drop, 0);
+    iota_from(out + drop, n - 1 - drop, drop + 1);
+}
+
+/* The index the radix path drops when need = n - 1: the smallest key, the
+ * last among equal keys. One pass: each lane keeps its smallest key and
+ * the last index holding it (a key <= the lane's minimum takes over). */
+static uint32_t last_min_index(const float *scores, uint32_t n)
 {
     __m512i vmin = _mm512_set1_epi32(-1);
-    for (uint32_t j = 0; j < n; j += VL) {
-        __mmask16 m;
-        __m512i k = load_keys(scores, j, n, &m);
-        vmin = _mm512_mask_min_epu32(vmin, m, vmin, k);
+    __m512i vidx = _mm512_set1_epi32(-1);
+    __m512i idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+                                    13, 14, 15);
+    uint32_t j = 0;
+    for (; j + VL <= n; j += VL) {
+        __m512i k = order_keys(_mm512_loadu_ps(scores + j));
+        __mmask16 take = _mm512_cmple_epu32_mask(k, vmin);
+        vidx = _mm512_mask_mov_epi32(vidx, take, idx);
+        vmin = _mm512_min_epu32(vmin, k);
+        idx = _mm512_add_epi32(idx, _mm512_set1_epi32(VL));
     }
-    uint32_t t = _mm512_reduce_min_epu32(vmin), count = 0;
-    __m512i vt = _mm512_set1_epi32((int)t);
-    for (uint32_t j = 0; j < n; j += VL) {
-        __mmask16 m;
-        __m512i k = load_keys(scores, j, n, &m);
-        count += (uint32_t)_mm_popcnt_u32(_mm512_mask_cmpeq_epu32_mask(m, k, vt));
-    }
-    *equal = count;
-    return t;
+    uint32_t key[VL], at[VL], best;
+    _mm512_storeu_si512(key, vmin);
+    _mm512_storeu_si512(at, vidx);
+    uint32_t drop = last_min_fold(key, at, VL, &best);
+    return last_min_tail(scores, j, n, drop, best);
 }
 
 KF_SELECT_TOP_FN(kf_select_top_avx512)
@@ -139,13 +152,11 @@ KF_SELECT_TOP_FN(kf_select_top_avx512)
     if (need == 0)
         return;
     if (need == n) {
-        iota(out, n);
+        iota_from(out, n, 0);
         return;
     }
-    if (need + 1 == n) { /* one eviction (a decode step): drop the last
-                          * of the smallest keys */
-        uint32_t equal, t = min_key(scores, n, &equal);
-        emit(out, scores, n, need, t, equal - 1);
+    if (need + 1 == n) { /* one eviction (a decode step) */
+        emit_all_but(out, n, last_min_index(scores, n));
         return;
     }
     radix_hist r;

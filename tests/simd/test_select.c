@@ -19,12 +19,14 @@ enum {
     SGEN_DESCENDING,
     SGEN_BITS,      /* any 32-bit pattern */
     SGEN_CLUSTER,   /* values one ulp apart around 0.5: deep radix digits */
+    SGEN_ONE_LOW,   /* one smallest value at a random index (drop one) */
+    SGEN_TWO_LOW,   /* two equal smallest values: the later one goes */
     SGEN_COUNT
 };
 
 static const char *const sgen_names[SGEN_COUNT] = {
     "uniform", "ties", "equal", "zeros", "signed", "special",
-    "ascending", "descending", "bits", "cluster"
+    "ascending", "descending", "bits", "cluster", "one-low", "two-low"
 };
 
 static void gen_scores(float *s, uint32_t n, int gen, rng *r)
@@ -64,6 +66,13 @@ static void gen_scores(float *s, uint32_t n, int gen, rng *r)
         default: break;
         }
         s[j] = v;
+    }
+    if ((gen == SGEN_ONE_LOW || gen == SGEN_TWO_LOW) && n > 0) {
+        for (uint32_t j = 0; j < n; j++)
+            s[j] = rng_float(r, 0.0f, 1.0f) + 1.0f;
+        s[rng_below(r, n)] = 0.5f;
+        if (gen == SGEN_TWO_LOW)
+            s[rng_below(r, n)] = 0.5f;
     }
 }
 
