@@ -135,6 +135,10 @@ typedef struct session {
      * nothing, which is checked) */
     uint8_t observed[MAX_LAYERS];    /* rows wait for a selection */
     uint8_t prompt_done[MAX_LAYERS]; /* a selection happened */
+    /* obs_window: the position of the first row the scores hold (a
+     * prompt call of >= W rows replaced them), for score_norm's model */
+    int32_t score_from[MAX_LAYERS];
+    int plan_layer; /* the layer of the logits being planned */
     int removed_valid; /* UNIFORM: a selection, no observe since */
 } session;
 
@@ -260,6 +264,32 @@ static int config_verdict(const kf_config *cfg)
            || cfg->evict_interval > cfg->capacity;
     bad |= (unsigned)cfg->slot_order > KF_ORDER_ANY;
     bad |= (unsigned)cfg->noise > KF_NOISE_TABLE;
+    /* the options beyond the paper */
+    bad |= cfg->pool_mode > KF_POOL_AVG || cfg->score_norm > KF_SCORE_NORM_SEEN;
+    bad |= !isfinite(cfg->layer_slope) || !(cfg->layer_slope > -1.0f)
+           || cfg->layer_slope >= 1.0f
+           || (cfg->layer_slope != 0.0f && cfg->granularity == KF_GRANULARITY_UNIFORM);
+    /* an absolute budget: every layer's share fits (a ratio's: at select) */
+    if (cfg->layer_slope != 0.0f && cfg->layer_slope > -1.0f && cfg->layer_slope < 1.0f
+        && cfg->n_layers >= 2
+        && cfg->budget_tokens && cfg->policy != KF_POLICY_FULL
+        && cfg->budget_tokens <= cfg->capacity && cfg->capacity <= (uint32_t)INT32_MAX) {
+        /* (k_l < 2k < 2^32: no out-of-range conversion) */
+        double L1 = (double)cfg->n_layers - 1.0;
+        for (uint32_t l = 0; l < cfg->n_layers && l < 64; l++) {
+            uint32_t kl = (uint32_t)((double)cfg->budget_tokens
+                                     * (1.0 + (double)cfg->layer_slope * (L1 - 2.0 * l) / L1));
+            bad |= kl < 1 || kl > cfg->capacity
+                   || (cfg->evict_interval > 1
+                       && (uint64_t)kl + cfg->evict_interval > cfg->capacity)
+                   || (cfg->policy == KF_POLICY_SINKS && kl <= cfg->n_sinks);
+        }
+        open |= cfg->n_layers > 64;
+    }
+    bad |= cfg->obs_window > cfg->capacity
+           || (cfg->pool_kernel > 1
+               && (cfg->pool_kernel % 2 == 0 || cfg->pool_kernel > 255
+                   || cfg->pool_kernel > cfg->capacity));
     int tokens = cfg->budget_tokens > 0, ratio = cfg->budget_ratio != 0.0;
     if (cfg->policy != KF_POLICY_FULL) {
         bad |= tokens == ratio || cfg->budget_tokens > cfg->capacity;
@@ -397,6 +427,23 @@ static void gen_config(fz_input *in, kf_config *cfg)
             break;
         }
     }
+    /* the options beyond the paper, last so that older seeds keep their
+     * meaning (an exhausted input leaves them off); now and then out of
+     * range */
+    if (fz_chance(in, 96)) {
+        uint32_t cap = cfg->capacity < 64 ? cfg->capacity : 64;
+        cfg->obs_window = fz_chance(in, 16) ? cfg->capacity + 1
+                                            : fz_range(in, 0, cap);
+        cfg->pool_kernel = fz_chance(in, 16) ? fz_range(in, 0, 300)
+                                             : 2 * fz_range(in, 0, 4) + 1;
+        cfg->pool_mode = fz_chance(in, 16) ? 2 : fz_range(in, 0, 1);
+        cfg->score_norm = fz_chance(in, 16) ? 2 : fz_range(in, 0, 1);
+    }
+    if (fz_chance(in, 64)) {
+        static const float slopes[] = { 0.25f, 0.5f, 0.75f, 0.99f, -0.5f, -0.99f,
+                                        1.0f, -1.0f, NAN };
+        cfg->layer_slope = slopes[fz_range(in, 0, 8)];
+    }
 }
 
 static void do_create(session *s)
@@ -423,13 +470,15 @@ static void do_create(session *s)
     int status = kf_cache_create(&c, &cfg);
     trace("create layers=%u heads=%u kv=%u dim=%u cap=%u policy=%d rule=%d "
           "gran=%d tokens=%u ratio=%g recent=%g sinks=%u tau=%g->%g/%u "
-          "threads=%u every=%u order=%d noise=%d hook=%d fail_at=%u -> %d "
-          "(verdict %d)\n",
+          "threads=%u every=%u order=%d noise=%d obs=%u pool=%u/%u norm=%u slope=%g "
+          "hook=%d fail_at=%u -> %d (verdict %d)\n",
           cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.capacity,
           (int)cfg.policy, (int)cfg.rule, (int)cfg.granularity, cfg.budget_tokens,
           cfg.budget_ratio, cfg.recent_ratio, cfg.n_sinks, (double)cfg.tau_init,
           (double)cfg.tau_end, cfg.tau_steps, cfg.n_threads, cfg.evict_interval,
-          (int)cfg.slot_order, (int)cfg.noise, cfg.allocator.alloc != NULL,
+          (int)cfg.slot_order, (int)cfg.noise, cfg.obs_window, cfg.pool_kernel,
+          cfg.pool_mode, cfg.score_norm, (double)cfg.layer_slope,
+          cfg.allocator.alloc != NULL,
           s->alloc.fail_at,
           status, verdict);
     check_code(status, CODES_CREATE);
@@ -448,6 +497,7 @@ static void do_create(session *s)
     s->cache = c;
     s->cfg = cfg;
     memset(s->observed, 0, sizeof s->observed);
+    memset(s->score_from, 0, sizeof s->score_from);
     memset(s->prompt_done, 0, sizeof s->prompt_done);
     snapshot fresh = snap(c);
     s->fresh_digest = fresh.digest;
@@ -613,8 +663,14 @@ static void fill_logits(session *s, logits_plan *p)
     }
     p->filled = 1;
     p->n_nan = p->n_empty = 0;
+    /* obs_window: a prompt call of >= W rows reads only its last W */
+    int layer = s->plan_layer;
+    uint32_t W = s->cfg.obs_window, first = 0;
+    if (scoring(s) && W && layer >= 0 && (uint32_t)layer < s->cfg.n_layers
+        && layer < (int)MAX_LAYERS && !s->prompt_done[layer] && v->n_rows >= W)
+        first = v->n_rows - W;
     for (uint32_t h = 0; h < s->cfg.n_heads; h++)
-        for (uint32_t i = 0; i < v->n_rows; i++) {
+        for (uint32_t i = first; i < v->n_rows; i++) {
             const float *row = p->buf + h * v->head_stride + i * v->row_stride;
             uint32_t visible = causal ? n_old + i + 1 : v->n_slots;
             int nan = 0, finite = 0;
@@ -753,6 +809,12 @@ static void check_observed(session *s, int layer, uint32_t cur, uint32_t rows,
 {
     s->observed[layer] = 1;
     s->removed_valid = 0; /* kf_removed_positions: until the next observe */
+    /* obs_window: a prompt call of >= W rows replaces the scores with
+     * those of its last W rows */
+    uint32_t W = s->cfg.obs_window;
+    int replaced = scoring(s) && W && !s->prompt_done[layer] && rows >= W;
+    if (replaced)
+        s->score_from[layer] = next0 + (int32_t)(rows - W);
     lane_copy now;
     copy_layer(s, layer, &now);
     CHECK(now.n == cur + rows);
@@ -760,6 +822,8 @@ static void check_observed(session *s, int layer, uint32_t cur, uint32_t rows,
     for (uint32_t g = 0; g < s->cfg.n_kv_heads; g++) {
         for (uint32_t j = 0; j < cur; j++) {
             CHECK(now.pos[g][j] == before->pos[g][j]);
+            if (scoring(s) && replaced)
+                continue; /* any value: rows of this call only */
             if (scoring(s))
                 CHECK(now.scores[g][j] >= before->scores[g][j]);
             else
@@ -787,6 +851,7 @@ static void op_observe(session *s, int layer, uint32_t rows, int random_shape)
     int in_range = layer_in_range(s, layer);
     uint32_t cur = in_range ? slots_of(s, layer) : 0;
     logits_plan p;
+    s->plan_layer = layer;
     if (!plan_logits(s, cur, rows, random_shape, &p))
         return;
     lane_copy before_lane;
@@ -874,6 +939,7 @@ static void op_observe_round(session *s, int layer)
     uint32_t n_kv = s->cfg.n_kv_heads, group = s->cfg.n_heads / n_kv;
     uint32_t cur = slots_of(s, layer);
     logits_plan p;
+    s->plan_layer = layer;
     if (!plan_logits(s, cur, 0, 0, &p))
         return;
     lane_copy before_lane;
@@ -981,6 +1047,60 @@ static void ranked_scores(const session *s, const lane_copy *lanes, int layer,
                 out[j] += lanes[l].scores[h][j];
 }
 
+/* layer_slope: k_l = floor(k (1 + b (L - 1 - 2l) / (L - 1))), as the
+ * header states it */
+static uint32_t layer_budget_model(const session *s, uint32_t k, uint32_t l)
+{
+    const kf_config *cfg = &s->cfg;
+    if (cfg->layer_slope == 0.0f || cfg->policy == KF_POLICY_FULL || cfg->n_layers < 2)
+        return k;
+    double L1 = (double)cfg->n_layers - 1.0;
+    return (uint32_t)((double)k * (1.0 + (double)cfg->layer_slope * (L1 - 2.0 * l) / L1));
+}
+
+/* score_norm: the ranking key of each slot of (layer, g) (shared lists:
+ * of the first lane the selection ranks by) is its score over the rows
+ * that could see it, next - max(position, first scored row). */
+static void norm_keys(const session *s, const lane_copy *lanes, int layer,
+                      uint32_t g, float *out)
+{
+    if (s->cfg.score_norm != KF_SCORE_NORM_SEEN || !scoring(s))
+        return;
+    int shared = s->cfg.granularity != KF_GRANULARITY_KV_HEAD;
+    int l0 = s->cfg.granularity == KF_GRANULARITY_UNIFORM ? 0 : layer;
+    const int32_t *pos = lanes[l0].pos[shared ? 0 : g];
+    uint32_t steps;
+    int32_t next;
+    CHECK(kf_layer_progress(s->cache, l0, &steps, &next) == KF_OK);
+    int64_t from = s->score_from[l0];
+    for (uint32_t j = 0; j < lanes[layer].n; j++) {
+        int64_t p = pos[j] > from ? pos[j] : from;
+        CHECK(next - p >= 1);
+        out[j] = out[j] / (float)(next - p);
+    }
+}
+
+/* pool_kernel: a prompt selection pools each lane's scores in place
+ * before ranking, over the slots j - K/2 .. j + K/2 that exist (max, or
+ * the left-to-right sum over their count). */
+static void pool_model(const session *s, float *scores, uint32_t n)
+{
+    static float src[MAX_CAPACITY];
+    uint32_t r = s->cfg.pool_kernel / 2;
+    memcpy(src, scores, n * sizeof *src);
+    for (uint32_t j = 0; j < n; j++) {
+        uint32_t lo = j >= r ? j - r : 0, hi = j + r + 1 < n ? j + r + 1 : n;
+        float v = src[lo];
+        for (uint32_t i = lo + 1; i < hi; i++) {
+            if (s->cfg.pool_mode == KF_POOL_AVG)
+                v += src[i];
+            else if (src[i] > v)
+                v = src[i];
+        }
+        scores[j] = s->cfg.pool_mode == KF_POOL_AVG ? v / (float)(hi - lo) : v;
+    }
+}
+
 /* Each kept slot among `cand` outranks each evicted one: higher score
  * key, or an equal key and a lower index. */
 static void check_ranked(const float *ranked, const uint8_t *cand,
@@ -1047,6 +1167,7 @@ static void check_keep_list_any(const session *s, const lane_copy *lanes,
         return;
     float ranked[MAX_CAPACITY];
     ranked_scores(s, lanes, layer, g, ranked);
+    norm_keys(s, lanes, layer, g, ranked);
     check_ranked(ranked, cand, kept, n);
 }
 
@@ -1097,6 +1218,7 @@ static void check_keep_list(const session *s, const lane_copy *lanes, int layer,
      * score, or equal score and lower index) */
     float ranked[MAX_CAPACITY];
     ranked_scores(s, lanes, layer, g, ranked);
+    norm_keys(s, lanes, layer, g, ranked);
     uint32_t older = n - w, next = 0;
     int have_kept = 0, have_evicted = 0;
     uint32_t kept_key = 0, kept_idx = 0, ev_key = 0, ev_idx = 0;
@@ -1158,6 +1280,21 @@ static void op_select(session *s, int layer)
     CHECK(kf_budget(c, &k, &w) == KF_OK);
     if (s->cfg.policy != KF_POLICY_FULL)
         CHECK(k >= 1 && k <= s->cfg.capacity && w <= k);
+    /* pool_kernel: a prompt selection pooled the scores it ranked, and
+     * they replace the stored ones */
+    if (scoring(s) && s->cfg.pool_kernel >= 3)
+        for (uint32_t l = 0; l < n_layers; l++) {
+            if ((!all && (int)l != layer) || s->prompt_done[l])
+                continue;
+            for (uint32_t g = 0; g < s->cfg.n_kv_heads; g++) {
+                const float *now;
+                uint32_t n;
+                pool_model(s, lanes[l].scores[g], lanes[l].n);
+                CHECK(kf_slot_scores(c, (int)l, (int)g, &now, &n) == KF_OK);
+                CHECK(n == lanes[l].n);
+                CHECK(memcmp(now, lanes[l].scores[g], n * sizeof *now) == 0);
+            }
+        }
     if (s->cfg.policy != KF_POLICY_FULL && s->cfg.evict_interval > 1)
         CHECK((uint64_t)k + s->cfg.evict_interval <= s->cfg.capacity);
     for (uint32_t l = 0; l < n_layers; l++) {
@@ -1168,7 +1305,15 @@ static void op_select(session *s, int layer)
             uint32_t count, n;
             CHECK(kf_kept_slots(c, (int)l, (int)g, &keep, &count) == KF_OK);
             CHECK(kf_slot_count(c, (int)l, (int)g, &n) == KF_OK && n == lanes[l].n);
-            check_keep_list(s, lanes, (int)l, g, keep, count, k, w,
+            /* layer_slope: the layer's own share of the budget */
+            uint32_t kl, wl;
+            CHECK(kf_layer_budget(c, (int)l, &kl, &wl) == KF_OK);
+            CHECK(kl == layer_budget_model(s, k, l));
+            if (s->cfg.policy != KF_POLICY_FULL)
+                CHECK(kl >= 1 && kl <= s->cfg.capacity && wl <= kl
+                      && (s->cfg.evict_interval <= 1
+                          || (uint64_t)kl + s->cfg.evict_interval <= s->cfg.capacity));
+            check_keep_list(s, lanes, (int)l, g, keep, count, kl, wl,
                             !s->prompt_done[l]);
         }
     }
@@ -1467,11 +1612,11 @@ static void op_compact(session *s, int layer, int random)
             CHECK(memcmp(vp.v.data, vp.before, vp.bytes) == 0);
     } else {
         CHECK(verdict != 0);
-        uint32_t k = 0, w = 0;
-        int budget_st = kf_budget(c, &k, &w);
         for (uint32_t l = 0; l < n_layers; l++) {
             if (!all && (int)l != layer)
                 continue;
+            uint32_t k = 0, w = 0;
+            int budget_st = kf_layer_budget(c, (int)l, &k, &w);
             const lane_copy *old = &lanes[l];
             lane_copy now;
             copy_layer(s, (int)l, &now);
@@ -1690,6 +1835,8 @@ static void op_queries(session *s)
         CHECK(isfinite(tau) && tau > 0.0f);
     st = kf_budget(c, null_out ? NULL : &k, &w);
     check_code(st, BIT(KF_EINVAL) | BIT(KF_ESTATE));
+    st = kf_layer_budget(c, layer, null_out ? NULL : &k, &w);
+    check_code(st, BIT(KF_EINVAL) | BIT(KF_ERANGE) | BIT(KF_ESTATE));
     st = kf_removed_positions(c, &pos, null_out ? NULL : &n);
     check_code(st, BIT(KF_EINVAL) | BIT(KF_ESTATE));
     st = kf_cache_memory(c, null_out ? NULL : &bytes);
@@ -1730,6 +1877,7 @@ static void op_reset(session *s)
     CHECK(now.bytes == s->fresh_bytes);
     memset(s->observed, 0, sizeof s->observed);
     memset(s->prompt_done, 0, sizeof s->prompt_done);
+    memset(s->score_from, 0, sizeof s->score_from);
     s->removed_valid = 0;
 }
 
@@ -1752,8 +1900,9 @@ static void op_fork(session *s)
     kf_config cfg = s->cfg;
     int mismatch = fz_chance(in, 64);
     if (mismatch) {
-        switch (fz_range(in, 0, 3)) {
+        switch (fz_range(in, 0, 4)) {
         case 0: cfg.seed++; break;
+        case 4: cfg.score_norm = cfg.score_norm ? 0 : 1; break;
         case 1: cfg.tau_steps = cfg.tau_steps == 1 ? 2 : cfg.tau_steps - 1; break;
         case 2: cfg.rule = cfg.rule == KF_RULE_DYNAMIC ? KF_RULE_REFERENCE
                                                        : KF_RULE_DYNAMIC; break;

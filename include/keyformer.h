@@ -213,6 +213,19 @@ typedef enum kf_noise {
     KF_NOISE_TABLE = 1
 } kf_noise;
 
+/** kf_config::pool_mode: how neighbouring prompt scores are pooled. */
+enum {
+    KF_POOL_MAX = 0, /**< maximum over the kernel (SnapKV's default) */
+    KF_POOL_AVG = 1  /**< mean over the slots of the kernel that exist */
+};
+
+/** kf_config::score_norm: how accumulated scores are ranked. */
+enum {
+    KF_SCORE_NORM_NONE = 0, /**< by the accumulated score (the paper) */
+    /** by the score divided by the query rows that could see the slot */
+    KF_SCORE_NORM_SEEN = 1
+};
+
 /** Optional allocator. Both functions set, or both NULL (malloc/free).
  *  alloc returns memory aligned to at least `align` bytes (a power of two,
  *  at most 64), or NULL. Used only inside kf_cache_create/destroy. */
@@ -282,7 +295,62 @@ typedef struct kf_config {
      *  kf_config_default() (faster), KF_NOISE_EXACT from
      *  kf_config_spec_exact() (see kf_noise); other values KF_EINVAL. */
     kf_noise noise;
-    uint8_t reserved[48];   /**< must be zero */
+    /** Observation-window scoring (the SnapKV idea; 0 = off, the
+     *  default): the prompt's scores come only from its last W query rows,
+     *  W = obs_window, instead of from every prompt row. KEYFORMER keeps its
+     *  Gumbel noise and tau_init on those rows (the noise is applied on top
+     *  of the window), H2O scores them with plain softmax; generation rows
+     *  accumulate as usual, on top of the prompt's scores. Only the rows of
+     *  a prompt call are restricted: a prompt-phase observe call of n_rows
+     *  >= W rows replaces every score accumulated so far by the scores of
+     *  its own last W rows; a call of fewer rows adds all of its rows. So
+     *  the window is exact for a one-call prefill and for a chunked prefill
+     *  whose last chunk holds at least W rows; token-by-token prefill
+     *  (calls of one row, W > 1) scores every row, as with 0. Rows before
+     *  the window are not read at all: neither scored nor checked for NaN
+     *  (kf_observe_qk computes no logits for them). <= capacity
+     *  (KF_ERANGE). Read by KEYFORMER and H2O; the other policies ignore
+     *  it. See doc/algorithm.md, "Beyond the paper". */
+    uint32_t obs_window;
+    /** Pooling of the prompt's scores before the prompt selection: 0 or 1 =
+     *  off (default); else an odd kernel size K, 3 .. 255 (even values, K
+     *  > 255 and K > capacity: KF_ERANGE). At the first kf_select() of a
+     *  layer, each lane's score j becomes the maximum (pool_mode
+     *  KF_POOL_MAX) or mean (KF_POOL_AVG) of the scores of slots j - K/2 ..
+     *  j + K/2 that exist (the mean divides by their count, summing left
+     *  to right); the pooled scores replace the stored ones, so generation
+     *  rows accumulate on top of them and kf_slot_scores() shows them.
+     *  Keeps the neighbours of a high-scoring token together. KEYFORMER
+     *  and H2O only. */
+    uint32_t pool_kernel;
+    /** KF_POOL_MAX (0, default) or KF_POOL_AVG (1); other values
+     *  KF_EINVAL. Read only when pool_kernel >= 3. */
+    uint32_t pool_mode;
+    /** KF_SCORE_NORM_NONE (0, default) or KF_SCORE_NORM_SEEN (1): rank each
+     *  slot by its accumulated score divided by the number of scored query
+     *  rows that could see it (causal attention: every scored row at or
+     *  after its position), which removes accumulation's bias towards early
+     *  tokens (they are summed over more rows). The stored scores are not
+     *  changed, only the ranking of each selection. Under obs_window the
+     *  prompt rows counted are the window's. KEYFORMER and H2O only; other
+     *  values KF_EINVAL. */
+    uint32_t score_norm;
+    /** Per-layer budgets (the PyramidKV idea): 0 (default) gives every
+     *  layer the budget k; a slope b in (-1, 1) gives layer l of L
+     *  k_l = floor(k * (1 + b * (L - 1 - 2l) / (L - 1))) slots (L = 1: k):
+     *  for b > 0 more to the lower layers and fewer to the upper ones (a
+     *  pyramid), for b < 0 the reverse, the layers' total staying within
+     *  L of L * k; each layer's window is
+     *  floor(recent_ratio * k_l). kf_layer_budget() reports k_l and w_l;
+     *  kf_budget() the base k. Every k_l must be >= 1, fit capacity (with
+     *  evict_interval B: k_l + B) and exceed n_sinks for SINKS: checked by
+     *  kf_cache_create() for budget_tokens, the first kf_select() for a
+     *  ratio (KF_ERANGE). NaN or infinite: KF_EINVAL; outside (-1, 1):
+     *  KF_ERANGE; nonzero with KF_GRANULARITY_UNIFORM (one set of
+     *  positions for every layer): KF_EINVAL. Applies to every policy
+     *  that evicts. */
+    float layer_slope;
+    uint8_t reserved[28];   /**< must be zero */
 } kf_config;
 
 /** Opaque cache: the selection state of one sequence. */
@@ -458,7 +526,8 @@ KF_API int kf_cache_reset(kf_cache *cache);
  *  that decides results or buffer sizes is compared (n_layers, n_heads,
  *  n_kv_heads, head_dim, capacity, policy, rule, granularity,
  *  budget_tokens, budget_ratio, recent_ratio, n_sinks, tau_init, tau_end,
- *  tau_steps, seed, evict_interval, slot_order, noise). n_threads,
+ *  tau_steps, seed, evict_interval, slot_order, noise, obs_window,
+ *  pool_kernel, pool_mode, score_norm, layer_slope). n_threads,
  *  cpu_mask and allocator may differ (they change speed and where memory
  *  comes from, never results), and each cache keeps its own. Nothing is
  *  allocated.
@@ -606,6 +675,9 @@ KF_API int kf_observe_qk(kf_cache *cache, int layer, const kf_query_view *q,
  *  (lower position wins ties; under KF_RULE_REFERENCE a generation step
  *  keeps the first k - w and the last w slots instead); WINDOW keeps the
  *  last k; SINKS the first n_sinks and the last k - n_sinks; FULL keeps all.
+ *  Options beyond the paper change the scores ranked: pool_kernel pools a
+ *  prompt selection's scores first (and stores them), score_norm ranks by
+ *  score per query row that could see the slot (kf_config).
  *  The choice is visible through kf_kept_slots() and applied by kf_compact().
  *  @return KF_OK; KF_EINVAL (NULL); KF_ERANGE (layer out of range, resolved
  *  k is 0, above capacity, not above n_sinks for SINKS, or, with
@@ -675,6 +747,14 @@ KF_API int kf_current_tau(const kf_cache *cache, int layer, float *tau);
  *  from the first kf_select). FULL reports capacity and 0.
  *  @return KF_OK, KF_EINVAL, KF_ESTATE (not fixed yet). */
 KF_API int kf_budget(const kf_cache *cache, uint32_t *k, uint32_t *w);
+
+/** Budget k_l and window w_l of `layer` once fixed: k and w, or with
+ *  kf_config::layer_slope the layer's own share. FULL reports capacity
+ *  and 0.
+ *  @return KF_OK, KF_EINVAL (NULL), KF_ERANGE (layer), KF_ESTATE (not
+ *  fixed yet). */
+KF_API int kf_layer_budget(const kf_cache *cache, int layer, uint32_t *k,
+                           uint32_t *w);
 
 /** UNIFORM granularity: original positions removed by the last selection,
  *  ascending (what a position-cell engine must delete). Available from

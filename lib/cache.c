@@ -53,7 +53,12 @@ static int check_config(const kf_config *cfg)
         || (unsigned)cfg->rule > KF_RULE_REFERENCE
         || (unsigned)cfg->granularity > KF_GRANULARITY_UNIFORM
         || (unsigned)cfg->slot_order > KF_ORDER_ANY
-        || (unsigned)cfg->noise > KF_NOISE_TABLE)
+        || (unsigned)cfg->noise > KF_NOISE_TABLE
+        || cfg->pool_mode > KF_POOL_AVG
+        || cfg->score_norm > KF_SCORE_NORM_SEEN
+        || !isfinite(cfg->layer_slope)
+        || (cfg->layer_slope != 0.0f
+            && cfg->granularity == KF_GRANULARITY_UNIFORM))
         return KF_EINVAL;
     if (!cfg->allocator.alloc != !cfg->allocator.free)
         return KF_EINVAL;
@@ -64,7 +69,12 @@ static int check_config(const kf_config *cfg)
         || !cfg->capacity || cfg->n_heads % cfg->n_kv_heads
         || cfg->capacity > (uint32_t)INT32_MAX
         || cfg->n_threads > KF_MAX_THREADS
-        || cfg->evict_interval > cfg->capacity)
+        || cfg->evict_interval > cfg->capacity
+        || cfg->obs_window > cfg->capacity
+        || !(cfg->layer_slope > -1.0f && cfg->layer_slope < 1.0f)
+        || (cfg->pool_kernel > 1
+            && (cfg->pool_kernel % 2 == 0 || cfg->pool_kernel > 255
+                || cfg->pool_kernel > cfg->capacity)))
         return KF_ERANGE;
     if (cfg->policy != KF_POLICY_FULL) {
         int by_tokens = cfg->budget_tokens > 0, by_ratio = cfg->budget_ratio != 0.0;
@@ -78,6 +88,9 @@ static int check_config(const kf_config *cfg)
         /* batched eviction holds up to k + B slots before it evicts: with
          * less room every decode step would fail once the layer fills */
         if (by_tokens && !kf_budget_fits(cfg, cfg->budget_tokens))
+            return KF_ERANGE;
+        /* layer_slope: every layer's share fits too */
+        if (by_tokens && kf_budgets_fit(cfg, cfg->budget_tokens))
             return KF_ERANGE;
     }
     if (cfg->recent_ratio < 0.0 || cfg->recent_ratio > 1.0
@@ -248,6 +261,7 @@ int kf_cache_reset(kf_cache *c)
     c->window = c->cfg.policy == KF_POLICY_FULL
                     ? 0
                     : kf_window_of(c->cfg.recent_ratio, c->budget);
+    kf_set_layer_budgets(c); /* zeros until a ratio budget is fixed */
     return KF_OK;
 }
 
@@ -356,6 +370,19 @@ int kf_budget(const kf_cache *c, uint32_t *k, uint32_t *w)
         return KF_ESTATE;
     *k = c->budget;
     *w = c->window;
+    return KF_OK;
+}
+
+int kf_layer_budget(const kf_cache *c, int layer, uint32_t *k, uint32_t *w)
+{
+    if (!c || !k || !w)
+        return KF_EINVAL;
+    if (!kf_layer_ok(c, layer))
+        return KF_ERANGE;
+    if (!c->budget_fixed)
+        return KF_ESTATE;
+    *k = c->layers[layer].budget;
+    *w = c->layers[layer].window;
     return KF_OK;
 }
 

@@ -24,7 +24,11 @@ static int same_config(const kf_config *a, const kf_config *b)
            && a->tau_init == b->tau_init && a->tau_end == b->tau_end
            && a->tau_steps == b->tau_steps && a->seed == b->seed
            && a->evict_interval == b->evict_interval
-           && a->slot_order == b->slot_order && a->noise == b->noise;
+           && a->slot_order == b->slot_order && a->noise == b->noise
+           && a->obs_window == b->obs_window
+           && a->pool_kernel == b->pool_kernel
+           && a->pool_mode == b->pool_mode && a->score_norm == b->score_norm
+           && a->layer_slope == b->layer_slope;
 }
 
 /* The live part of every lane of layer l: scores and positions of the

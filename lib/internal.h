@@ -24,6 +24,12 @@ typedef struct kf_layer {
     uint32_t n_keep;   /* slots kept by the pending selection */
     int32_t next_pos;  /* original position of the next appended row */
     uint32_t steps;    /* generation rows observed */
+    /* position of the first query row whose scores the slots' scores
+     * hold: 0, or the first row of the observation window (obs_window) */
+    int32_t score_from;
+    /* budget k_l and window w_l of the layer (layer_slope), valid once
+     * c->budget_fixed */
+    uint32_t budget, window;
     uint8_t in_prompt; /* 1 until the first selection */
     uint8_t state;     /* kf_layer_state */
 } kf_layer;
@@ -79,6 +85,12 @@ struct kf_cache {
     /* [n_kv_heads][score_rows * capacity] (KV head g at g *
      * scratch_stride); scoring policies only */
     float *kv_scratch;
+
+    /* the current observe call (kf_observe_stage): rows before
+     * call_first_row are not scored (obs_window), and call_replaces says
+     * its commit replaces the scores accumulated so far (policy.c) */
+    uint32_t call_first_row;
+    uint8_t call_replaces;
 
     size_t bytes;
     void *block;
@@ -245,5 +257,42 @@ void kf_observe_stage(kf_cache *c, uint32_t layer, uint32_t n_rows);
  * position, steps, state. Cannot fail. */
 void kf_observe_commit(kf_cache *c, uint32_t layer, uint32_t n_rows,
                        int grouped);
+
+/* ---- the policies beyond the paper (policy.c) ---- */
+
+/* obs_window: the first scored row of a prompt call of n_rows rows, and
+ * whether its commit replaces the older scores; sets c->call_first_row
+ * and c->call_replaces (kf_observe_stage). */
+void kf_policy_stage(kf_cache *c, const kf_layer *l, uint32_t n_rows);
+
+/* pool_kernel: pools every lane of a layer in its prompt (kf_select). */
+void kf_pool_layer(kf_cache *c, uint32_t layer);
+
+/* score_norm: the ranking key of n slots into out (may be scores itself
+ * only when no normalisation applies: then out is not written and scores
+ * is returned); returns the array to rank. */
+const float *kf_rank_keys(const kf_cache *c, const kf_layer *l,
+                          const float *scores, const int32_t *pos,
+                          uint32_t n, float *out);
+
+/* layer_slope: the budget of layer `layer` for base budget k (k itself
+ * when the slope is 0 or the policy is FULL). */
+uint32_t kf_layer_budget_of(const kf_config *cfg, uint32_t k, uint32_t layer);
+
+/* KF_OK when every layer's budget for base k is at least 1, fits
+ * capacity (with evict_interval B: k_l + B) and exceeds n_sinks for
+ * SINKS; else KF_ERANGE. */
+int kf_budgets_fit(const kf_config *cfg, uint32_t k);
+
+/* Copies c->budget and c->window's per-layer shares into every layer
+ * (after the budget is fixed). */
+void kf_set_layer_budgets(kf_cache *c);
+
+/* score_norm is on and the policy scores. */
+static inline int kf_norm_on(const kf_cache *c)
+{
+    return c->cfg.score_norm == KF_SCORE_NORM_SEEN
+           && kf_policy_scores(c->cfg.policy);
+}
 
 #endif

@@ -50,6 +50,8 @@ int kf_score_row(const kf_cache *c, uint32_t layer, uint32_t h, uint32_t i,
                  const float *next)
 {
     const kf_layer *l = &c->layers[layer];
+    if (i < c->call_first_row) /* before the observation window */
+        return KF_ROW_OK;
     if (c->cfg.policy == KF_POLICY_KEYFORMER) {
         const int32_t *pos = c->positions + kf_lane(c, layer, h / c->group);
         float inv_tau = 1.0f / kf_row_tau(c, l, i);
@@ -68,7 +70,7 @@ int kf_score_view_head(kf_cache *c, uint32_t layer, uint32_t h,
 {
     uint32_t n_old = v->n_slots - v->n_rows;
     int causal = v->flags & KF_LOGITS_CAUSAL;
-    for (uint32_t i = 0; i < v->n_rows; i++) {
+    for (uint32_t i = c->call_first_row; i < v->n_rows; i++) {
         const float *x = v->data + vh * v->head_stride + i * v->row_stride;
         uint32_t visible = causal ? n_old + i + 1 : v->n_slots;
         const float *next = i + 1 < v->n_rows ? x + v->row_stride : NULL;
@@ -210,6 +212,7 @@ void kf_observe_stage(kf_cache *c, uint32_t layer, uint32_t n_rows)
         for (uint32_t i = 0; i < n_rows; i++)
             pos[l->n_slots + i] = l->next_pos + (int32_t)i;
     }
+    kf_policy_stage(c, l, n_rows);
 }
 
 /* dst[j] += src[j]; the arrays do not overlap */
@@ -226,9 +229,13 @@ void kf_observe_commit(kf_cache *c, uint32_t layer, uint32_t n_rows,
     kf_layer *l = &c->layers[layer];
     uint32_t n_old = l->n_slots, n_slots = n_old + n_rows;
     uint32_t accs = grouped ? 1 : c->group; /* accumulators per KV head */
+    /* obs_window: a prompt call of at least W rows replaces the scores */
+    uint32_t from = c->call_replaces ? 0 : n_old;
+    if (c->call_replaces)
+        l->score_from = l->next_pos + (int32_t)c->call_first_row;
     for (uint32_t g = 0; g < c->cfg.n_kv_heads; g++) {
         float *s = c->scores + kf_lane(c, layer, g);
-        memset(s + n_old, 0, n_rows * sizeof *s);
+        memset(s + from, 0, (n_slots - from) * sizeof *s);
         if (!kf_policy_scores(c->cfg.policy))
             continue;
         /* slot scores += the group's head sums, heads in order: the sums

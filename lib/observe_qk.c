@@ -137,7 +137,8 @@ static int score_head_qk(kf_cache *c, uint32_t layer, uint32_t h,
                             n_slots, acc, scratch, NULL);
     }
 
-    for (uint32_t r0 = 0; r0 < n_rows; r0 += c->qk_rows) {
+    /* rows before the observation window are not computed */
+    for (uint32_t r0 = c->call_first_row; r0 < n_rows; r0 += c->qk_rows) {
         uint32_t nr = n_rows - r0 < c->qk_rows ? n_rows - r0 : c->qk_rows;
         uint32_t cols = call->causal ? call->n_old + r0 + nr : n_slots;
         for (uint32_t j0 = 0; j0 < cols; j0 += KF_QK_TILE) {

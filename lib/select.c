@@ -41,11 +41,10 @@ static uint32_t keep_by_position(uint32_t *keep, const int32_t *pos,
 }
 
 /* keep_fixed under KF_ORDER_ANY: the same ranges by position. */
-static uint32_t keep_fixed_any(const kf_cache *c, uint32_t *keep,
-                               const int32_t *pos, uint32_t n,
-                               int32_t next_pos)
+static uint32_t keep_fixed_any(const kf_cache *c, const kf_layer *l,
+                               uint32_t *keep, const int32_t *pos, uint32_t n)
 {
-    int64_t k = c->budget, w = c->window, next = next_pos;
+    int64_t k = l->budget, w = l->window, next = l->next_pos;
     switch (c->cfg.policy) {
     case KF_POLICY_WINDOW:
         return keep_by_position(keep, pos, n, INT64_MIN, next - k);
@@ -62,24 +61,27 @@ static uint32_t keep_fixed_any(const kf_cache *c, uint32_t *keep,
  * +inf (scores are finite), so the top k of all slots are the window and
  * the k - w best of the others, ascending; ties go to the lower slot
  * index. */
-static void keep_by_score_any(const kf_cache *c, uint32_t *keep,
-                                  const float *scores, const int32_t *pos,
-                                  uint32_t n, int32_t next_pos, int tid)
+static void keep_by_score_any(const kf_cache *c, const kf_layer *l,
+                              uint32_t *keep, const float *scores,
+                              const int32_t *pos, uint32_t n, int tid)
 {
     size_t at_thread = (size_t)tid * c->cfg.capacity;
     float *ranked = c->row_scratch + (size_t)tid * c->scratch_stride;
     /* next_pos >= 0 and window <= capacity < 2^31: no overflow */
-    int32_t recent = next_pos - (int32_t)c->window;
+    int32_t recent = l->next_pos - (int32_t)l->window;
+    /* score_norm: the keys, written in place, before the window's */
+    const float *key = kf_rank_keys(c, l, scores, pos, n, ranked);
     for (uint32_t j = 0; j < n; j++)
-        ranked[j] = pos[j] >= recent ? INFINITY : scores[j];
-    c->dsp.select_top(keep, ranked, n, c->budget, c->sel_keys + at_thread);
+        ranked[j] = pos[j] >= recent ? INFINITY : key[j];
+    c->dsp.select_top(keep, ranked, n, l->budget, c->sel_keys + at_thread);
 }
 
 /* How many slots a selection over n keeps: all of them up to the budget
  * (plus the batch slack B - 1 of a generation step), k beyond. */
-static uint32_t kept_count(const kf_cache *c, uint32_t n, int in_prompt)
+static uint32_t kept_count(const kf_cache *c, const kf_layer *l, uint32_t n,
+                           int in_prompt)
 {
-    uint32_t k = c->budget;
+    uint32_t k = l->budget;
     uint32_t slack = in_prompt || c->cfg.evict_interval <= 1
                          ? 0 : c->cfg.evict_interval - 1;
     return n <= k || n - k <= slack ? n : k;
@@ -89,14 +91,15 @@ static uint32_t kept_count(const kf_cache *c, uint32_t n, int in_prompt)
  * (kept_count < n); returns the count, or 0 when the policy scores (the
  * caller then ranks). pos and next_pos: the
  * positions of the slots and of the next row (KF_ORDER_ANY). */
-static uint32_t keep_fixed(const kf_cache *c, uint32_t *keep, uint32_t n,
-                           int in_prompt, const int32_t *pos, int32_t next_pos)
+static uint32_t keep_fixed(const kf_cache *c, const kf_layer *l, uint32_t *keep,
+                           const int32_t *pos)
 {
-    uint32_t k = c->budget, w = c->window, count = 0;
+    uint32_t k = l->budget, w = l->window, count = 0, n = l->n_slots;
+    int in_prompt = l->in_prompt;
     int by_score = kf_policy_scores(c->cfg.policy)
                    && !(c->cfg.rule == KF_RULE_REFERENCE && !in_prompt);
     if (c->cfg.slot_order == KF_ORDER_ANY)
-        return by_score ? 0 : keep_fixed_any(c, keep, pos, n, next_pos);
+        return by_score ? 0 : keep_fixed_any(c, l, keep, pos, n);
     switch (c->cfg.policy) {
     case KF_POLICY_WINDOW:
         keep_range(keep, &count, n - k, n);
@@ -115,15 +118,22 @@ static uint32_t keep_fixed(const kf_cache *c, uint32_t *keep, uint32_t n,
     }
 }
 
-/* One ranked keep list (k slots) from a lane's scores, on thread tid. */
-static void rank(kf_cache *c, uint32_t *keep, const float *scores,
-                 const int32_t *pos, uint32_t n, int32_t next_pos, int tid)
+/* One ranked keep list (k slots) from a lane's scores (of layer l's
+ * n_slots slots), on thread tid. */
+static void rank(kf_cache *c, const kf_layer *l, uint32_t *keep,
+                 const float *scores, const int32_t *pos, int tid)
 {
-    if (c->cfg.slot_order == KF_ORDER_ANY)
-        keep_by_score_any(c, keep, scores, pos, n, next_pos, tid);
-    else
-        keep_by_score(c, keep, scores, n, c->budget, c->window,
-                      c->sel_keys + (size_t)tid * c->cfg.capacity);
+    uint32_t n = l->n_slots;
+    if (c->cfg.slot_order == KF_ORDER_ANY) {
+        keep_by_score_any(c, l, keep, scores, pos, n, tid);
+        return;
+    }
+    /* score_norm: ranking keys in the thread's scratch (the window's
+     * slots, last in position order, are not ranked) */
+    float *keys = c->row_scratch + (size_t)tid * c->scratch_stride;
+    scores = kf_rank_keys(c, l, scores, pos, n - l->window, keys);
+    keep_by_score(c, keep, scores, n, l->budget, l->window,
+                  c->sel_keys + (size_t)tid * c->cfg.capacity);
 }
 
 /* One keep list of layer l: the policy's fixed slots, or ranked scores.
@@ -131,8 +141,8 @@ static void rank(kf_cache *c, uint32_t *keep, const float *scores,
 static void keep_list(kf_cache *c, const kf_layer *l, uint32_t *keep,
                       const float *scores, const int32_t *pos, int tid)
 {
-    if (!keep_fixed(c, keep, l->n_slots, l->in_prompt, pos, l->next_pos))
-        rank(c, keep, scores, pos, l->n_slots, l->next_pos, tid);
+    if (!keep_fixed(c, l, keep, pos))
+        rank(c, l, keep, scores, pos, tid);
 }
 
 /* Sum of the score vectors of layers [l0, l1) and all their KV heads, in a
@@ -175,7 +185,7 @@ static void select_layers(kf_cache *c, uint32_t l0, uint32_t l1, int shared)
 {
     const kf_layer *l = &c->layers[l0];
     uint32_t n = l->n_slots, n_kv = c->cfg.n_kv_heads;
-    uint32_t count = kept_count(c, n, l->in_prompt);
+    uint32_t count = kept_count(c, l, n, l->in_prompt);
 
     if (count == n) { /* every slot stays: the lists are c->identity */
         for (uint32_t m = l0; m < (shared ? l1 : l0 + 1); m++)
@@ -196,8 +206,8 @@ static void select_layers(kf_cache *c, uint32_t l0, uint32_t l1, int shared)
     }
     uint32_t *first = c->keep + kf_lane(c, l0, 0);
     const int32_t *pos0 = c->positions + kf_lane(c, l0, 0);
-    if (!keep_fixed(c, first, n, l->in_prompt, pos0, l->next_pos))
-        rank(c, first, summed_scores(c, l0, l1, n), pos0, n, l->next_pos, 0);
+    if (!keep_fixed(c, l, first, pos0))
+        rank(c, l, first, summed_scores(c, l0, l1, n), pos0, 0);
     for (uint32_t m = l0; m < l1; m++) {
         for (uint32_t g = 0; g < n_kv; g++) {
             uint32_t *dst = c->keep + kf_lane(c, m, g);
@@ -254,6 +264,8 @@ static int resolve_budget(const kf_cache *c, uint32_t len, uint32_t *k,
         return KF_ERANGE;
     if (!kf_budget_fits(&c->cfg, *k)) /* k + evict_interval > capacity */
         return KF_ERANGE;
+    if (kf_budgets_fit(&c->cfg, *k)) /* layer_slope: every layer's share */
+        return KF_ERANGE;
     *w = kf_window_of(c->cfg.recent_ratio, *k);
     return KF_OK;
 }
@@ -295,8 +307,12 @@ int kf_select(kf_cache *c, int layer)
         c->window = w;
         c->budget_prompt_len = len;
         c->budget_fixed = 1;
+        kf_set_layer_budgets(c);
     }
 
+    /* pool_kernel: the prompt's scores pooled before its selection */
+    for (uint32_t l = l0; l < l1; l++)
+        kf_pool_layer(c, l);
     if (uniform) {
         select_layers(c, 0, c->cfg.n_layers, 1);
         record_removed(c);
