@@ -16,6 +16,7 @@ void cli_common_init(cli_common *c)
     *c = (cli_common){
         .model_path = kf_examples_model_path(),
         .tokenizer_path = kf_examples_tokenizer_path(),
+        .dev_set = "sotu-dev",
     };
     kf_config_default(&c->library);
 }
@@ -146,12 +147,31 @@ int cli_policy_from_name(const char *name, size_t len)
 int cli_set_model(cli_common *c, const char *value)
 {
     c->model_path = value;
+    c->model_given = true;
     return 0;
 }
 
 int cli_set_tokenizer(cli_common *c, const char *value)
 {
     c->tokenizer_path = value;
+    c->tokenizer_given = true;
+    return 0;
+}
+
+int cli_set_bundled(cli_common *c, const char *value)
+{
+    const kf_bundled_model *m = kf_examples_bundled_model(value);
+    if (!m)
+        return cli_reject(c, "one of %s", kf_examples_bundled_names());
+    if (kf_examples_bundled_path(m, m->model_file, c->bundled_model, sizeof c->bundled_model) ||
+        kf_examples_bundled_path(m, "tokenizer.bin", c->bundled_tokenizer,
+                                 sizeof c->bundled_tokenizer))
+        return cli_reject(c, "the bundled model's path is too long");
+    if (!c->model_given)
+        c->model_path = c->bundled_model;
+    if (!c->tokenizer_given)
+        c->tokenizer_path = c->bundled_tokenizer;
+    c->dev_set = m->dev_set;
     return 0;
 }
 
@@ -207,6 +227,58 @@ int cli_set_noise(cli_common *c, const char *value)
         c->library.noise = KF_NOISE_EXACT;
     else
         return cli_reject(c, "table or exact");
+    return 0;
+}
+
+int cli_set_obs_window(cli_common *c, const char *value)
+{
+    int n;
+    if (cli_parse_int(value, 0, CLI_MAX_TOKENS, &n))
+        return cli_reject(c, "a query-row count from 0 (off) to %d", CLI_MAX_TOKENS);
+    c->library.obs_window = (uint32_t)n;
+    return 0;
+}
+
+/* K or K:max / K:avg (max when no mode is given). */
+int cli_set_pool(cli_common *c, const char *value)
+{
+    char digits[16];
+    const char *colon = strchr(value, ':');
+    const size_t len = colon ? (size_t)(colon - value) : strlen(value);
+    uint32_t mode = KF_POOL_MAX;
+    if (colon && !strcmp(colon + 1, "avg"))
+        mode = KF_POOL_AVG;
+    else if (colon && strcmp(colon + 1, "max"))
+        return cli_reject(c, "K, K:max or K:avg");
+    int k;
+    if (len == 0 || len >= sizeof digits)
+        return cli_reject(c, "K, K:max or K:avg, K 0, 1 or odd from 3 to 255");
+    memcpy(digits, value, len);
+    digits[len] = '\0';
+    if (cli_parse_int(digits, 0, 255, &k) || (k > 1 && k % 2 == 0))
+        return cli_reject(c, "K, K:max or K:avg, K 0, 1 or odd from 3 to 255");
+    c->library.pool_kernel = (uint32_t)k;
+    c->library.pool_mode = mode;
+    return 0;
+}
+
+int cli_set_layer_slope(cli_common *c, const char *value)
+{
+    double b;
+    if (cli_parse_double(value, -1.0, 1.0, &b) || b <= -1.0 || b >= 1.0)
+        return cli_reject(c, "a slope in (-1, 1)");
+    c->library.layer_slope = (float)b;
+    return 0;
+}
+
+int cli_set_score_norm(cli_common *c, const char *value)
+{
+    if (!strcmp(value, "none"))
+        c->library.score_norm = KF_SCORE_NORM_NONE;
+    else if (!strcmp(value, "seen"))
+        c->library.score_norm = KF_SCORE_NORM_SEEN;
+    else
+        return cli_reject(c, "none or seen");
     return 0;
 }
 

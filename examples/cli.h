@@ -37,9 +37,15 @@ enum { CLI_MAX_TOKENS = 1 << 20 };
  * hundred times what the bundled model was trained on. */
 #define CLI_MAX_PROMPT_BYTES ((int64_t)1 << 20)
 
+/* The longest path --bundled composes. */
+enum { CLI_BUNDLED_PATH_BYTES = 4096 };
+
 typedef struct cli_common {
     const char *model_path;
     const char *tokenizer_path;
+    bool model_given, tokenizer_given; /* --model, --tokenizer: --bundled keeps them */
+    const char *dev_set;   /* the bundled dev set's stem, "sotu-dev" unless --bundled */
+    char bundled_model[CLI_BUNDLED_PATH_BYTES], bundled_tokenizer[CLI_BUNDLED_PATH_BYTES];
     int threads;
     bool tau_steps_given;  /* --tau-steps was given */
     /* The first option given that only a library policy uses (--recent,
@@ -110,6 +116,10 @@ int cli_policy_from_name(const char *name, size_t len);
 /* Setters for the options both programs take. */
 int cli_set_model(cli_common *c, const char *value);
 int cli_set_tokenizer(cli_common *c, const char *value);
+/* --bundled NAME (sotu, pycode): the bundled model's checkpoint, tokenizer
+ * and dev set, except a --model or --tokenizer given before or after. */
+int cli_set_bundled(cli_common *c, const char *value);
+#define CLI_BUNDLED_HELP "bundled model: sotu (default) or pycode (code, 2048 context)"
 int cli_set_threads(cli_common *c, const char *value);      /* 1 .. CLI_MAX_THREADS */
 int cli_set_rule(cli_common *c, const char *value);         /* dynamic, reference */
 int cli_set_granularity(cli_common *c, const char *value);  /* kv-head (head), layer, uniform */
@@ -118,6 +128,10 @@ int cli_set_evict_every(cli_common *c, const char *value);  /* 1 .. CLI_MAX_TOKE
 int cli_set_slot_order(cli_common *c, const char *value);   /* position, any */
 int cli_set_noise(cli_common *c, const char *value);        /* table, exact */
 int cli_set_tau_steps(cli_common *c, const char *value);    /* >= 1 */
+int cli_set_obs_window(cli_common *c, const char *value);   /* 0 .. CLI_MAX_TOKENS */
+int cli_set_pool(cli_common *c, const char *value);         /* K[:max|:avg] */
+int cli_set_score_norm(cli_common *c, const char *value);   /* none, seen */
+int cli_set_layer_slope(cli_common *c, const char *value);  /* (-1, 1) */
 
 /* ---- files ---- */
 

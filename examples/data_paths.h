@@ -25,6 +25,28 @@ const char *kf_examples_data_dir(void);
 const char *kf_examples_model_path(void);
 const char *kf_examples_tokenizer_path(void);
 
+/* A model bundled under examples/models (kf-generate and kf-eval
+ * --bundled NAME). */
+typedef struct kf_bundled_model {
+    const char *name;       /* "sotu", "pycode" */
+    const char *folder;     /* under models/: "pycode-llama-12m" */
+    const char *model_file; /* "model.bin", "model-f16.bin" */
+    const char *dev_set;    /* the dev set's file stem under data/: "pycode-dev" */
+    const char *about;      /* a few words for --help */
+} kf_bundled_model;
+
+/* The bundled model called name, or NULL. */
+const kf_bundled_model *kf_examples_bundled_model(const char *name);
+
+/* The names of every bundled model, comma-separated ("sotu, pycode"). */
+const char *kf_examples_bundled_names(void);
+
+/* Writes "<folder>/<file>" for the bundled model m into out (size bytes):
+ * the source tree's folder if it exists, else the installed one. Returns
+ * 0, or -1 if it does not fit. */
+int kf_examples_bundled_path(const kf_bundled_model *m, const char *file, char *out,
+                             size_t size);
+
 /* The first of the n folders that exists, else the last one. */
 const char *kf_examples_first_existing_dir(const char *const *candidates, size_t n);
 

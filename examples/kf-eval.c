@@ -7,6 +7,8 @@
  *           [--task continue|recall] [--recent R] [--rule dynamic|reference]
  *           [--granularity kv-head|head|layer|uniform] [--sinks N] [--evict-every B]
  *           [--slot-order any|position] [--noise table|exact]
+ *           [--obs-window W] [--pool K[:max|:avg]] [--score-norm none|seen]
+ *           [--layer-slope B]
  *           [--tau-init T] [--tau-end T] [--tau-steps N]
  *           [--seeds N] [--seed S] [--max-docs N] [--threads N]
  *           [--mass-share S] [--csv OUT] [--plot OUT.png]
@@ -223,6 +225,8 @@ static const cli_option OPTIONS[] = {
      set_text, 0},
     {"--model", "PATH", "llama2.c checkpoint (default: bundled sotu-llama-6m)", cli_set_model, 0},
     {"--tokenizer", "PATH", "tokenizer.bin for --text (default: bundled)", cli_set_tokenizer, 0},
+    {"--bundled", "NAME", CLI_BUNDLED_HELP "; sets --model, --tokenizer and the default "
+     "--tokens", cli_set_bundled, 0},
     {"--prompt-tokens", "P", "prompt ids, prefilled with full attention (1024)", set_prompt, 0},
     {"--gen-tokens", "M", "teacher-forced predictions per document (256)", set_gen, 0},
     {"--rouge-tokens", "G", "greedy tokens compared by ROUGE-L (128; 0 skips)", set_rouge, 0},
@@ -241,6 +245,14 @@ static const cli_option OPTIONS[] = {
      cli_set_slot_order, LIB},
     {"--noise", "N", "table (default): Gumbel noise from a 4096-bin table; exact: the continuous sample",
      cli_set_noise, LIB},
+    {"--obs-window", "W", "score the prompt by its last W query rows only (0: off, all rows)",
+     cli_set_obs_window, LIB},
+    {"--pool", "K[:M]", "pool prompt scores over K neighbours, M max (default) or avg (0: off)",
+     cli_set_pool, LIB},
+    {"--score-norm", "N", "none (default) or seen: rank by score per query row that saw the token",
+     cli_set_score_norm, LIB},
+    {"--layer-slope", "B", "per-layer budgets k(1 + B(L-1-2l)/(L-1)), B in (-1, 1): B > 0 more to lower layers (0: off)",
+     cli_set_layer_slope, LIB},
     {"--tau-init", "T", "Keyformer temperature at the prompt (1)", set_tau_init, LIB},
     {"--tau-end", "T", "Keyformer temperature after --tau-steps (2)", set_tau_end, LIB},
     {"--tau-steps", "N", "steps from tau-init to tau-end (default M)", cli_set_tau_steps, LIB},
@@ -309,12 +321,13 @@ static int check_combinations(const options *o)
     return check_budgets(o);
 }
 
-/* The bundled dev set, so that a plain `kf-eval` runs as documented. */
-static const char *default_tokens_path(void)
+/* The bundled dev set (of --bundled's model), so that a plain `kf-eval`
+ * runs as documented. */
+static const char *default_tokens_path(const char *dev_set)
 {
     static char path[4096];
     if (!path[0])
-        snprintf(path, sizeof path, "%s/sotu-dev.tokens.jsonl", kf_examples_data_dir());
+        snprintf(path, sizeof path, "%s/%s.tokens.jsonl", kf_examples_data_dir(), dev_set);
     return path;
 }
 
@@ -338,7 +351,7 @@ static int parse_command_line(options *o, int argc, char **argv)
         return -1;
     }
     if (!o->tokens_path && !o->text_path)
-        o->tokens_path = default_tokens_path();
+        o->tokens_path = default_tokens_path(o->common.dev_set);
     if (!o->common.tau_steps_given)
         o->common.library.tau_steps = (uint32_t)o->gen_tokens;
     return check_combinations(o);
@@ -496,6 +509,7 @@ int main(int argc, char **argv)
         .threads = o.common.threads, .attention_mass = o.mass_share > 0.0,
         .mass_share = o.mass_share, .progress = true,
     };
+    eval_set_policy_variant(&o.common.library);
     fprintf(stderr, "kf-eval: %d documents x %d runs (%s task) on %d job(s) at a time\n",
             n_usable, n_runs, o.task == EVAL_TASK_RECALL ? "recall" : "continue",
             o.common.threads);

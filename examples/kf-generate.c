@@ -197,6 +197,8 @@ enum { LIB = CLI_LIBRARY_ONLY };
 static const cli_option OPTIONS[] = {
     {"--model", "PATH", "llama2.c checkpoint (default: bundled sotu-llama-6m)", cli_set_model, 0},
     {"--tokenizer", "PATH", "tokenizer.bin (default: bundled)", cli_set_tokenizer, 0},
+    {"--bundled", "NAME", CLI_BUNDLED_HELP "; sets --model and --tokenizer", cli_set_bundled,
+     0},
     {"--prompt", "TEXT", "prompt text (default: empty, start from BOS)", set_prompt, 0},
     {"--prompt-file", "FILE", "read the prompt from FILE (at most 1 MiB; trailing newlines "
      "dropped)", set_prompt_file, 0},
@@ -229,6 +231,14 @@ static const cli_option OPTIONS[] = {
      cli_set_slot_order, LIB},
     {"--noise", "N", "table (default): Gumbel noise from a 4096-bin table; exact: the continuous sample",
      cli_set_noise, LIB},
+    {"--obs-window", "W", "score the prompt by its last W query rows only (0: off, all rows)",
+     cli_set_obs_window, LIB},
+    {"--pool", "K[:M]", "pool prompt scores over K neighbours, M max (default) or avg (0: off)",
+     cli_set_pool, LIB},
+    {"--score-norm", "N", "none (default) or seen: rank by score per query row that saw the token",
+     cli_set_score_norm, LIB},
+    {"--layer-slope", "B", "per-layer budgets k(1 + B(L-1-2l)/(L-1)), B in (-1, 1): B > 0 more to lower layers (0: off)",
+     cli_set_layer_slope, LIB},
     {"--tau-init", "T", "Keyformer temperature at the prompt (default 1)", set_tau_init, LIB},
     {"--tau-end", "T", "Keyformer temperature after --tau-steps (default 2)", set_tau_end, LIB},
     {"--tau-steps", "N", "steps from tau-init to tau-end (default: --steps)",

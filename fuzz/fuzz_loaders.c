@@ -122,8 +122,11 @@ static void fuzz_model(const uint8_t *file, size_t size)
     size_t expected = 0;
     CHECK(eng_model_expected_file_size(&model.config, &expected, NULL) == ENG_OK);
     CHECK(expected == size && model.file_size == size);
-    /* versions 0 and 1 map the file; version 2 holds the dequantized weights */
-    if (model.config.version < 2)
+    /* fp32 files (versions 0 and 1) are mapped; fp16 (version 0, by its
+     * size) and version 2 files hold the converted weights */
+    CHECK((model.config.weight_type == ENG_WEIGHTS_F16) <=
+          (model.config.version == 0));
+    if (model.config.weight_type == ENG_WEIGHTS_F32)
         CHECK(model.mapping_size == size);
     const eng_model_weights *w = &model.weights;
     const float *begin = (const float *)model.mapping;

@@ -18,7 +18,7 @@ import sys
 
 
 def model_file(dim, hidden, layers, heads, kv_heads, vocab, seq_len,
-               fill=0.01, extra=b"", cut=0, poison=None):
+               fill=0.01, extra=b"", cut=0, poison=None, value="f"):
     head_size = dim // heads if heads else 0
     kv_dim = kv_heads * head_size
     v = abs(vocab)
@@ -34,7 +34,8 @@ def model_file(dim, hidden, layers, heads, kv_heads, vocab, seq_len,
     if poison is not None and n:
         weights[poison % n] = float("nan")
     body = struct.pack("<7i", dim, hidden, layers, heads, kv_heads, vocab, seq_len)
-    body += struct.pack("<%df" % n, *weights) + extra
+    # value "e": fp16 weights, told apart from fp32 by the file's size
+    body += struct.pack("<%d%s" % (n, value), *weights) + extra
     return body[:len(body) - cut] if cut else body
 
 
@@ -132,6 +133,13 @@ def main():
     seeds["model-negative"] = struct.pack("<7i", -2, -2, -1, -1, -1, -4, -2)
     seeds["model-overflow"] = struct.pack("<7i", 2**31 - 1, 2**31 - 1,
                                           2**31 - 1, 1, 1, 2**31 - 1, 2**31 - 1)
+    # version 0 with fp16 weights
+    seeds["model-f16-tiny"] = model_file(2, 2, 1, 1, 1, 4, 2, value="e")
+    seeds["model-f16-untied-gqa"] = model_file(8, 4, 2, 2, 1, -5, 3, value="e")
+    seeds["model-f16-inf"] = model_file(4, 2, 1, 1, 1, 3, 2, poison=17, value="e")
+    seeds["model-f16-trailing"] = model_file(2, 2, 1, 1, 1, 4, 2, value="e", extra=b"\0")
+    seeds["model-f16-truncated"] = model_file(2, 2, 1, 1, 1, 4, 2, value="e", cut=1)
+    seeds["model-f32-cut-to-f16"] = model_file(2, 2, 1, 1, 1, 4, 2)[:28 + 2 * 42]
     # format versions 1 and 2 (the "ak42" header)
     seeds["model-v1-tiny"] = versioned_model_file(1, 2, 2, 1, 1, 1, 4, 2)
     seeds["model-v1-untied"] = versioned_model_file(1, 4, 3, 1, 2, 2, 3, 2, tied=False)

@@ -173,6 +173,7 @@ int eng_model_config_from_file(eng_model_config *config, const void *file, size_
     config->shared_classifier = shared == 1;
     config->version = version;
     if (version == 2) {
+        config->weight_type = ENG_WEIGHTS_Q8_0;
         const int group = read_int32(bytes + 37);
         /* export.py halves the group until it divides dim; every matrix has
          * a dim-long side, so it then divides each matrix and each layer */
@@ -188,6 +189,33 @@ int eng_model_config_from_file(eng_model_config *config, const void *file, size_
     return ENG_OK;
 }
 
+float eng_model_half_to_float(uint16_t bits)
+{
+    const uint32_t sign = (uint32_t)(bits & 0x8000u) << 16;
+    uint32_t exponent = (bits >> 10) & 0x1fu;
+    uint32_t mantissa = bits & 0x3ffu;
+    uint32_t out;
+    if (exponent == 0x1fu) {
+        out = sign | 0x7f800000u | mantissa << 13; /* inf, or NaN with its payload */
+    } else if (exponent != 0) {
+        out = sign | (exponent + (127 - 15)) << 23 | mantissa << 13;
+    } else if (mantissa == 0) {
+        out = sign; /* +-0 */
+    } else {
+        /* Subnormal: mantissa * 2^-24. Shift the leading 1 up to the
+         * implicit bit (bit 10); each shift lowers the exponent by one. */
+        exponent = 127 - 15 + 1;
+        while (!(mantissa & 0x400u)) {
+            mantissa <<= 1;
+            exponent--;
+        }
+        out = sign | exponent << 23 | (mantissa & 0x3ffu) << 13;
+    }
+    float value;
+    memcpy(&value, &out, sizeof value);
+    return value;
+}
+
 /* One tensor of the file in storage order; field is NULL for skipped data.
  * A Q8_0 tensor is stored as `pieces` separately quantized parts (one per
  * layer for the stacked matrices), each its int8 values then its scales. */
@@ -196,7 +224,7 @@ typedef struct tensor_spec {
     const float **field;
     uint64_t count;
     uint64_t pieces;
-    bool q8;
+    eng_weight_type storage;
 } tensor_spec;
 
 enum { MAX_TENSORS = 14 };
@@ -210,59 +238,67 @@ static int list_tensors(const eng_model_config *c, eng_model_weights *w,
     const uint64_t KV = (uint64_t)c->kv_dim, H = (uint64_t)c->hidden_dim;
     const uint64_t V = (uint64_t)c->vocab_size;
     const uint64_t rope_table = (uint64_t)c->seq_len * (uint64_t)(c->head_size / 2);
-    const bool q8 = c->version == 2;
+    /* version 0: every tensor as the file's size says (fp32 or fp16);
+     * version 1: fp32; version 2: Q8_0 matrices, fp32 norms */
+    const eng_weight_type q8 = c->version == 2 ? ENG_WEIGHTS_Q8_0 : ENG_WEIGHTS_F32;
+    const eng_weight_type v0 = c->weight_type == ENG_WEIGHTS_F16 ? ENG_WEIGHTS_F16
+                                                                 : ENG_WEIGHTS_F32;
+    const eng_weight_type f32 = ENG_WEIGHTS_F32;
     int n = 0;
     bool ok = true;
-#define ADD(NAME, FIELD, A, B, C_, PIECES, Q8)                            \
+#define ADD(NAME, FIELD, A, B, C_, PIECES, STORAGE)                       \
     do {                                                                  \
-        specs[n] = (tensor_spec){ NAME, FIELD, 0, PIECES, Q8 };           \
+        specs[n] = (tensor_spec){ NAME, FIELD, 0, PIECES, STORAGE };      \
         ok = ok && count3(A, B, C_, &specs[n].count);                     \
         n++;                                                              \
     } while (0)
-#define ADD_MATRICES()                                                    \
+#define ADD_MATRICES(STORAGE)                                             \
     do {                                                                  \
-        ADD("wq", &w->wq, L, D, D, L, q8);                                \
-        ADD("wk", &w->wk, L, KV, D, L, q8);                               \
-        ADD("wv", &w->wv, L, KV, D, L, q8);                               \
-        ADD("wo", &w->wo, L, D, D, L, q8);                                \
+        ADD("wq", &w->wq, L, D, D, L, STORAGE);                           \
+        ADD("wk", &w->wk, L, KV, D, L, STORAGE);                          \
+        ADD("wv", &w->wv, L, KV, D, L, STORAGE);                          \
+        ADD("wo", &w->wo, L, D, D, L, STORAGE);                           \
     } while (0)
     if (c->version == 0) {
-        ADD("token_embedding", &w->token_embedding, V, D, 1, 1, false);
-        ADD("rms_att", &w->rms_att, L, D, 1, 1, false);
-        ADD_MATRICES();
-        ADD("rms_ffn", &w->rms_ffn, L, D, 1, 1, false);
-        ADD("w1", &w->w1, L, H, D, 1, false);
-        ADD("w2", &w->w2, L, D, H, 1, false);
-        ADD("w3", &w->w3, L, H, D, 1, false);
-        ADD("rms_final", &w->rms_final, D, 1, 1, 1, false);
+        ADD("token_embedding", &w->token_embedding, V, D, 1, 1, v0);
+        ADD("rms_att", &w->rms_att, L, D, 1, 1, v0);
+        ADD_MATRICES(v0);
+        ADD("rms_ffn", &w->rms_ffn, L, D, 1, 1, v0);
+        ADD("w1", &w->w1, L, H, D, 1, v0);
+        ADD("w2", &w->w2, L, D, H, 1, v0);
+        ADD("w3", &w->w3, L, H, D, 1, v0);
+        ADD("rms_final", &w->rms_final, D, 1, 1, 1, v0);
         /* Legacy RoPE tables: the engine computes rotations itself. */
-        ADD("rope_cos", NULL, rope_table, 1, 1, 1, false);
-        ADD("rope_sin", NULL, rope_table, 1, 1, 1, false);
+        ADD("rope_cos", NULL, rope_table, 1, 1, 1, v0);
+        ADD("rope_sin", NULL, rope_table, 1, 1, 1, v0);
     } else {
-        ADD("rms_att", &w->rms_att, L, D, 1, 1, false);
-        ADD("rms_ffn", &w->rms_ffn, L, D, 1, 1, false);
-        ADD("rms_final", &w->rms_final, D, 1, 1, 1, false);
+        ADD("rms_att", &w->rms_att, L, D, 1, 1, f32);
+        ADD("rms_ffn", &w->rms_ffn, L, D, 1, 1, f32);
+        ADD("rms_final", &w->rms_final, D, 1, 1, 1, f32);
         ADD("token_embedding", &w->token_embedding, V, D, 1, 1, q8);
-        ADD_MATRICES();
+        ADD_MATRICES(q8);
         ADD("w1", &w->w1, L, H, D, L, q8);
         ADD("w2", &w->w2, L, D, H, L, q8);
         ADD("w3", &w->w3, L, H, D, L, q8);
     }
     if (!c->shared_classifier)
-        ADD("wcls", &w->wcls, V, D, 1, 1, q8);
+        ADD("wcls", &w->wcls, V, D, 1, 1, c->version == 0 ? v0 : q8);
 #undef ADD_MATRICES
 #undef ADD
     return ok ? n : 0;
 }
 
-/* Bytes of one tensor in the file: fp32, or Q8_0 (a byte per value and a
- * 4-byte scale per group). */
+/* Bytes of one tensor in the file: fp32, fp16, or Q8_0 (a byte per value
+ * and a 4-byte scale per group). */
 static bool stored_bytes(const tensor_spec *t, uint64_t group, uint64_t *out)
 {
+    static const uint64_t value_bytes[] = {
+        [ENG_WEIGHTS_F32] = sizeof(float), [ENG_WEIGHTS_F16] = 2, [ENG_WEIGHTS_Q8_0] = 1,
+    };
     uint64_t values;
-    if (!mul_u64(t->count, t->q8 ? 1 : sizeof(float), &values))
+    if (!mul_u64(t->count, value_bytes[t->storage], &values))
         return false;
-    if (!t->q8) {
+    if (t->storage != ENG_WEIGHTS_Q8_0) {
         *out = values;
         return true;
     }
@@ -276,8 +312,9 @@ static uint64_t header_bytes(const eng_model_config *c)
     return c->version == 0 ? ENG_MODEL_HEADER_BYTES : ENG_MODEL_V1_HEADER_BYTES;
 }
 
-/* File bytes and the floats the engine keeps (what a version 2 file
- * dequantizes to); false if either overflows. */
+/* File bytes and the floats the engine keeps (what an fp16 or version 2
+ * file converts to: every tensor but the legacy RoPE tables); false if
+ * either overflows. */
 static bool model_sizes(const eng_model_config *c, uint64_t *file_bytes,
                         uint64_t *weight_floats)
 {
@@ -289,7 +326,8 @@ static bool model_sizes(const eng_model_config *c, uint64_t *file_bytes,
     for (int i = 0; ok && i < n; i++) {
         uint64_t b;
         ok = stored_bytes(&specs[i], (uint64_t)c->group_size, &b) &&
-             add_u64(bytes, b, &bytes) && add_u64(floats, specs[i].count, &floats);
+             add_u64(bytes, b, &bytes) &&
+             add_u64(floats, specs[i].field ? specs[i].count : 0, &floats);
     }
     *file_bytes = bytes;
     *weight_floats = floats;
@@ -308,17 +346,65 @@ int eng_model_expected_file_size(const eng_model_config *config, size_t *bytes,
     return ENG_OK;
 }
 
+int eng_model_check_file_size(eng_model_config *config, size_t file_size, eng_error *err)
+{
+    eng_model_config as = *config;
+    if (config->version != 0) {
+        size_t expected;
+        int rc = eng_model_expected_file_size(config, &expected, err);
+        if (rc == ENG_OK && file_size != expected)
+            rc = eng_fail(err, ENG_EFORMAT,
+                          "%s: version %d file has %zu bytes but its header implies %zu",
+                          file_size < expected ? "truncated" : "trailing data",
+                          config->version, file_size, expected);
+        return rc;
+    }
+    size_t f32_bytes, f16_bytes;
+    as.weight_type = ENG_WEIGHTS_F32;
+    int rc = eng_model_expected_file_size(&as, &f32_bytes, err);
+    as.weight_type = ENG_WEIGHTS_F16;
+    if (rc == ENG_OK)
+        rc = eng_model_expected_file_size(&as, &f16_bytes, err);
+    if (rc)
+        return rc;
+    /* f16_bytes < f32_bytes: every header implies at least one value */
+    if (file_size == f32_bytes || file_size == f16_bytes) {
+        config->weight_type = file_size == f32_bytes ? ENG_WEIGHTS_F32 : ENG_WEIGHTS_F16;
+        return ENG_OK;
+    }
+    const char *what = file_size < f16_bytes   ? "truncated"
+                       : file_size > f32_bytes ? "trailing data"
+                                               : "truncated fp32 weights or fp16 weights "
+                                                 "with trailing data";
+    return eng_fail(err, ENG_EFORMAT,
+                    "%s: version 0 file has %zu bytes but its header implies %zu (fp32 "
+                    "weights) or %zu (fp16 weights)",
+                    what, file_size, f32_bytes, f16_bytes);
+}
+
 /* A NaN or infinity in a weight means a damaged file; finding it here is
- * cheaper than debugging garbage text later. */
+ * cheaper than debugging garbage text later. For fp16 it also catches the
+ * one damaged file the size check lets through (model.h). */
 static int check_finite(const char *path, const tensor_spec *spec, eng_error *err)
 {
     const float *data = *spec->field;
     for (uint64_t i = 0; i < spec->count; i++)
         if (!isfinite(data[i]))
             return eng_fail(err, ENG_EFORMAT,
-                            "%s: tensor %s has a non-finite value at element %llu",
-                            path, spec->name, (unsigned long long)i);
+                            "%s: tensor %s has a non-finite value at element %llu%s",
+                            path, spec->name, (unsigned long long)i,
+                            spec->storage == ENG_WEIGHTS_F16
+                                ? " (read as fp16 weights by the file's size: is it an "
+                                  "fp32 checkpoint cut short?)"
+                                : "");
     return ENG_OK;
+}
+
+/* Writes the fp32 values of count little-endian fp16 values at src. */
+static void convert_f16(float *dst, const unsigned char *src, uint64_t count)
+{
+    for (uint64_t i = 0; i < count; i++)
+        dst[i] = eng_model_half_to_float((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
 }
 
 /* Writes the fp32 values of one Q8_0 tensor read from src. */
@@ -341,7 +427,8 @@ static void dequantize(float *dst, const unsigned char *src, const tensor_spec *
 }
 
 /* Points the weights at their data: into the file mapping (fp32), or into
- * anonymous memory that replaces the mapping (version 2). Then checks them. */
+ * anonymous memory that replaces the mapping (fp16, version 2). Then checks
+ * them. */
 static int bind_weights(eng_model *model, const char *path, eng_error *err)
 {
     const eng_model_config *c = &model->config;
@@ -349,7 +436,7 @@ static int bind_weights(eng_model *model, const char *path, eng_error *err)
     const int n = list_tensors(c, &model->weights, specs);
     const unsigned char *cursor =
         (const unsigned char *)model->mapping + header_bytes(c);
-    if (c->version == 2) {
+    if (c->weight_type != ENG_WEIGHTS_F32) {
         uint64_t file_bytes, floats;
         model_sizes(c, &file_bytes, &floats); /* checked by the caller */
         const size_t size = (size_t)floats * sizeof(float);
@@ -357,18 +444,22 @@ static int bind_weights(eng_model *model, const char *path, eng_error *err)
                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (weights == MAP_FAILED)
             return eng_fail(err, ENG_ENOMEM,
-                            "%s: out of memory for %zu bytes of dequantized weights", path,
+                            "%s: out of memory for %zu bytes of converted weights", path,
                             size);
         float *out = weights;
         for (int i = 0; i < n; i++) {
             uint64_t bytes = 0;
             stored_bytes(&specs[i], (uint64_t)c->group_size, &bytes);
-            if (specs[i].q8)
-                dequantize(out, cursor, &specs[i], (size_t)c->group_size);
-            else
-                memcpy(out, cursor, (size_t)bytes);
-            *specs[i].field = out;
-            out += specs[i].count;
+            if (specs[i].field) {
+                if (specs[i].storage == ENG_WEIGHTS_Q8_0)
+                    dequantize(out, cursor, &specs[i], (size_t)c->group_size);
+                else if (specs[i].storage == ENG_WEIGHTS_F16)
+                    convert_f16(out, cursor, specs[i].count);
+                else
+                    memcpy(out, cursor, (size_t)bytes);
+                *specs[i].field = out;
+                out += specs[i].count;
+            }
             cursor += bytes;
         }
         mprotect(weights, size, PROT_READ);
@@ -420,15 +511,10 @@ static int read_header(eng_model *model, int fd, const char *path, eng_error *er
         eng_error inner = *err;
         return eng_fail(err, rc, "%s: %s", path, inner.message);
     }
-    size_t expected;
-    if ((rc = eng_model_expected_file_size(&model->config, &expected, err)))
-        return eng_fail(err, rc, "%s: the header describes a model too large for this host",
-                        path);
-    if (model->file_size != expected)
-        return eng_fail(err, ENG_EFORMAT,
-                        "%s: %s: version %d file has %zu bytes but its header implies %zu",
-                        path, model->file_size < expected ? "truncated" : "trailing data",
-                        model->config.version, model->file_size, expected);
+    if ((rc = eng_model_check_file_size(&model->config, model->file_size, err))) {
+        eng_error inner = *err;
+        return eng_fail(err, rc, "%s: %s", path, inner.message);
+    }
     return ENG_OK;
 }
 

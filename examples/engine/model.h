@@ -3,6 +3,18 @@
  *   version 0 (legacy_export): seven int32 (the header below), then fp32
  *     tensors (see examples/models/sotu-llama-6m/README.md for the order);
  *     a negative vocab_size marks an untied classifier.
+ *   version 0 with fp16 weights (examples/models/pycode-llama-12m/
+ *     model-f16.bin): the same header and tensor order, every value a
+ *     little-endian IEEE binary16. The header has no field to say so; the
+ *     file's exact size does (eng_model_check_file_size): for a given header
+ *     the fp32 file has 28 + 4n bytes and the fp16 one 28 + 2n (n > 0 values),
+ *     so an intact file is never ambiguous, and any other size is refused
+ *     with both expected sizes named. The one damaged file that passes the
+ *     size check, an fp32 file cut to exactly 28 + 2n bytes, reads the low
+ *     halves of fp32 values as fp16, about 1 in 32 of them inf or NaN, and is
+ *     refused by the finiteness check below. The loader converts the values
+ *     to fp32 exactly (eng_model_half_to_float: portable C, subnormals
+ *     included), so the engine runs as on the fp32 file of the same values.
  *   version 1 (version1_export): a 256-byte header: uint32 magic "ak42"
  *     (0x616b3432), int32 version, the same seven int32, a byte that is 1
  *     when the classifier is tied to the embedding, zero padding; then fp32
@@ -26,8 +38,16 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "status.h"
+
+/* How a file stores its weights. */
+typedef enum eng_weight_type {
+    ENG_WEIGHTS_F32 = 0,  /* versions 0 and 1 */
+    ENG_WEIGHTS_F16 = 1,  /* version 0 whose size says fp16 (see above) */
+    ENG_WEIGHTS_Q8_0 = 2, /* version 2 (norms in fp32) */
+} eng_weight_type;
 
 typedef struct eng_model_config {
     int dim;          /* model width */
@@ -42,6 +62,10 @@ typedef struct eng_model_config {
     bool shared_classifier; /* true: output head = token embedding */
     int version;      /* file format: 0, 1 or 2 (see above) */
     int group_size;   /* Q8_0 group of version 2; 0 otherwise */
+    /* Storage of the weights in the file (the engine always gets fp32).
+     * The header alone gives F32 for version 0: eng_model_check_file_size
+     * then tells fp16 by the file's size. */
+    eng_weight_type weight_type;
 } eng_model_config;
 
 /* Row-major fp32 tensors, [out][in], stacked over layers where noted. */
@@ -63,8 +87,8 @@ typedef struct eng_model_weights {
 typedef struct eng_model {
     eng_model_config config;
     eng_model_weights weights;
-    void *mapping;       /* owned: the whole file (versions 0, 1) or the
-                            dequantized weights (version 2) */
+    void *mapping;       /* owned: the whole file (fp32 versions 0, 1) or the
+                            converted weights (fp16, version 2) */
     size_t mapping_size;
     size_t file_size;    /* bytes of the checkpoint file */
 } eng_model;
@@ -88,10 +112,23 @@ int eng_model_config_from_header(eng_model_config *config, const int header[7],
 int eng_model_config_from_file(eng_model_config *config, const void *file, size_t size,
                                eng_error *err);
 
-/* Exact file size implied by config (of its version), or ENG_EFORMAT if it
- * does not fit in size_t. */
+/* Exact file size implied by config (of its version and weight_type), or
+ * ENG_EFORMAT if it does not fit in size_t. */
 int eng_model_expected_file_size(const eng_model_config *config, size_t *bytes,
                                  eng_error *err);
+
+/* Checks a file of file_size bytes against config (from the header): for
+ * version 0 it must be exactly the fp32 or the fp16 size, and
+ * config->weight_type is set to the one it is; other versions must have
+ * their one size. Returns ENG_OK, or ENG_EFORMAT with a message that says
+ * "truncated" or "trailing data" (both for a version 0 size between its
+ * fp16 and fp32 sizes) and gives the expected sizes. */
+int eng_model_check_file_size(eng_model_config *config, size_t file_size, eng_error *err);
+
+/* The IEEE binary16 value with these bits, exactly, as a float: every
+ * half is a float (subnormals become normal floats, infinities stay
+ * infinite, NaNs keep their sign and payload). Portable C, no F16C. */
+float eng_model_half_to_float(uint16_t bits);
 
 /* Opens and validates path. On failure *model is left zeroed and nothing
  * needs closing. */

@@ -4,9 +4,6 @@
 #include <math.h>
 #include <omp.h>
 
-enum { ROPE_THETA = 10000 };
-static const float RMS_EPSILON = 1e-5f;
-
 void eng_rmsnorm_rows(float *out, const float *x, const float *weight, int n_rows,
                       int dim)
 {
@@ -16,7 +13,7 @@ void eng_rmsnorm_rows(float *out, const float *x, const float *weight, int n_row
         float sum_squares = 0.0f;
         for (int i = 0; i < dim; i++)
             sum_squares += in[i] * in[i];
-        const float inv_rms = 1.0f / sqrtf(sum_squares / (float)dim + RMS_EPSILON);
+        const float inv_rms = 1.0f / sqrtf(sum_squares / (float)dim + ENG_RMS_EPSILON);
         for (int i = 0; i < dim; i++)
             dst[i] = in[i] * inv_rms * weight[i];
     }
@@ -79,7 +76,7 @@ void eng_rope_tables(float *cos_table, float *sin_table, int first_position,
         const float position = (float)(first_position + r);
         for (int i = 0; i < half; i++) {
             const float frequency =
-                1.0f / powf((float)ROPE_THETA, (float)(2 * i) / (float)head_size);
+                1.0f / powf(ENG_ROPE_THETA, (float)(2 * i) / (float)head_size);
             const float angle = position * frequency;
             cos_table[(long)r * half + i] = cosf(angle);
             sin_table[(long)r * half + i] = sinf(angle);

@@ -4,6 +4,11 @@
 
 #include <stdbool.h>
 
+/* The RoPE base and the RMSNorm epsilon the engine computes with; a
+ * converter to another format writes the same values into its metadata. */
+#define ENG_ROPE_THETA 10000.0f
+#define ENG_RMS_EPSILON 1e-5f
+
 /* out[r] = x[r] / rms(x[r]) * weight for n_rows rows of width dim; out may
  * alias x. */
 void eng_rmsnorm_rows(float *out, const float *x, const float *weight, int n_rows,

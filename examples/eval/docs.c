@@ -310,37 +310,49 @@ static int add_doc(eval_corpus *c, int *capacity, eval_doc doc)
     return 0;
 }
 
+/* eval_tokenize_fn over the engine's tokenizer: BOS first, no EOS. */
+static int tokenize_with_engine(void *user, const char *text, size_t len, int **ids, int *n_ids,
+                                char *err, size_t err_size)
+{
+    eng_error e = {{0}};
+    if (eng_tokenizer_encode(user, text, len, true, false, ids, n_ids, &e) != ENG_OK)
+        return fail(err, err_size, "%s", e.message);
+    return 0;
+}
+
 /* One non-blank line into a document; 0, or -1 with err filled. */
 static int read_doc_line(const char *line, size_t len, const char *path, int line_no,
-                         const eng_tokenizer *tok, eval_doc *doc, char *err, size_t err_size)
+                         eval_tokenize_fn tokenize, void *user, eval_doc *doc, char *err,
+                         size_t err_size)
 {
     char *text = NULL;
     size_t text_len = 0;
     int rc = 0;
-    if (eval_json_doc_fields(line, len, &doc->name, tok ? &text : NULL, &text_len,
-                             tok ? NULL : &doc->ids, &doc->n_ids)) {
+    if (eval_json_doc_fields(line, len, &doc->name, tokenize ? &text : NULL, &text_len,
+                             tokenize ? NULL : &doc->ids, &doc->n_ids)) {
         rc = fail(err, err_size, "%s:%d: not a JSON object", path, line_no);
     } else if (!doc->name) {
         rc = fail(err, err_size, "%s:%d: no \"name\"", path, line_no);
-    } else if (tok && !text) {
+    } else if (tokenize && !text) {
         rc = fail(err, err_size, "%s:%d: no \"text\"", path, line_no);
-    } else if (!tok && !doc->ids) {
+    } else if (!tokenize && !doc->ids) {
         rc = fail(err, err_size, "%s:%d: no \"ids\" array", path, line_no);
-    } else if (tok) {
-        eng_error e = {{0}};
-        if (eng_tokenizer_encode(tok, text, text_len, true, false, &doc->ids, &doc->n_ids,
-                                 &e) != ENG_OK)
-            rc = fail(err, err_size, "%s:%d: %s", path, line_no, e.message);
+    } else if (tokenize) {
+        char why[512];
+        why[0] = '\0';
+        if (tokenize(user, text, text_len, &doc->ids, &doc->n_ids, why, sizeof why))
+            rc = fail(err, err_size, "%s:%d: %s", path, line_no, why);
     }
-    for (int i = 0; rc == 0 && !tok && i < doc->n_ids; i++)
+    for (int i = 0; rc == 0 && !tokenize && i < doc->n_ids; i++)
         if (doc->ids[i] < 0)
             rc = fail(err, err_size, "%s:%d: negative token id %d", path, line_no, doc->ids[i]);
     free(text);
     return rc;
 }
 
-int eval_corpus_read_stream(eval_corpus *corpus, FILE *f, const char *path, size_t max_bytes,
-                            const eng_tokenizer *tok, char *err, size_t err_size)
+int eval_corpus_read_stream_with(eval_corpus *corpus, FILE *f, const char *path,
+                                 size_t max_bytes, eval_tokenize_fn tokenize, void *user,
+                                 char *err, size_t err_size)
 {
     *corpus = (eval_corpus){0};
     char *line = NULL;
@@ -359,7 +371,8 @@ int eval_corpus_read_stream(eval_corpus *corpus, FILE *f, const char *path, size
         if (blank.p == blank.end)
             continue;
         eval_doc doc = {0};
-        rc = read_doc_line(line, (size_t)got, path, line_no, tok, &doc, err, err_size);
+        rc = read_doc_line(line, (size_t)got, path, line_no, tokenize, user, &doc, err,
+                           err_size);
         if (rc == 0 && add_doc(corpus, &capacity, doc))
             rc = fail(err, err_size, "out of memory");
         if (rc) {
@@ -373,6 +386,15 @@ int eval_corpus_read_stream(eval_corpus *corpus, FILE *f, const char *path, size
     if (rc)
         eval_corpus_free(corpus);
     return rc;
+}
+
+int eval_corpus_read_stream(eval_corpus *corpus, FILE *f, const char *path, size_t max_bytes,
+                            const eng_tokenizer *tok, char *err, size_t err_size)
+{
+    /* the callback only reads the tokenizer */
+    return eval_corpus_read_stream_with(corpus, f, path, max_bytes,
+                                        tok ? tokenize_with_engine : NULL, (void *)tok, err,
+                                        err_size);
 }
 
 int eval_corpus_read(eval_corpus *corpus, const char *path, const eng_tokenizer *tok,

@@ -41,6 +41,20 @@ int eval_corpus_read(eval_corpus *corpus, const char *path, const eng_tokenizer 
 int eval_corpus_read_stream(eval_corpus *corpus, FILE *f, const char *name, size_t max_bytes,
                             const eng_tokenizer *tok, char *err, size_t err_size);
 
+/* A tokenizer for the "text" lines of eval_corpus_read_stream_with: the
+ * len bytes of text into *ids (malloc'd) and *n_ids, as the model expects
+ * its input to start (BOS first for llama models). Returns 0, or -1 with
+ * err filled (the reader adds the file and line). */
+typedef int (*eval_tokenize_fn)(void *user, const char *text, size_t len, int **ids,
+                                int *n_ids, char *err, size_t err_size);
+
+/* eval_corpus_read_stream with any tokenizer (kf-eval-llama tokenizes with
+ * llama.cpp's): tokenize == NULL reads "ids", else every line needs "text",
+ * handed to tokenize(user, ...). */
+int eval_corpus_read_stream_with(eval_corpus *corpus, FILE *f, const char *name,
+                                 size_t max_bytes, eval_tokenize_fn tokenize, void *user,
+                                 char *err, size_t err_size);
+
 void eval_corpus_free(eval_corpus *corpus);
 
 #endif

@@ -11,14 +11,46 @@
 
 #include "metrics.h"
 
+/* Keyformer's and H2O's names with the options beyond the paper that the
+ * sweep turns on (eval_set_policy_variant), e.g. "h2o_obs32_maxpool7". */
+static char keyformer_name[96] = "keyformer", h2o_name[96] = "h2o";
+static char window_name[96] = "window", sinks_name[96] = "sinks";
+
+static void variant_name(char *out, size_t size, const char *base, const kf_config *cfg)
+{
+    int n = snprintf(out, size, "%s", base);
+    if (cfg->obs_window && n > 0 && (size_t)n < size)
+        n += snprintf(out + n, size - (size_t)n, "_obs%u", (unsigned)cfg->obs_window);
+    if (cfg->pool_kernel > 1 && n > 0 && (size_t)n < size)
+        n += snprintf(out + n, size - (size_t)n, "_%spool%u",
+                      cfg->pool_mode == KF_POOL_AVG ? "avg" : "max", (unsigned)cfg->pool_kernel);
+    if (cfg->score_norm == KF_SCORE_NORM_SEEN && n > 0 && (size_t)n < size)
+        n += snprintf(out + n, size - (size_t)n, "_norm");
+    if (cfg->layer_slope != 0.0f && n > 0 && (size_t)n < size)
+        snprintf(out + n, size - (size_t)n, "_slope%s%d", cfg->layer_slope < 0.0f ? "m" : "",
+                 abs((int)lround(cfg->layer_slope * 100.0)));
+}
+
+void eval_set_policy_variant(const kf_config *cfg)
+{
+    variant_name(keyformer_name, sizeof keyformer_name, "keyformer", cfg);
+    variant_name(h2o_name, sizeof h2o_name, "h2o", cfg);
+    /* the scoring options do not reach WINDOW and SINKS; the slope does */
+    kf_config slope_only;
+    kf_config_default(&slope_only);
+    slope_only.layer_slope = cfg->layer_slope;
+    variant_name(window_name, sizeof window_name, "window", &slope_only);
+    variant_name(sinks_name, sizeof sinks_name, "sinks", &slope_only);
+}
+
 const char *eval_policy_name(int policy)
 {
     switch (policy) {
     case EVAL_FULL: return "full";
-    case KF_POLICY_KEYFORMER: return "keyformer";
-    case KF_POLICY_H2O: return "h2o";
-    case KF_POLICY_WINDOW: return "window";
-    case KF_POLICY_SINKS: return "sinks";
+    case KF_POLICY_KEYFORMER: return keyformer_name;
+    case KF_POLICY_H2O: return h2o_name;
+    case KF_POLICY_WINDOW: return window_name;
+    case KF_POLICY_SINKS: return sinks_name;
     default: return "?";
     }
 }

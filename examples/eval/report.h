@@ -10,6 +10,14 @@
 
 /* kf-eval's name of a policy (EVAL_FULL or a kf_policy). */
 const char *eval_policy_name(int policy);
+/* Names Keyformer and H2O after the scoring options of cfg that are on
+ * (obs_window, pool_kernel, score_norm, layer_slope), e.g.
+ * "keyformer_obs32_maxpool7" ("_slope50" for a slope of 0.5, "_slopem50"
+ * for -0.5); window and
+ * sinks after layer_slope only,
+ * so that CSVs of sweeps with different options can be compared. Call
+ * before any thread reads the names. */
+void eval_set_policy_variant(const kf_config *cfg);
 
 /* The metrics of one document under one run. rouge_l is NAN without
  * greedy tokens. */

@@ -135,11 +135,11 @@ static bool add_block(size_t *total, size_t *block, size_t a, size_t b, size_t c
 
 /* ---- results in one shared mapping ---- */
 
-static int results_create(eval_results *res, const eval_sweep *sw)
+int eval_results_create(eval_results *res, const eval_sweep *sw, int n_layers)
 {
     *res = (eval_results){
         .n_docs = sw->n_docs, .n_runs = sw->n_runs, .n_steps = sw->gen_tokens,
-        .n_rouge = sw->rouge_tokens, .n_layers = sw->model->config.n_layers,
+        .n_rouge = sw->rouge_tokens, .n_layers = n_layers,
     };
     const size_t docs = (size_t)sw->n_docs, runs = (size_t)sw->n_runs;
     const size_t steps = (size_t)res->n_steps, layers = (size_t)res->n_layers;
@@ -646,7 +646,7 @@ int eval_sweep_run(const eval_sweep *sw, eval_results *res)
                 eviction_slack(&sw->library));
         return -1;
     }
-    if (results_create(res, sw))
+    if (eval_results_create(res, sw, sw->model->config.n_layers))
         return -1;
     runner r = {.sw = sw, .res = res, .prompt_rows = (size_t)sw->prompt_tokens - 1};
     const eng_state_options options = {.kv_capacity = kv_capacity, .n_threads = 1};

@@ -102,6 +102,12 @@ int eval_sweep_run(const eval_sweep *sweep, eval_results *results);
 
 void eval_results_free(eval_results *results);
 
+/* Allocates the outputs of a sweep for a model of n_layers layers (the
+ * shared mapping eval_results_free releases), NaN or -1 where nothing is
+ * written yet; for back ends other than the engine (kf-eval-llama), whose
+ * sweep has no model. Returns 0, or -1 after printing why to stderr. */
+int eval_results_create(eval_results *results, const eval_sweep *sweep, int n_layers);
+
 /* The id sequence a document is scored on: the first P + M + 1 ids for
  * continue; ids[0:P] + ids[64 : 64 + M + 1] for recall. out holds
  * P + M + 1 ids. */

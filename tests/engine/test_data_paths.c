@@ -45,6 +45,42 @@ static void test_installed_folders_are_under_the_prefix(void **state)
     assert_true(KF_INSTALLED_MODEL_DIR[0] == '/' && KF_INSTALLED_DATA_DIR[0] == '/');
 }
 
+/* --bundled NAME: every listed name resolves to its files in the source
+ * tree (sotu to the default model), the installed folders are under the
+ * prefix, and an unknown name is NULL. */
+static void test_bundled_models_resolve(void **state)
+{
+    (void)state;
+    char names[128];
+    snprintf(names, sizeof names, "%s", kf_examples_bundled_names());
+    int n = 0;
+    for (char *name = strtok(names, ", "); name; name = strtok(NULL, ", "), n++) {
+        const kf_bundled_model *m = kf_examples_bundled_model(name);
+        assert_non_null(m);
+        assert_string_equal(m->name, name);
+        char model[4096], tokenizer[4096], data[4096];
+        assert_int_equal(kf_examples_bundled_path(m, m->model_file, model, sizeof model), 0);
+        assert_int_equal(kf_examples_bundled_path(m, "tokenizer.bin", tokenizer,
+                                                  sizeof tokenizer), 0);
+        assert_int_equal(access(model, R_OK), 0);
+        assert_int_equal(access(tokenizer, R_OK), 0);
+        snprintf(data, sizeof data, "%s/%s.tokens.jsonl", kf_examples_data_dir(), m->dev_set);
+        assert_int_equal(access(data, R_OK), 0);
+    }
+    assert_int_equal(n, 2);
+    char path[4096];
+    const kf_bundled_model *sotu = kf_examples_bundled_model("sotu");
+    assert_int_equal(kf_examples_bundled_path(sotu, sotu->model_file, path, sizeof path), 0);
+    assert_string_equal(path, kf_examples_model_path());
+    const kf_bundled_model *pycode = kf_examples_bundled_model("pycode");
+    assert_int_equal(kf_examples_bundled_path(pycode, pycode->model_file, path, sizeof path), 0);
+    assert_true(ends_with(path, "/models/pycode-llama-12m/model-f16.bin"));
+    assert_int_equal(kf_examples_bundled_path(pycode, pycode->model_file, path, 8), -1);
+    assert_true(ends_with(KF_INSTALLED_MODELS_DIR, "/keyformer/models"));
+    assert_null(kf_examples_bundled_model("nonsense"));
+    assert_null(kf_examples_bundled_model(NULL));
+}
+
 /* Without the source tree, the installed folder is chosen. */
 static void test_first_existing_folder_wins(void **state)
 {
@@ -79,6 +115,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_build_tree_programs_use_the_source_tree),
         cmocka_unit_test(test_installed_folders_are_under_the_prefix),
         cmocka_unit_test(test_first_existing_folder_wins),
+        cmocka_unit_test(test_bundled_models_resolve),
     };
     return cmocka_run_group_tests_name("example data paths", tests, NULL, NULL);
 }

@@ -1,10 +1,12 @@
 /* The checkpoint loader accepts any well-formed shape (tied or untied
- * classifier) in llama2.c's formats 0, 1 and 2 (the same weights from each,
- * version 2 within its quantization step) and rejects truncated, padded and
- * corrupted files with ENG_EFORMAT and a message naming the format, and
- * directories and FIFOs with a message saying so, never a crash or a hang.
+ * classifier) in llama2.c's formats 0, 1 and 2 and version 0 with fp16
+ * weights (the same weights from each, version 2 within its quantization
+ * step, fp16 exactly) and rejects truncated, padded and corrupted files with
+ * ENG_EFORMAT and a message naming the format, and directories and FIFOs
+ * with a message saying so, never a crash or a hang. Every one of the 65536
+ * halves converts exactly.
  *
- * usage: test-engine-model-loader BUNDLED_MODEL_BIN */
+ * usage: test-engine-model-loader BUNDLED_MODEL_BIN PYCODE_MODEL_F16_BIN */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,6 +28,7 @@
 #include "tokenizer.h"
 
 static const char *bundled_model_path;
+static const char *pycode_model_path;
 
 /* dim, hidden, layers, heads, kv heads, vocab, seq_len */
 static const int32_t TIED[7] = {16, 24, 2, 4, 2, 20, 8};
@@ -255,6 +258,8 @@ static void check_same_weights(const int32_t header[7], uint64_t seed, int versi
     eng_model_config c0 = m0.config, c = m.config;
     c.version = c0.version;
     c.group_size = c0.group_size;
+    assert_int_equal(c.weight_type, version == 2 ? ENG_WEIGHTS_Q8_0 : ENG_WEIGHTS_F32);
+    c.weight_type = c0.weight_type;
     assert_memory_equal(&c0, &c, sizeof c);
     if (c.shared_classifier)
         assert_ptr_equal(m.weights.wcls, m.weights.token_embedding);
@@ -381,6 +386,235 @@ static void test_crafted_huge_versioned_headers_do_not_overflow(void **state)
     }
 }
 
+/* ---- version 0 with fp16 weights ---- */
+
+/* The value of a binary16 from its definition, in double: (-1)^s 2^(e-15)
+ * (1 + m/1024) for 0 < e < 31, (-1)^s 2^-14 (m/1024) for e = 0; e = 31 is
+ * infinity (m = 0) or NaN. */
+static float reference_half(uint16_t bits)
+{
+    const int sign = bits >> 15, e = (bits >> 10) & 31, m = bits & 1023;
+    double v;
+    if (e == 31)
+        v = m ? NAN : INFINITY;
+    else
+        v = e ? ldexp(1024.0 + m, e - 25) : ldexp((double)m, -24);
+    return (float)(sign ? -v : v);
+}
+
+static uint32_t float_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static void test_every_half_converts_exactly(void **state)
+{
+    (void)state;
+    int subnormals = 0, nans = 0;
+    for (uint32_t h = 0; h <= 0xffff; h++) {
+        const float got = eng_model_half_to_float((uint16_t)h), want = reference_half((uint16_t)h);
+        if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff)) {
+            /* NaN: sign and payload kept, in the top mantissa bits */
+            const uint32_t bits = (h & 0x8000u) << 16 | 0x7f800000u | (h & 0x3ffu) << 13;
+            if (!isnan(got) || float_bits(got) != bits)
+                fail_msg("half 0x%04x: got bits 0x%08x, want NaN 0x%08x", (unsigned)h,
+                         (unsigned)float_bits(got), (unsigned)bits);
+            nans++;
+            continue;
+        }
+        /* bit for bit, so that -0 and +0 differ */
+        if (float_bits(got) != float_bits(want))
+            fail_msg("half 0x%04x: got %a (0x%08x), want %a (0x%08x)", (unsigned)h,
+                     (double)got, (unsigned)float_bits(got), (double)want,
+                     (unsigned)float_bits(want));
+        subnormals += (h & 0x7c00) == 0 && (h & 0x3ff) != 0;
+#ifdef __FLT16_MAX__
+        /* and the compiler's own conversion, where it has _Float16 */
+        _Float16 native;
+        const uint16_t h16 = (uint16_t)h;
+        memcpy(&native, &h16, sizeof native);
+        assert_int_equal(float_bits((float)native), float_bits(got));
+#endif
+    }
+    assert_int_equal(subnormals, 2 * 1023);
+    assert_int_equal(nans, 2 * 1023);
+    assert_true(eng_model_half_to_float(0x3c00) == 1.0f);
+    assert_true(eng_model_half_to_float(0x7bff) == 65504.0f);
+    assert_true(eng_model_half_to_float(0x0001) == 0x1p-24f);
+    assert_true(eng_model_half_to_float(0xfc00) == -INFINITY);
+}
+
+/* The fp16 image of the version 0 shape header (values: random finite
+ * halves, subnormals included) and the fp32 image of the same values. */
+static void f16_images(const int32_t header[7], uint64_t seed, unsigned char **f16,
+                       size_t *f16_len, unsigned char **f32, size_t *f32_len)
+{
+    *f32 = synthetic_model_bytes(header, seed, f32_len); /* for its size and header */
+    assert_non_null(*f32);
+    const size_t n = (*f32_len - ENG_MODEL_HEADER_BYTES) / sizeof(float);
+    *f16_len = ENG_MODEL_HEADER_BYTES + 2 * n;
+    *f16 = malloc(*f16_len);
+    assert_non_null(*f16);
+    memcpy(*f16, *f32, ENG_MODEL_HEADER_BYTES);
+    uint64_t state = seed;
+    for (size_t i = 0; i < n; i++) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        uint16_t h = (uint16_t)(state >> 48);
+        if ((h & 0x7c00) == 0x7c00)
+            h &= 0x83ff; /* inf/NaN exponent: make it a subnormal */
+        (*f16)[ENG_MODEL_HEADER_BYTES + 2 * i] = (unsigned char)(h & 0xff);
+        (*f16)[ENG_MODEL_HEADER_BYTES + 2 * i + 1] = (unsigned char)(h >> 8);
+        const float v = reference_half(h);
+        memcpy(*f32 + ENG_MODEL_HEADER_BYTES + i * sizeof v, &v, sizeof v);
+    }
+}
+
+static void test_f16_files_load_the_same_weights_as_fp32(void **state)
+{
+    (void)state;
+    const int32_t *shapes[] = {TIED, UNTIED, GQA};
+    for (int s = 0; s < 3; s++) {
+        unsigned char *f16, *f32;
+        size_t f16_len, f32_len;
+        f16_images(shapes[s], 21 + (uint64_t)s, &f16, &f16_len, &f32, &f32_len);
+        char path16[256], path32[256];
+        assert_int_equal(temp_file_write(path16, sizeof path16, f16, f16_len), 0);
+        assert_int_equal(temp_file_write(path32, sizeof path32, f32, f32_len), 0);
+        eng_model m16, m32;
+        eng_error err = {{0}};
+        if (eng_model_open(&m16, path16, &err) != ENG_OK)
+            fail_msg("shape %d: %s", s, err.message);
+        assert_int_equal(eng_model_open(&m32, path32, &err), ENG_OK);
+        assert_int_equal(m16.config.version, 0);
+        assert_int_equal(m16.config.weight_type, ENG_WEIGHTS_F16);
+        assert_int_equal(m32.config.weight_type, ENG_WEIGHTS_F32);
+        assert_int_equal(m16.file_size, f16_len);
+        size_t expected;
+        assert_int_equal(eng_model_expected_file_size(&m16.config, &expected, NULL), ENG_OK);
+        assert_int_equal(expected, f16_len);
+        eng_model_config c = m16.config;
+        c.weight_type = ENG_WEIGHTS_F32;
+        assert_memory_equal(&c, &m32.config, sizeof c);
+        if (c.shared_classifier)
+            assert_ptr_equal(m16.weights.wcls, m16.weights.token_embedding);
+        tensor_view a[12], b[12];
+        const int n = weight_views(&m32, a);
+        weight_views(&m16, b);
+        for (int t = 0; t < n; t++) {
+            assert_true((const char *)b[t].data >= (const char *)m16.mapping &&
+                        (const char *)(b[t].data + b[t].count) <=
+                            (const char *)m16.mapping + m16.mapping_size);
+            if (memcmp(a[t].data, b[t].data, a[t].count * sizeof(float)) != 0)
+                fail_msg("shape %d: tensor %s differs from the fp32 file", s, a[t].name);
+        }
+        eng_model_close(&m16);
+        eng_model_close(&m32);
+        unlink(path16);
+        unlink(path32);
+        free(f16);
+        free(f32);
+    }
+}
+
+static void test_bad_f16_files_are_rejected(void **state)
+{
+    (void)state;
+    unsigned char *f16, *f32;
+    size_t f16_len, f32_len;
+    f16_images(TIED, 31, &f16, &f16_len, &f32, &f32_len);
+    eng_error err = {{0}};
+    assert_int_equal(load_bytes(f16, f16_len, &err), ENG_OK);
+    char sizes[64];
+    snprintf(sizes, sizeof sizes, "%zu (fp32 weights) or %zu (fp16 weights)", f32_len, f16_len);
+    const size_t cuts[] = {29, f16_len / 2, f16_len - 2, f16_len - 1};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++)
+        expect_message(load_bytes(f16, cuts[i], &err), &err, "truncated", sizes);
+    /* between the two sizes: either damage, and the message says both */
+    unsigned char *longer = calloc(1, f32_len + 2);
+    assert_non_null(longer);
+    memcpy(longer, f16, f16_len);
+    const size_t between[] = {f16_len + 1, f16_len + 2, (f16_len + f32_len) / 2, f32_len - 1};
+    for (size_t i = 0; i < sizeof between / sizeof between[0]; i++) {
+        expect_message(load_bytes(longer, between[i], &err), &err, "truncated", "trailing");
+        assert_non_null(strstr(err.message, sizes));
+    }
+    assert_int_equal(load_bytes(f32, f32_len, &err), ENG_OK); /* the fp32 image is fine */
+    memcpy(longer, f32, f32_len);
+    expect_message(load_bytes(longer, f32_len + 2, &err), &err, "trailing", sizes);
+    free(longer);
+    /* inf and NaN halves: the first element of wq */
+    const size_t wq_offset = ENG_MODEL_HEADER_BYTES + (20 * 16 + 2 * 16) * 2;
+    const uint16_t poison[] = {0x7c00, 0xfc00, 0x7e00, 0x7c01};
+    for (size_t i = 0; i < sizeof poison / sizeof poison[0]; i++) {
+        unsigned char *bad = malloc(f16_len);
+        assert_non_null(bad);
+        memcpy(bad, f16, f16_len);
+        bad[wq_offset] = (unsigned char)(poison[i] & 0xff);
+        bad[wq_offset + 1] = (unsigned char)(poison[i] >> 8);
+        expect_message(load_bytes(bad, f16_len, &err), &err, "non-finite", "tensor wq");
+        free(bad);
+    }
+    /* an fp32 file of random weights (not these halves, whose low 13 bits
+     * are 0) cut to exactly the fp16 size: low halves of fp32 values read
+     * as fp16 weights hit inf or NaN */
+    free(f32);
+    f32 = synthetic_model_bytes(TIED, 31, &f32_len);
+    assert_non_null(f32);
+    expect_message(load_bytes(f32, f16_len, &err), &err, "non-finite", "cut short");
+    free(f16);
+    free(f32);
+}
+
+/* The same with the bundled fp32 model: a download cut at the one size
+ * that reads as fp16 weights is still refused. */
+static void test_bundled_fp32_model_cut_to_f16_size_is_rejected(void **state)
+{
+    (void)state;
+    size_t len;
+    unsigned char *bytes = temp_file_read_all(bundled_model_path, &len);
+    assert_non_null(bytes);
+    const size_t f16_len = ENG_MODEL_HEADER_BYTES + (len - ENG_MODEL_HEADER_BYTES) / 2;
+    eng_error err = {{0}};
+    expect_message(load_bytes(bytes, f16_len, &err), &err, "non-finite", "cut short");
+    free(bytes);
+}
+
+static void test_bundled_f16_model_loads(void **state)
+{
+    (void)state;
+    eng_model model;
+    eng_error err = {{0}};
+    if (eng_model_open(&model, pycode_model_path, &err) != ENG_OK)
+        fail_msg("%s", err.message);
+    const eng_model_config *c = &model.config;
+    assert_int_equal(c->version, 0);
+    assert_int_equal(c->weight_type, ENG_WEIGHTS_F16);
+    assert_int_equal(c->dim, 384);
+    assert_int_equal(c->hidden_dim, 896);
+    assert_int_equal(c->n_layers, 6);
+    assert_int_equal(c->n_heads, 6);
+    assert_int_equal(c->n_kv_heads, 2);
+    assert_int_equal(c->head_size, 64);
+    assert_int_equal(c->vocab_size, 8192);
+    assert_int_equal(c->seq_len, 2048);
+    assert_true(c->shared_classifier);
+    assert_ptr_equal(model.weights.wcls, model.weights.token_embedding);
+    assert_int_equal(model.file_size, 23668508);
+    /* 11 703 168 weights, converted (the RoPE tables are skipped) */
+    assert_int_equal(model.mapping_size, (size_t)11703168 * sizeof(float));
+    /* the first weight, from the file's own bytes */
+    size_t len;
+    unsigned char *bytes = temp_file_read_all(pycode_model_path, &len);
+    assert_non_null(bytes);
+    const uint16_t first = (uint16_t)(bytes[28] | bytes[29] << 8);
+    assert_int_equal(float_bits(model.weights.token_embedding[0]),
+                     float_bits(reference_half(first)));
+    free(bytes);
+    eng_model_close(&model);
+}
+
 /* Runs with an alarm: a loader that waited on the FIFO would fail the test
  * instead of hanging it. */
 static void test_directories_and_fifos_are_refused(void **state)
@@ -415,7 +649,8 @@ static void test_directories_and_fifos_are_refused(void **state)
 
 int main(int argc, char **argv)
 {
-    if (!test_args(argc, argv, "BUNDLED_MODEL_BIN", &bundled_model_path))
+    if (!test_args(argc, argv, "BUNDLED_MODEL_BIN PYCODE_MODEL_F16_BIN", &bundled_model_path,
+                   &pycode_model_path))
         return 2;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bundled_model_loads),
@@ -429,6 +664,11 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_bad_versioned_files_name_the_format),
         cmocka_unit_test(test_crafted_huge_versioned_headers_do_not_overflow),
         cmocka_unit_test(test_directories_and_fifos_are_refused),
+        cmocka_unit_test(test_every_half_converts_exactly),
+        cmocka_unit_test(test_f16_files_load_the_same_weights_as_fp32),
+        cmocka_unit_test(test_bad_f16_files_are_rejected),
+        cmocka_unit_test(test_bundled_fp32_model_cut_to_f16_size_is_rejected),
+        cmocka_unit_test(test_bundled_f16_model_loads),
     };
     return cmocka_run_group_tests_name("engine model loader", tests, NULL, NULL);
 }

@@ -1,8 +1,10 @@
 /* Tokenizer tests: exact agreement with the reference token ids of every
- * dev-set speech, lossless decoding, byte fallback, and clean rejection of
- * damaged tokenizer files.
+ * document of a dev set, lossless decoding, byte fallback, and clean
+ * rejection of damaged tokenizer files. DEV_SET names the files
+ * DATA_DIR/DEV_SET.jsonl (texts) and DATA_DIR/DEV_SET.tokens.jsonl
+ * (reference ids); VOCAB is the model's vocabulary size.
  *
- * usage: test-engine-tokenizer TOKENIZER_BIN DATA_DIR */
+ * usage: test-engine-tokenizer TOKENIZER_BIN DATA_DIR DEV_SET VOCAB */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,10 +23,11 @@
 #include "test_args.h"
 #include "tokenizer.h"
 
-enum { VOCAB_SIZE = 4096 };
+static int VOCAB_SIZE;
 
 static const char *tokenizer_path;
 static const char *data_dir;
+static const char *dev_set;
 
 static int setup_tokenizer(void **state)
 {
@@ -46,10 +49,10 @@ static int teardown_tokenizer(void **state)
     return 0;
 }
 
-static FILE *open_data_file(const char *name)
+static FILE *open_texts(void)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s", data_dir, name);
+    snprintf(path, sizeof path, "%s/%s.jsonl", data_dir, dev_set);
     FILE *f = fopen(path, "r");
     if (!f)
         fail_msg("cannot open %s", path);
@@ -60,7 +63,7 @@ static FILE *open_data_file(const char *name)
 static void read_reference_ids(eval_corpus *reference)
 {
     char path[4096], message[512];
-    snprintf(path, sizeof path, "%s/sotu-dev.tokens.jsonl", data_dir);
+    snprintf(path, sizeof path, "%s/%s.tokens.jsonl", data_dir, dev_set);
     if (eval_corpus_read(reference, path, NULL, message, sizeof message))
         fail_msg("%s", message);
 }
@@ -109,7 +112,7 @@ static void test_dev_documents_match_reference_ids(void **state)
     const eng_tokenizer *tok = *state;
     eval_corpus reference;
     read_reference_ids(&reference);
-    FILE *f = open_data_file("sotu-dev.jsonl");
+    FILE *f = open_texts();
     char *line = NULL;
     size_t line_capacity = 0;
     int n_docs = 0, n_exact = 0, n_lossless = 0;
@@ -254,8 +257,15 @@ static void test_damaged_files_are_rejected(void **state)
 
 int main(int argc, char **argv)
 {
-    if (!test_args(argc, argv, "TOKENIZER_BIN DATA_DIR", &tokenizer_path, &data_dir))
+    const char *vocab;
+    if (!test_args(argc, argv, "TOKENIZER_BIN DATA_DIR DEV_SET VOCAB", &tokenizer_path,
+                   &data_dir, &dev_set, &vocab))
         return 2;
+    VOCAB_SIZE = atoi(vocab);
+    if (VOCAB_SIZE < 3) {
+        fprintf(stderr, "VOCAB %s: not a vocabulary size\n", vocab);
+        return 2;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dev_documents_match_reference_ids),
         cmocka_unit_test(test_empty_text_is_only_bos),

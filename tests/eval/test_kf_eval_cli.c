@@ -267,6 +267,50 @@ static void test_uniform_granularity(void **state)
     unlink(per_head), unlink(uniform);
 }
 
+/* The scoring options beyond the paper: Keyformer and H2O rows are named
+ * after them, the window's are not and do not change; bad values fail. */
+static void test_scoring_options(void **state)
+{
+    (void)state;
+    assert_true(have_data());
+    char plain[256], options[256];
+    temp_path(plain, sizeof plain, ".csv");
+    temp_path(options, sizeof options, ".csv");
+    const char *plain_args[] = {"--policies", "window,h2o,keyformer", "--rouge-tokens", "0",
+                                "--seeds", "1", NULL};
+    const char *option_args[] = {"--policies", "window,h2o,keyformer", "--rouge-tokens", "0",
+                                 "--seeds", "1", "--obs-window", "8", "--pool", "3:avg",
+                                 "--score-norm", "seen", NULL};
+    assert_int_equal(run_small("--tokens", tokens_path, plain, NULL, plain_args), 0);
+    assert_int_equal(run_small("--tokens", tokens_path, options, NULL, option_args), 0);
+    char *a = run_read_file(plain), *b = run_read_file(options);
+    row ra[16], rb[16];
+    const int n = read_rows(a, ra, 16);
+    assert_int_equal(read_rows(b, rb, 16), n);
+    int named = 0;
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(ra[i].policy, "window")) {
+            assert_string_equal(rb[i].policy, "window");
+            assert_float_equal(ra[i].nll, rb[i].nll, 0);
+        } else if (strcmp(ra[i].policy, "full")) {
+            char want[64];
+            snprintf(want, sizeof want, "%s_obs8_avgpool3_norm", ra[i].policy);
+            assert_string_equal(rb[i].policy, want);
+            named++;
+        }
+    }
+    assert_int_equal(named, 4); /* h2o and keyformer at two budgets */
+    free(a), free(b);
+    unlink(plain), unlink(options);
+    const char *bad[][3] = {{"--pool", "4", NULL},         {"--pool", "3:min", NULL},
+                            {"--pool", "257", NULL},       {"--score-norm", "yes", NULL},
+                            {"--obs-window", "-1", NULL}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *args[] = {"--tokens", tokens_path, bad[i][0], bad[i][1], NULL};
+        assert_int_equal(run(args, NULL), 2);
+    }
+}
+
 static void test_bad_command_lines(void **state)
 {
     (void)state;
@@ -303,6 +347,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_csv_and_summary),
         cmocka_unit_test(test_recall_and_plot),
         cmocka_unit_test(test_uniform_granularity),
+        cmocka_unit_test(test_scoring_options),
         cmocka_unit_test(test_bad_command_lines),
     };
     return cmocka_run_group_tests_name("kf-eval end to end", tests, NULL, NULL);
