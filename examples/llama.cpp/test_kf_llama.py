@@ -202,26 +202,60 @@ def gguf_str(s):
     return struct.pack("<Q", len(s)) + s
 
 
-def write_tiny_mamba(vocab_from, dst):
-    """A one-layer Mamba (recurrent) model with zero weights and the bundled
-    model's vocabulary: enough for llama.cpp to load it."""
-    kvs = [raw for name, raw in gguf_kvs(vocab_from) if name.startswith("tokenizer.")]
-    n_vocab = None
+def gguf_u32(key, value):
+    return gguf_str(key) + struct.pack("<II", GGUF_U32, value)
+
+
+def gguf_f32(key, value):
+    return gguf_str(key) + struct.pack("<If", 6, value)
+
+
+def gguf_u32_array(key, values):
+    return gguf_str(key) + struct.pack("<IIQ", GGUF_ARRAY, GGUF_U32, len(values)) + \
+        b"".join(struct.pack("<I", v) for v in values)
+
+
+def tiny_vocab(vocab_from):
+    """The tokenizer kvs of the bundled model's GGUF and its vocabulary size."""
+    kvs, n_vocab = [], None
     for name, raw in gguf_kvs(vocab_from):
+        if name.startswith("tokenizer."):
+            kvs.append(raw)
         if name == "tokenizer.ggml.tokens":
             klen = struct.unpack_from("<Q", raw, 0)[0]
             n_vocab = struct.unpack_from("<Q", raw, 8 + klen + 8)[0]
-    embd, inner, conv, state, rank = 8, 16, 4, 4, 1
+    return kvs, n_vocab
 
-    def u32(k, v):
-        return gguf_str(k) + struct.pack("<II", GGUF_U32, v)
-    kvs += [gguf_str("general.architecture") + struct.pack("<I", GGUF_STRING) +
-            gguf_str("mamba"),
-            u32("mamba.context_length", 128), u32("mamba.embedding_length", embd),
-            u32("mamba.block_count", 1), u32("mamba.ssm.conv_kernel", conv),
-            u32("mamba.ssm.inner_size", inner), u32("mamba.ssm.state_size", state),
-            u32("mamba.ssm.time_step_rank", rank),
-            gguf_str("mamba.attention.layer_norm_rms_epsilon") + struct.pack("<If", 6, 1e-5)]
+
+def write_tiny_gguf(dst, arch, kvs, tensors):
+    """A GGUF v3 file of architecture arch with the kvs (raw entries) and
+    all-zero f32 tensors [(name, dims)], each aligned to 32 bytes."""
+    kvs = [gguf_str("general.architecture") + struct.pack("<I", GGUF_STRING) +
+           gguf_str(arch)] + kvs
+    infos, size = b"", 0
+    for name, dims in tensors:
+        n = 1
+        for d in dims:
+            n *= d
+        infos += gguf_str(name) + struct.pack("<I", len(dims)) + \
+            b"".join(struct.pack("<Q", d) for d in dims) + struct.pack("<IQ", 0, size)
+        size += 4 * n
+        size += (-size) % 32
+    head = struct.pack("<4sIQQ", b"GGUF", 3, len(tensors), len(kvs)) + b"".join(kvs) + infos
+    with open(dst, "wb") as f:
+        f.write(head + b"\0" * ((-len(head)) % 32) + b"\0" * size)
+
+
+def write_tiny_mamba(vocab_from, dst):
+    """A one-layer Mamba (recurrent) model with zero weights and the bundled
+    model's vocabulary: enough for llama.cpp to load it."""
+    kvs, n_vocab = tiny_vocab(vocab_from)
+    embd, inner, conv, state, rank = 8, 16, 4, 4, 1
+    kvs += [gguf_u32("mamba.context_length", 128), gguf_u32("mamba.embedding_length", embd),
+            gguf_u32("mamba.block_count", 1), gguf_u32("mamba.ssm.conv_kernel", conv),
+            gguf_u32("mamba.ssm.inner_size", inner), gguf_u32("mamba.ssm.state_size", state),
+            gguf_u32("mamba.ssm.time_step_rank", rank),
+            gguf_f32("mamba.attention.layer_norm_rms_epsilon", 1e-5)]
     tensors = [("token_embd.weight", [embd, n_vocab]), ("output_norm.weight", [embd]),
                ("blk.0.attn_norm.weight", [embd]), ("blk.0.ssm_in.weight", [embd, 2 * inner]),
                ("blk.0.ssm_conv1d.weight", [conv, inner]), ("blk.0.ssm_conv1d.bias", [inner]),
@@ -229,18 +263,45 @@ def write_tiny_mamba(vocab_from, dst):
                ("blk.0.ssm_dt.weight", [rank, inner]), ("blk.0.ssm_dt.bias", [inner]),
                ("blk.0.ssm_a", [state, inner]), ("blk.0.ssm_d", [inner]),
                ("blk.0.ssm_out.weight", [inner, embd])]
-    infos, data = b"", b""
-    for name, dims in tensors:
-        n = 1
-        for d in dims:
-            n *= d
-        infos += gguf_str(name) + struct.pack("<I", len(dims)) + \
-            b"".join(struct.pack("<Q", d) for d in dims) + struct.pack("<IQ", 0, len(data))
-        data += b"\0" * (4 * n)
-        data += b"\0" * ((-len(data)) % 32)
-    head = struct.pack("<4sIQQ", b"GGUF", 3, len(tensors), len(kvs)) + b"".join(kvs) + infos
-    with open(dst, "wb") as f:
-        f.write(head + b"\0" * ((-len(head)) % 32) + data)
+    write_tiny_gguf(dst, "mamba", kvs, tensors)
+
+
+def write_tiny_jamba(vocab_from, dst):
+    """A two-layer Jamba (hybrid) model with zero weights and the bundled
+    model's vocabulary: layer 0 a Mamba block (head_count_kv 0), layer 1
+    attention (2 heads of 4, 1 KV head), each with a dense SiLU FFN. Jamba
+    wants ssm.inner_size = 2 x embedding_length."""
+    kvs, n_vocab = tiny_vocab(vocab_from)
+    embd, inner, conv, state, rank, ff, heads, kv_heads = 8, 16, 4, 4, 1, 16, 2, 1
+    kvs += [gguf_u32("jamba.context_length", 128), gguf_u32("jamba.embedding_length", embd),
+            gguf_u32("jamba.block_count", 2), gguf_u32("jamba.feed_forward_length", ff),
+            gguf_u32("jamba.attention.head_count", heads),
+            gguf_u32_array("jamba.attention.head_count_kv", [0, kv_heads]),
+            gguf_u32("jamba.ssm.conv_kernel", conv), gguf_u32("jamba.ssm.inner_size", inner),
+            gguf_u32("jamba.ssm.state_size", state), gguf_u32("jamba.ssm.time_step_rank", rank),
+            gguf_f32("jamba.attention.layer_norm_rms_epsilon", 1e-5)]
+    head_dim = embd // heads
+    tensors = [("token_embd.weight", [embd, n_vocab]), ("output_norm.weight", [embd])]
+    for i in range(2):
+        b = "blk.%d." % i
+        tensors.append((b + "attn_norm.weight", [embd]))
+        if i == 0:  # Mamba
+            tensors += [(b + "ssm_in.weight", [embd, 2 * inner]),
+                        (b + "ssm_conv1d.weight", [conv, inner]), (b + "ssm_conv1d.bias", [inner]),
+                        (b + "ssm_x.weight", [inner, rank + 2 * state]),
+                        (b + "ssm_dt_norm.weight", [rank]),
+                        (b + "ssm_dt.weight", [rank, inner]), (b + "ssm_dt.bias", [inner]),
+                        (b + "ssm_b_norm.weight", [state]), (b + "ssm_c_norm.weight", [state]),
+                        (b + "ssm_a", [state, inner]), (b + "ssm_d", [inner]),
+                        (b + "ssm_out.weight", [inner, embd])]
+        else:  # attention
+            tensors += [(b + "attn_q.weight", [embd, embd]),
+                        (b + "attn_k.weight", [embd, kv_heads * head_dim]),
+                        (b + "attn_v.weight", [embd, kv_heads * head_dim]),
+                        (b + "attn_output.weight", [embd, embd])]
+        tensors += [(b + "ffn_norm.weight", [embd]), (b + "ffn_gate.weight", [embd, ff]),
+                    (b + "ffn_down.weight", [ff, embd]), (b + "ffn_up.weight", [embd, ff])]
+    write_tiny_gguf(dst, "jamba", kvs, tensors)
 
 
 def main():
@@ -291,6 +352,12 @@ def main():
         return 0 if refused(a, [a.kf_llama, "--model", mamba, "--prompt", "Fellow citizens",
                                 "--steps", "4", "--temperature", "0", "--policy", "keyformer"],
                             "recurrent") else 1
+    if c == "refuse-hybrid":
+        jamba = os.path.join(a.work_dir, "tiny-jamba.gguf")
+        write_tiny_jamba(gguf, jamba)
+        return 0 if refused(a, [a.kf_llama, "--model", jamba, "--prompt", "Fellow citizens",
+                                "--steps", "4", "--temperature", "0", "--policy", "keyformer"],
+                            "is a hybrid (attention + recurrent) model") else 1
     if c == "cli":
         ok = refused(a, [a.kf_llama, "--prompt", "x"], "--model is required", code=2)
         ok = refused(a, [a.kf_llama, "--model", gguf, "--granularity", "layer"],
