@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "data_paths.h"
@@ -395,4 +396,75 @@ int cli_load_model(const cli_common *c, eng_model *model, eng_tokenizer *tokeniz
     if (rc == ENG_OK && tokenizer)
         rc = eng_tokenizer_load(tokenizer, c->tokenizer_path, model->config.vocab_size, err);
     return rc;
+}
+
+/* The two budgets are separate flags: one option that read "1" as one
+ * slot and "1.0" as the whole prompt was too easy to misread. */
+static int note_budget_flag(cli_common *c, const char *flag)
+{
+    if (c->budget_flag && strcmp(c->budget_flag, flag))
+        return cli_reject(c, "%s was given already: give one budget", c->budget_flag);
+    c->budget_flag = flag;
+    return 0;
+}
+
+int cli_set_budget_ratio(cli_common *c, const char *value)
+{
+    double ratio;
+    if (cli_parse_double(value, 0.0, 1.0, &ratio) || ratio <= 0.0)
+        return cli_reject(c, "a fraction of the prompt in (0, 1]");
+    if (note_budget_flag(c, "--budget-ratio"))
+        return -1;
+    c->library.budget_ratio = ratio;
+    c->library.budget_tokens = 0;
+    return 0;
+}
+
+int cli_set_budget_tokens(cli_common *c, const char *value)
+{
+    int tokens;
+    if (cli_parse_int(value, 1, CLI_MAX_TOKENS, &tokens))
+        return cli_reject(c, "a whole number of slots from 1 to %d", CLI_MAX_TOKENS);
+    if (note_budget_flag(c, "--budget-tokens"))
+        return -1;
+    c->library.budget_tokens = (uint32_t)tokens;
+    c->library.budget_ratio = 0.0;
+    return 0;
+}
+
+char *cli_read_prompt_file(const char *program, const char *path, size_t *len)
+{
+    char why[512];
+    const int fd = cli_open_input("--prompt-file", path, CLI_MAX_PROMPT_BYTES, why, sizeof why);
+    if (fd < 0) {
+        fprintf(stderr, "%s: %s\n", program, why);
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "rb");
+    const size_t capacity = (size_t)CLI_MAX_PROMPT_BYTES + 1;
+    char *text = f ? malloc(capacity) : NULL;
+    size_t used = text ? fread(text, 1, capacity, f) : 0;
+    const int failed = !f || ferror(f);
+    if (f)
+        fclose(f);
+    else
+        close(fd);
+    if (!text || failed || used == capacity) {
+        fprintf(stderr, "%s: --prompt-file %s: %s\n", program, path,
+                !text ? "out of memory" : failed ? "cannot read" : "grew past 1 MiB while read");
+        free(text);
+        return NULL;
+    }
+    /* Editors end files with a newline that is not part of the prompt. */
+    while (used > 0 && (text[used - 1] == '\n' || text[used - 1] == '\r'))
+        used--;
+    *len = used;
+    return text;
+}
+
+double cli_now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }

@@ -51,6 +51,7 @@ typedef struct cli_common {
     /* The first option given that only a library policy uses (--recent,
      * --sinks, ...), or NULL: with no such policy it would do nothing. */
     const char *library_option;
+    const char *budget_flag; /* --budget-ratio or --budget-tokens, if given */
     char why[256];         /* a setter's reason for refusing a value */
     kf_config library;     /* shape fields are filled by the program */
 } cli_common;
@@ -132,6 +133,27 @@ int cli_set_obs_window(cli_common *c, const char *value);   /* 0 .. CLI_MAX_TOKE
 int cli_set_pool(cli_common *c, const char *value);         /* K[:max|:avg] */
 int cli_set_score_norm(cli_common *c, const char *value);   /* none, seen */
 int cli_set_layer_slope(cli_common *c, const char *value);  /* (-1, 1) */
+/* --budget-ratio R in (0, 1] and --budget-tokens K >= 1 (kf-generate,
+ * kf-llama): one budget, either flag, the other one refused. */
+int cli_set_budget_ratio(cli_common *c, const char *value);
+int cli_set_budget_tokens(cli_common *c, const char *value);
+
+/* Option-table rows of the scoring options, one help text for every
+ * program that takes them, in the order their usage lists them. */
+#define CLI_OPTIONS_SCORING                                                                      \
+    {"--slot-order", "O", "any (default): refill evicted slots from the end; position: keep "  \
+     "position order", cli_set_slot_order, CLI_LIBRARY_ONLY},                                   \
+    {"--noise", "N", "table (default): Gumbel noise from a 4096-bin table; exact: the "        \
+     "continuous sample", cli_set_noise, CLI_LIBRARY_ONLY},                                     \
+    {"--obs-window", "W", "score the prompt by its last W query rows only (0: off, all rows)",  \
+     cli_set_obs_window, CLI_LIBRARY_ONLY},                                                     \
+    {"--pool", "K[:M]", "pool prompt scores over K neighbours, M max (default) or avg (0: off)", \
+     cli_set_pool, CLI_LIBRARY_ONLY},                                                           \
+    {"--score-norm", "N", "none (default) or seen: rank by score per query row that saw the "  \
+     "token", cli_set_score_norm, CLI_LIBRARY_ONLY}
+#define CLI_OPTION_LAYER_SLOPE                                                                   \
+    {"--layer-slope", "B", "per-layer budgets k(1 + B(L-1-2l)/(L-1)), B in (-1, 1): B > 0 "    \
+     "more to lower layers (0: off)", cli_set_layer_slope, CLI_LIBRARY_ONLY}
 
 /* ---- files ---- */
 
@@ -150,6 +172,15 @@ int cli_check_input(const char *what, const char *path, int64_t max_bytes, char 
  * regular file, or a character device such as /dev/null. 0 or -1 with why
  * filled; creates nothing. */
 int cli_check_output(const char *what, const char *path, char *why, size_t why_size);
+
+/* The --prompt-file of kf-generate and kf-llama, at most CLI_MAX_PROMPT_BYTES
+ * (checked before reading, a FIFO or device refused: neither would end or
+ * fit), its trailing newlines dropped. Returns a malloc'ed text (*len bytes,
+ * not NUL-terminated), or NULL after saying why, after "program: ". */
+char *cli_read_prompt_file(const char *program, const char *path, size_t *len);
+
+/* A monotonic clock in milliseconds, for the programs' timings. */
+double cli_now_ms(void);
 
 /* Checks the model and tokenizer files (cli_check_input), opens
  * c->model_path and, when tokenizer is not NULL, loads c->tokenizer_path for

@@ -59,7 +59,6 @@ typedef struct generate_options {
     int capacity; /* KV slots; 0 = prompt + steps */
     int samples;  /* continuations after one prefill, >= 1 */
     bool use_library; /* false for --policy full */
-    const char *budget_flag; /* --budget-ratio or --budget-tokens, if given */
     bool observe_per_layer; /* --observe layer: kf_observe_logits per layer */
 } generate_options;
 
@@ -114,41 +113,6 @@ static int set_policy(cli_common *c, const char *v)
     opts(c)->use_library = policy != CLI_POLICY_FULL;
     if (policy != CLI_POLICY_FULL)
         c->library.policy = (kf_policy)policy;
-    return 0;
-}
-
-/* The two budgets are separate flags: one option that read "1" as one
- * slot and "1.0" as the whole prompt was too easy to misread. */
-static int note_budget_flag(cli_common *c, const char *flag)
-{
-    const char *earlier = opts(c)->budget_flag;
-    if (earlier && strcmp(earlier, flag))
-        return cli_reject(c, "%s was given already: give one budget", earlier);
-    opts(c)->budget_flag = flag;
-    return 0;
-}
-
-static int set_budget_ratio(cli_common *c, const char *v)
-{
-    double ratio;
-    if (cli_parse_double(v, 0.0, 1.0, &ratio) || ratio <= 0.0)
-        return cli_reject(c, "a fraction of the prompt in (0, 1]");
-    if (note_budget_flag(c, "--budget-ratio"))
-        return -1;
-    c->library.budget_ratio = ratio;
-    c->library.budget_tokens = 0;
-    return 0;
-}
-
-static int set_budget_tokens(cli_common *c, const char *v)
-{
-    int tokens;
-    if (cli_parse_int(v, 1, CLI_MAX_TOKENS, &tokens))
-        return cli_reject(c, "a whole number of slots from 1 to %d", CLI_MAX_TOKENS);
-    if (note_budget_flag(c, "--budget-tokens"))
-        return -1;
-    c->library.budget_tokens = (uint32_t)tokens;
-    c->library.budget_ratio = 0.0;
     return 0;
 }
 
@@ -214,8 +178,8 @@ static const cli_option OPTIONS[] = {
     {"--policy", "NAME", "full (no library, default), keyformer, h2o, window, sinks",
      set_policy, 0},
     {"--budget-ratio", "R", "slots kept as a fraction of the prompt, 0 < R <= 1 (default 0.5)",
-     set_budget_ratio, LIB},
-    {"--budget-tokens", "K", "slots kept as a count, K >= 1", set_budget_tokens, LIB},
+     cli_set_budget_ratio, LIB},
+    {"--budget-tokens", "K", "slots kept as a count, K >= 1", cli_set_budget_tokens, LIB},
     {"--budget", "R|N", "removed: use --budget-ratio or --budget-tokens", set_retired_budget, 0},
     {"--recent", "R", "recent window as a fraction of the budget (default 0.3)", set_recent,
      LIB},
@@ -227,18 +191,8 @@ static const cli_option OPTIONS[] = {
      LIB},
     {"--evict-every", "B", "evict B tokens at once every B decode steps (default 1)",
      cli_set_evict_every, LIB},
-    {"--slot-order", "O", "any (default): refill evicted slots from the end; position: keep position order",
-     cli_set_slot_order, LIB},
-    {"--noise", "N", "table (default): Gumbel noise from a 4096-bin table; exact: the continuous sample",
-     cli_set_noise, LIB},
-    {"--obs-window", "W", "score the prompt by its last W query rows only (0: off, all rows)",
-     cli_set_obs_window, LIB},
-    {"--pool", "K[:M]", "pool prompt scores over K neighbours, M max (default) or avg (0: off)",
-     cli_set_pool, LIB},
-    {"--score-norm", "N", "none (default) or seen: rank by score per query row that saw the token",
-     cli_set_score_norm, LIB},
-    {"--layer-slope", "B", "per-layer budgets k(1 + B(L-1-2l)/(L-1)), B in (-1, 1): B > 0 more to lower layers (0: off)",
-     cli_set_layer_slope, LIB},
+    CLI_OPTIONS_SCORING,
+    CLI_OPTION_LAYER_SLOPE,
     {"--tau-init", "T", "Keyformer temperature at the prompt (default 1)", set_tau_init, LIB},
     {"--tau-end", "T", "Keyformer temperature after --tau-steps (default 2)", set_tau_end, LIB},
     {"--tau-steps", "N", "steps from tau-init to tau-end (default: --steps)",
@@ -297,47 +251,6 @@ static int parse_command_line(generate_options *o, int argc, char **argv)
     return check_library_options(o);
 }
 
-/* ---- prompt ---- */
-
-/* The prompt file, at most CLI_MAX_PROMPT_BYTES (checked before reading, a
- * FIFO or device refused: neither would end or fit). */
-static char *read_text_file(const char *path, size_t *len)
-{
-    char why[512];
-    const int fd = cli_open_input("--prompt-file", path, CLI_MAX_PROMPT_BYTES, why, sizeof why);
-    if (fd < 0) {
-        fprintf(stderr, "kf-generate: %s\n", why);
-        return NULL;
-    }
-    FILE *f = fdopen(fd, "rb");
-    const size_t capacity = (size_t)CLI_MAX_PROMPT_BYTES + 1;
-    char *text = f ? malloc(capacity) : NULL;
-    size_t used = text ? fread(text, 1, capacity, f) : 0;
-    const int failed = !f || ferror(f);
-    if (f)
-        fclose(f);
-    else
-        close(fd);
-    if (!text || failed || used == capacity) {
-        fprintf(stderr, "kf-generate: --prompt-file %s: %s\n", path,
-                !text ? "out of memory" : failed ? "cannot read" : "grew past 1 MiB while read");
-        free(text);
-        return NULL;
-    }
-    /* Editors end files with a newline that is not part of the prompt. */
-    while (used > 0 && (text[used - 1] == '\n' || text[used - 1] == '\r'))
-        used--;
-    *len = used;
-    return text;
-}
-
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
 /* ---- generation ---- */
 
 typedef struct generation {
@@ -392,7 +305,8 @@ static int load_inputs(generation *g, const generate_options *o, eng_error *err)
         return rc;
 
     size_t text_len = o->prompt ? strlen(o->prompt) : 0;
-    char *file_text = o->prompt_file ? read_text_file(o->prompt_file, &text_len) : NULL;
+    char *file_text =
+        o->prompt_file ? cli_read_prompt_file("kf-generate", o->prompt_file, &text_len) : NULL;
     if (o->prompt_file && !file_text)
         return eng_fail(err, ENG_EIO, "cannot read the prompt");
     rc = eng_tokenizer_encode(&g->tokenizer, file_text ? file_text : o->prompt, text_len,
@@ -551,7 +465,7 @@ static int decode(generation *g, const generate_options *o, eng_error *err)
 {
     int rc = ENG_OK;
     int prev = g->prompt_ids[g->n_prompt - 1];
-    double start = now_ms();
+    double start = cli_now_ms();
     while (g->n_generated < o->steps) {
         const int next = eng_sampler_next(&g->sampler, g->logits);
         if (next == ENG_TOKEN_EOS || next == ENG_TOKEN_BOS)
@@ -565,7 +479,7 @@ static int decode(generation *g, const generate_options *o, eng_error *err)
             break;
         g->n_decode_steps++;
     }
-    g->decode_ms = now_ms() - start;
+    g->decode_ms = cli_now_ms() - start;
     printf("\n");
     /* A full cache ends generation early; that is not an error. */
     if (rc == ENG_EFULL) {
@@ -613,9 +527,9 @@ static int generate(generation *g, const generate_options *o, eng_error *err)
 {
     for (int i = 1; i < g->n_prompt; i++)
         print_token(g, g->prompt_ids[i - 1], g->prompt_ids[i]);
-    const double start = now_ms();
+    const double start = cli_now_ms();
     int rc = forward(g, g->prompt_ids, g->n_prompt, err);
-    g->prefill_ms = now_ms() - start;
+    g->prefill_ms = cli_now_ms() - start;
     if (rc || o->samples == 1)
         return rc ? rc : decode(g, o, err);
     if ((rc = save_prefix(g, err)))

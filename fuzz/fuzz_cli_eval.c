@@ -12,18 +12,19 @@
 
 int fuzz_cli_eval(int argc, char **argv)
 {
-    options o;
-    const int rc = parse_command_line(&o, argc, argv);
+    options opt;
+    const int rc = parse_command_line(&opt, argc, argv);
     CHECK(rc == 0 || rc == 1 || rc == -1);
     if (rc != 0)
         return rc;
+    const eval_options o = opt.eval;
     CHECK(o.common.threads >= 1 && o.common.threads <= CLI_MAX_THREADS);
     CHECK(o.prompt_tokens >= 2 && o.prompt_tokens <= CLI_MAX_TOKENS);
     CHECK(o.gen_tokens >= 1 && o.gen_tokens <= CLI_MAX_TOKENS);
     CHECK(o.rouge_tokens >= 0 && o.rouge_tokens <= CLI_MAX_TOKENS);
-    CHECK(o.seeds >= 1 && o.seeds <= MAX_SEEDS);
+    CHECK(o.seeds >= 1 && o.seeds <= EVAL_MAX_SEEDS);
     CHECK(o.n_policies >= 1 && o.n_policies <= 5);
-    CHECK(o.n_budgets >= 1 && o.n_budgets <= MAX_BUDGETS);
+    CHECK(o.n_budgets >= 1 && o.n_budgets <= EVAL_MAX_BUDGETS);
     CHECK((o.tokens_path != NULL) != (o.text_path != NULL));
     /* the runner's sizes: P + M + 1 and the engine capacity fit an int */
     CHECK((int64_t)o.prompt_tokens + o.gen_tokens + o.rouge_tokens +

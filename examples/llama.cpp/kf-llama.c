@@ -44,7 +44,6 @@ typedef struct llama_options {
     float top_p;
     unsigned long long seed;
     bool use_library;         /* a policy other than full */
-    const char *budget_flag;
     int ubatch;               /* 0: llama.cpp's default (512) */
     int flash_attn;           /* -1 auto, 0 off, 1 on */
     bool cache_f32;
@@ -94,36 +93,6 @@ static int set_policy(cli_common *c, const char *v)
     return 0;
 }
 
-static int note_budget_flag(cli_common *c, const char *flag)
-{
-    const char *earlier = opts(c)->budget_flag;
-    if (earlier && strcmp(earlier, flag))
-        return cli_reject(c, "%s was given already: give one budget", earlier);
-    opts(c)->budget_flag = flag;
-    return 0;
-}
-static int set_budget_ratio(cli_common *c, const char *v)
-{
-    double ratio;
-    if (cli_parse_double(v, 0.0, 1.0, &ratio) || ratio <= 0.0)
-        return cli_reject(c, "a fraction of the prompt in (0, 1]");
-    if (note_budget_flag(c, "--budget-ratio"))
-        return -1;
-    c->library.budget_ratio = ratio;
-    c->library.budget_tokens = 0;
-    return 0;
-}
-static int set_budget_tokens(cli_common *c, const char *v)
-{
-    int tokens;
-    if (cli_parse_int(v, 1, CLI_MAX_TOKENS, &tokens))
-        return cli_reject(c, "a whole number of slots from 1 to %d", CLI_MAX_TOKENS);
-    if (note_budget_flag(c, "--budget-tokens"))
-        return -1;
-    c->library.budget_tokens = (uint32_t)tokens;
-    c->library.budget_ratio = 0.0;
-    return 0;
-}
 static int set_recent(cli_common *c, const char *v)
 {
     float ratio;
@@ -200,8 +169,8 @@ static const cli_option OPTIONS[] = {
     {"--threads", "N", "threads, at most 1024 (default: all cores)", cli_set_threads, 0},
     {"--policy", "NAME", "full (default), keyformer, h2o, window, sinks", set_policy, 0},
     {"--budget-ratio", "R", "positions kept as a fraction of the prompt, 0 < R <= 1 "
-     "(default 0.5)", set_budget_ratio, LIB},
-    {"--budget-tokens", "K", "positions kept as a count, K >= 1", set_budget_tokens, LIB},
+     "(default 0.5)", cli_set_budget_ratio, LIB},
+    {"--budget-tokens", "K", "positions kept as a count, K >= 1", cli_set_budget_tokens, LIB},
     {"--recent", "R", "recent window as a fraction of the budget (default 0.3)", set_recent,
      LIB},
     {"--rule", "NAME", "decode eviction: dynamic (paper, default) or reference (code)",
@@ -270,44 +239,6 @@ static int parse_command_line(llama_options *o, int argc, char **argv)
     return 0;
 }
 
-/* ---- prompt ---- */
-
-static char *read_text_file(const char *path, size_t *len)
-{
-    char why[512];
-    const int fd = cli_open_input("--prompt-file", path, CLI_MAX_PROMPT_BYTES, why, sizeof why);
-    if (fd < 0) {
-        fprintf(stderr, "kf-llama: %s\n", why);
-        return NULL;
-    }
-    FILE *f = fdopen(fd, "rb");
-    const size_t capacity = (size_t)CLI_MAX_PROMPT_BYTES + 1;
-    char *text = f ? malloc(capacity) : NULL;
-    size_t used = text ? fread(text, 1, capacity, f) : 0;
-    const int failed = !f || ferror(f);
-    if (f)
-        fclose(f);
-    else
-        close(fd);
-    if (!text || failed || used == capacity) {
-        fprintf(stderr, "kf-llama: --prompt-file %s: %s\n", path,
-                !text ? "out of memory" : failed ? "cannot read" : "grew past 1 MiB while read");
-        free(text);
-        return NULL;
-    }
-    while (used > 0 && (text[used - 1] == '\n' || text[used - 1] == '\r'))
-        used--;
-    *len = used;
-    return text;
-}
-
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
 typedef struct run {
     struct llama_model *model;
     const struct llama_vocab *vocab;
@@ -330,7 +261,8 @@ typedef struct run {
 static int tokenize(run *r, const llama_options *o)
 {
     size_t text_len = o->prompt ? strlen(o->prompt) : 0;
-    char *file_text = o->prompt_file ? read_text_file(o->prompt_file, &text_len) : NULL;
+    char *file_text =
+        o->prompt_file ? cli_read_prompt_file("kf-llama", o->prompt_file, &text_len) : NULL;
     if (o->prompt_file && !file_text)
         return -1;
     const char *text = file_text ? file_text : o->prompt ? o->prompt : "";
@@ -519,13 +451,13 @@ static int generate(run *r, const llama_options *o)
 {
     for (int i = 1; i < r->n_prompt; i++)
         print_token(r, r->prompt[i - 1], r->prompt[i]);
-    double start = now_ms();
+    double start = cli_now_ms();
     if (decode(r, o, r->prompt, r->n_prompt, 0))
         return -1;
-    r->prefill_ms = now_ms() - start;
+    r->prefill_ms = cli_now_ms() - start;
     llama_token prev = r->prompt[r->n_prompt - 1];
     int pos = r->n_prompt;
-    start = now_ms();
+    start = cli_now_ms();
     int rc = 0;
     while (r->n_generated < o->steps) {
         const int next = next_token(r);
@@ -542,7 +474,7 @@ static int generate(run *r, const llama_options *o)
         pos++;
         r->n_decode_steps++;
     }
-    r->decode_ms = now_ms() - start;
+    r->decode_ms = cli_now_ms() - start;
     printf("\n");
     return rc;
 }
