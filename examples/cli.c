@@ -272,6 +272,33 @@ int cli_set_layer_slope(cli_common *c, const char *value)
     return 0;
 }
 
+int cli_set_sink_tokens(cli_common *c, const char *value)
+{
+    int n;
+    if (cli_parse_int(value, 0, CLI_MAX_TOKENS, &n))
+        return cli_reject(c, "a token count from 0 (off) to %d", CLI_MAX_TOKENS);
+    c->library.sink_tokens = (uint32_t)n;
+    return 0;
+}
+
+int cli_set_head_budget(cli_common *c, const char *value)
+{
+    static const char why[] = "even, adaptive or adaptive:A with A in [0, 1]";
+    double floor = 0.0;
+    if (!strcmp(value, "even")) {
+        c->library.head_budget = KF_HEAD_BUDGET_EVEN;
+        c->library.head_floor = 0.0f;
+        return 0;
+    }
+    if (strncmp(value, "adaptive", 8) || (value[8] && value[8] != ':'))
+        return cli_reject(c, why);
+    if (value[8] == ':' && cli_parse_double(value + 9, 0.0, 1.0, &floor))
+        return cli_reject(c, why);
+    c->library.head_budget = KF_HEAD_BUDGET_ADAPTIVE;
+    c->library.head_floor = (float)floor;
+    return 0;
+}
+
 int cli_set_score_norm(cli_common *c, const char *value)
 {
     if (!strcmp(value, "none"))

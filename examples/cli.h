@@ -133,6 +133,8 @@ int cli_set_obs_window(cli_common *c, const char *value);   /* 0 .. CLI_MAX_TOKE
 int cli_set_pool(cli_common *c, const char *value);         /* K[:max|:avg] */
 int cli_set_score_norm(cli_common *c, const char *value);   /* none, seen */
 int cli_set_layer_slope(cli_common *c, const char *value);  /* (-1, 1) */
+int cli_set_sink_tokens(cli_common *c, const char *value);  /* 0 .. CLI_MAX_TOKENS */
+int cli_set_head_budget(cli_common *c, const char *value);  /* even, adaptive[:A] */
 /* --budget-ratio R in (0, 1] and --budget-tokens K >= 1 (kf-generate,
  * kf-llama): one budget, either flag, the other one refused. */
 int cli_set_budget_ratio(cli_common *c, const char *value);
@@ -150,10 +152,18 @@ int cli_set_budget_tokens(cli_common *c, const char *value);
     {"--pool", "K[:M]", "pool prompt scores over K neighbours, M max (default) or avg (0: off)", \
      cli_set_pool, CLI_LIBRARY_ONLY},                                                           \
     {"--score-norm", "N", "none (default) or seen: rank by score per query row that saw the "  \
-     "token", cli_set_score_norm, CLI_LIBRARY_ONLY}
+     "token", cli_set_score_norm, CLI_LIBRARY_ONLY},                                           \
+    {"--sink-tokens", "S", "Keyformer and H2O also keep the first S tokens (0: off)",           \
+     cli_set_sink_tokens, CLI_LIBRARY_ONLY}
+/* Per-layer and per-KV-head budgets: not for hosts with one cell per
+ * position for every layer and head (llama.cpp). */
 #define CLI_OPTION_LAYER_SLOPE                                                                   \
     {"--layer-slope", "B", "per-layer budgets k(1 + B(L-1-2l)/(L-1)), B in (-1, 1): B > 0 "    \
      "more to lower layers (0: off)", cli_set_layer_slope, CLI_LIBRARY_ONLY}
+#define CLI_OPTION_HEAD_BUDGET                                                                   \
+    {"--head-budget", "M", "even (default) or adaptive[:A]: split each layer's budget over its " \
+     "KV heads by score concentration, each head >= A of its share (Ada-KV)",                   \
+     cli_set_head_budget, CLI_LIBRARY_ONLY}
 
 /* ---- files ---- */
 

@@ -2,6 +2,7 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 
 static int fail(engine_keyformer *glue, int status, const char *call, int layer)
 {
@@ -13,7 +14,8 @@ static int fail(engine_keyformer *glue, int status, const char *call, int layer)
 
 /* The engine keeps one slot count per layer, so every KV head of the layer
  * must hold the same number of slots after compaction (true for every
- * policy: each head keeps min(k, slots)). */
+ * policy: each head keeps min(k, slots), or R rows with per-head budgets,
+ * holes included). */
 static int shared_slot_count(engine_keyformer *glue, const eng_layer_event *e)
 {
     uint32_t first = 0;
@@ -40,6 +42,26 @@ static int compact_layer(engine_keyformer *glue, const eng_layer_event *e,
                           (size_t)e->head_size, head_stride, 0, 0};
     const int rc = kf_compact(glue->cache, layer, &k, &v);
     return rc == KF_OK ? 0 : fail(glue, rc, "kf_compact", layer);
+}
+
+/* head_budget ADAPTIVE: the layer's holes (position -1), which hold no
+ * token, become the engine's attention mask; the slots after the held
+ * ones read 0 for the rows appended later. */
+static int mask_holes(engine_keyformer *glue, const eng_layer_event *e)
+{
+    unsigned char *mask = eng_state_layer_mask(e->state, e->layer);
+    for (int g = 0; g < e->n_kv_heads; g++) {
+        const int32_t *pos;
+        uint32_t n;
+        const int rc = kf_slot_positions(glue->cache, e->layer, g, &pos, &n);
+        if (rc != KF_OK)
+            return fail(glue, rc, "kf_slot_positions", e->layer);
+        unsigned char *m = mask + (size_t)g * (size_t)e->capacity;
+        for (uint32_t j = 0; j < n; j++)
+            m[j] = pos[j] < 0;
+        memset(m + n, 0, (size_t)e->capacity - n);
+    }
+    return 0;
 }
 
 /* UNIFORM granularity: one model-wide selection once the last layer has
@@ -114,6 +136,8 @@ int engine_keyformer_hook(void *user_data, const eng_layer_event *e)
     if (rc != KF_OK)
         return fail(glue, rc, "kf_select", e->layer);
     if (compact_layer(glue, e, e->layer, e->keys, e->values, e->n_slots))
+        return -1;
+    if (cfg.head_budget == KF_HEAD_BUDGET_ADAPTIVE && mask_holes(glue, e))
         return -1;
     return shared_slot_count(glue, e);
 }

@@ -8,7 +8,7 @@
  *           [--granularity kv-head|head|layer|uniform] [--sinks N] [--evict-every B]
  *           [--slot-order any|position] [--noise table|exact]
  *           [--obs-window W] [--pool K[:max|:avg]] [--score-norm none|seen]
- *           [--layer-slope B]
+ *           [--sink-tokens S] [--layer-slope B] [--head-budget even|adaptive[:A]]
  *           [--tau-init T] [--tau-end T] [--tau-steps N]
  *           [--seeds N] [--seed S] [--max-docs N] [--threads N]
  *           [--mass-share S] [--csv OUT] [--plot OUT.png]
@@ -86,6 +86,7 @@ static const cli_option OPTIONS[] = {
      cli_set_evict_every, LIB},
     CLI_OPTIONS_SCORING,
     CLI_OPTION_LAYER_SLOPE,
+    CLI_OPTION_HEAD_BUDGET,
     EVAL_OPTIONS_TAU_AND_RUNS,
     {"--threads", "N", "jobs at once, one core each, at most 1024 (all cores)",
      cli_set_threads, 0},

@@ -193,6 +193,7 @@ static const cli_option OPTIONS[] = {
      cli_set_evict_every, LIB},
     CLI_OPTIONS_SCORING,
     CLI_OPTION_LAYER_SLOPE,
+    CLI_OPTION_HEAD_BUDGET,
     {"--tau-init", "T", "Keyformer temperature at the prompt (default 1)", set_tau_init, LIB},
     {"--tau-end", "T", "Keyformer temperature after --tau-steps (default 2)", set_tau_end, LIB},
     {"--tau-steps", "N", "steps from tau-init to tau-end (default: --steps)",

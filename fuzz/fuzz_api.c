@@ -138,13 +138,21 @@ typedef struct session {
     /* obs_window: the position of the first row the scores hold (a
      * prompt call of >= W rows replaced them), for score_norm's model */
     int32_t score_from[MAX_LAYERS];
+    /* head_budget ADAPTIVE: the rows R every KV head keeps since the
+     * prompt's split (0: no split, the layer keeps k_l) */
+    uint32_t rows[MAX_LAYERS];
     int plan_layer; /* the layer of the logits being planned */
     int removed_valid; /* UNIFORM: a selection, no observe since */
 } session;
 
+static int scoring_policy(kf_policy p)
+{
+    return p == KF_POLICY_KEYFORMER || p == KF_POLICY_H2O;
+}
+
 static int scoring(const session *s)
 {
-    return s->cfg.policy == KF_POLICY_KEYFORMER || s->cfg.policy == KF_POLICY_H2O;
+    return scoring_policy(s->cfg.policy);
 }
 
 /* Codes each entry point may return (keyformer.h). */
@@ -282,11 +290,21 @@ static int config_verdict(const kf_config *cfg)
             bad |= kl < 1 || kl > cfg->capacity
                    || (cfg->evict_interval > 1
                        && (uint64_t)kl + cfg->evict_interval > cfg->capacity)
-                   || (cfg->policy == KF_POLICY_SINKS && kl <= cfg->n_sinks);
+                   || (cfg->policy == KF_POLICY_SINKS && kl <= cfg->n_sinks)
+                   || ((cfg->sink_tokens || cfg->head_budget == KF_HEAD_BUDGET_ADAPTIVE)
+                       && scoring_policy(cfg->policy) && cfg->recent_ratio >= 0.0
+                       && cfg->recent_ratio <= 1.0
+                       && kl - (uint32_t)(cfg->recent_ratio * kl) <= cfg->sink_tokens);
         }
         open |= cfg->n_layers > 64;
     }
-    bad |= cfg->obs_window > cfg->capacity
+    /* head_budget: the mode, the floor, and only per-KV-head dynamic */
+    bad |= cfg->head_budget > KF_HEAD_BUDGET_ADAPTIVE || !isfinite(cfg->head_floor)
+           || !(cfg->head_floor >= 0.0f && cfg->head_floor <= 1.0f)
+           || (cfg->head_budget == KF_HEAD_BUDGET_ADAPTIVE
+               && (cfg->granularity != KF_GRANULARITY_KV_HEAD
+                   || cfg->rule != KF_RULE_DYNAMIC));
+    bad |= cfg->obs_window > cfg->capacity || cfg->sink_tokens > cfg->capacity
            || (cfg->pool_kernel > 1
                && (cfg->pool_kernel % 2 == 0 || cfg->pool_kernel > 255
                    || cfg->pool_kernel > cfg->capacity));
@@ -295,6 +313,14 @@ static int config_verdict(const kf_config *cfg)
         bad |= tokens == ratio || cfg->budget_tokens > cfg->capacity;
         bad |= cfg->policy == KF_POLICY_SINKS && tokens
                && cfg->budget_tokens <= cfg->n_sinks;
+        /* sink_tokens: an absolute budget leaves k - w > S places (any
+         * slope: checked per layer above) */
+        if (tokens && (cfg->sink_tokens || cfg->head_budget == KF_HEAD_BUDGET_ADAPTIVE)
+            && scoring_policy(cfg->policy)
+            && (cfg->layer_slope == 0.0f || cfg->n_layers < 2) && cfg->recent_ratio >= 0.0
+            && cfg->recent_ratio <= 1.0)
+            bad |= cfg->budget_tokens - (uint32_t)(cfg->recent_ratio * cfg->budget_tokens)
+                   <= cfg->sink_tokens;
         /* batched eviction holds k + B slots: capacity >= k + B */
         bad |= tokens && cfg->evict_interval > 1
                && (uint64_t)cfg->budget_tokens + cfg->evict_interval > cfg->capacity;
@@ -444,6 +470,18 @@ static void gen_config(fz_input *in, kf_config *cfg)
                                         1.0f, -1.0f, NAN };
         cfg->layer_slope = slopes[fz_range(in, 0, 8)];
     }
+    if (fz_chance(in, 64))
+        cfg->sink_tokens = fz_chance(in, 16) ? cfg->capacity + 1 : fz_range(in, 1, 8);
+    if (fz_chance(in, 64)) {
+        static const float floors[] = { 0.0f, 0.2f, 0.5f, 1.0f, 1.5f, -0.25f, NAN };
+        cfg->head_budget = fz_chance(in, 16) ? 2 : KF_HEAD_BUDGET_ADAPTIVE;
+        cfg->head_floor = floors[fz_range(in, 0, 6)];
+        /* usually where it applies */
+        if (fz_chance(in, 192)) {
+            cfg->granularity = KF_GRANULARITY_KV_HEAD;
+            cfg->rule = KF_RULE_DYNAMIC;
+        }
+    }
 }
 
 static void do_create(session *s)
@@ -471,13 +509,14 @@ static void do_create(session *s)
     trace("create layers=%u heads=%u kv=%u dim=%u cap=%u policy=%d rule=%d "
           "gran=%d tokens=%u ratio=%g recent=%g sinks=%u tau=%g->%g/%u "
           "threads=%u every=%u order=%d noise=%d obs=%u pool=%u/%u norm=%u slope=%g "
+          "sink_tokens=%u "
           "hook=%d fail_at=%u -> %d (verdict %d)\n",
           cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.capacity,
           (int)cfg.policy, (int)cfg.rule, (int)cfg.granularity, cfg.budget_tokens,
           cfg.budget_ratio, cfg.recent_ratio, cfg.n_sinks, (double)cfg.tau_init,
           (double)cfg.tau_end, cfg.tau_steps, cfg.n_threads, cfg.evict_interval,
           (int)cfg.slot_order, (int)cfg.noise, cfg.obs_window, cfg.pool_kernel,
-          cfg.pool_mode, cfg.score_norm, (double)cfg.layer_slope,
+          cfg.pool_mode, cfg.score_norm, (double)cfg.layer_slope, cfg.sink_tokens,
           cfg.allocator.alloc != NULL,
           s->alloc.fail_at,
           status, verdict);
@@ -499,6 +538,7 @@ static void do_create(session *s)
     memset(s->observed, 0, sizeof s->observed);
     memset(s->score_from, 0, sizeof s->score_from);
     memset(s->prompt_done, 0, sizeof s->prompt_done);
+    memset(s->rows, 0, sizeof s->rows);
     snapshot fresh = snap(c);
     s->fresh_digest = fresh.digest;
     s->fresh_bytes = fresh.bytes;
@@ -1064,11 +1104,15 @@ static uint32_t layer_budget_model(const session *s, uint32_t k, uint32_t l)
 static void norm_keys(const session *s, const lane_copy *lanes, int layer,
                       uint32_t g, float *out)
 {
-    if (s->cfg.score_norm != KF_SCORE_NORM_SEEN || !scoring(s))
-        return;
     int shared = s->cfg.granularity != KF_GRANULARITY_KV_HEAD;
     int l0 = s->cfg.granularity == KF_GRANULARITY_UNIFORM ? 0 : layer;
     const int32_t *pos = lanes[l0].pos[shared ? 0 : g];
+    /* sink_tokens, and holes (position -1): above every score */
+    for (uint32_t j = 0; scoring(s) && j < lanes[layer].n; j++)
+        if (pos[j] < (int64_t)s->cfg.sink_tokens || pos[j] < 0)
+            out[j] = INFINITY;
+    if (s->cfg.score_norm != KF_SCORE_NORM_SEEN || !scoring(s))
+        return;
     uint32_t steps;
     int32_t next;
     CHECK(kf_layer_progress(s->cache, l0, &steps, &next) == KF_OK);
@@ -1076,7 +1120,8 @@ static void norm_keys(const session *s, const lane_copy *lanes, int layer,
     for (uint32_t j = 0; j < lanes[layer].n; j++) {
         int64_t p = pos[j] > from ? pos[j] : from;
         CHECK(next - p >= 1);
-        out[j] = out[j] / (float)(next - p);
+        if (pos[j] >= (int64_t)s->cfg.sink_tokens)
+            out[j] = out[j] / (float)(next - p);
     }
 }
 
@@ -1246,6 +1291,89 @@ static void check_keep_list(const session *s, const lane_copy *lanes, int layer,
         CHECK(kept_key > ev_key || (kept_key == ev_key && kept_idx < ev_idx));
 }
 
+/* head_budget ADAPTIVE: the prompt's split of layer `layer` (k_l, w_l),
+ * against the header: every head keeps the same R rows; its live ones
+ * (position unchanged) hold the window, the sinks and its m_g best
+ * rankable slots by key over the head's key sum; the rest of its rows
+ * are evicted slots now at position -1 (holes); floor <= m_g <= ceiling,
+ * the m_g sum to n_kv * m, R = max k_g, and no head below its ceiling
+ * has an evicted key above a kept key of a head above its floor. Returns
+ * R. */
+static uint32_t check_split(const session *s, const lane_copy *lanes, int layer,
+                            uint32_t k, uint32_t w)
+{
+    const lane_copy *old = &lanes[layer];
+    uint32_t n = old->n, n_kv = s->cfg.n_kv_heads, S = s->cfg.sink_tokens;
+    uint32_t m = k - w - S, rows = 0, total = 0, most = 0;
+    uint32_t slack = s->cfg.evict_interval > 1 ? s->cfg.evict_interval : 0;
+    uint32_t ceil_m = 2 * m;
+    ceil_m = ceil_m < s->cfg.capacity - slack - w - S ? ceil_m : s->cfg.capacity - slack - w - S;
+    ceil_m = ceil_m < n - w - S ? ceil_m : n - w - S;
+    double f = ceil((double)s->cfg.head_floor * (double)m);
+    uint32_t floor_m = f < 1.0 ? 1 : f > (double)m ? m : (uint32_t)f;
+    static float keys[MAX_KV_HEADS][MAX_CAPACITY];
+    static uint8_t live[MAX_KV_HEADS][MAX_CAPACITY];
+    uint32_t places[MAX_KV_HEADS];
+    for (uint32_t g = 0; g < n_kv; g++) {
+        const uint32_t *keep;
+        const int32_t *pos;
+        uint32_t count, cnt, next = 0;
+        CHECK(kf_kept_slots(s->cache, layer, (int)g, &keep, &count) == KF_OK);
+        CHECK(kf_slot_positions(s->cache, layer, (int)g, &pos, &cnt) == KF_OK && cnt == n);
+        if (g == 0)
+            rows = count;
+        CHECK(count == rows);
+        /* the head's keys over their sum, in slot order */
+        ranked_scores(s, lanes, layer, g, keys[g]);
+        norm_keys(s, lanes, layer, g, keys[g]);
+        float sum = 0.0f;
+        for (uint32_t j = S; j < n - w; j++)
+            sum += keys[g][j];
+        for (uint32_t j = S; j < n - w && sum > 0.0f; j++)
+            keys[g][j] /= sum;
+        uint32_t n_live = 0;
+        for (uint32_t j = 0; j < n; j++) {
+            int kept = next < count && keep[next] == j;
+            next += kept;
+            int fixed = j < S || j >= n - w; /* prompt: slot j is position j */
+            CHECK(old->pos[g][j] == (int32_t)j);
+            if (fixed)
+                CHECK(kept && pos[j] == (int32_t)j);
+            CHECK(pos[j] == (int32_t)j || (kept && pos[j] == -1));
+            live[g][j] = kept && pos[j] >= 0;
+            n_live += live[g][j];
+        }
+        CHECK(n_live >= w + S + floor_m && n_live <= w + S + ceil_m);
+        places[g] = n_live - w - S;
+        total += places[g];
+        most = n_live > most ? n_live : most;
+        /* within the head: each live rankable slot outranks each other one */
+        static uint8_t cand[MAX_CAPACITY];
+        for (uint32_t j = 0; j < n; j++)
+            cand[j] = j >= S && j < n - w;
+        check_ranked(keys[g], cand, live[g], n);
+    }
+    CHECK(total == n_kv * m);
+    CHECK(rows == most);
+    /* across heads: the threshold */
+    for (uint32_t g = 0; g < n_kv; g++) {
+        if (places[g] <= floor_m)
+            continue;
+        for (uint32_t h = 0; h < n_kv; h++) {
+            if (places[h] >= ceil_m)
+                continue;
+            for (uint32_t i = S; i < n - w; i++) {
+                if (!live[g][i])
+                    continue;
+                for (uint32_t j = S; j < n - w; j++)
+                    if (!live[h][j])
+                        CHECK(rank_key(keys[g][i]) >= rank_key(keys[h][j]));
+            }
+        }
+    }
+    return rows;
+}
+
 static void op_select(session *s, int layer)
 {
     kf_cache *c = s->cache;
@@ -1313,8 +1441,15 @@ static void op_select(session *s, int layer)
                 CHECK(kl >= 1 && kl <= s->cfg.capacity && wl <= kl
                       && (s->cfg.evict_interval <= 1
                           || (uint64_t)kl + s->cfg.evict_interval <= s->cfg.capacity));
-            check_keep_list(s, lanes, (int)l, g, keep, count, kl, wl,
-                            !s->prompt_done[l]);
+            /* head_budget: the prompt's split, then R rows */
+            if (s->cfg.head_budget == KF_HEAD_BUDGET_ADAPTIVE && scoring(s)
+                && !s->prompt_done[l] && lanes[l].n > kl) {
+                if (g == 0)
+                    s->rows[l] = check_split(s, lanes, (int)l, kl, wl);
+                continue;
+            }
+            check_keep_list(s, lanes, (int)l, g, keep, count,
+                            s->rows[l] ? s->rows[l] : kl, wl, !s->prompt_done[l]);
         }
     }
     if (uniform) { /* removed = positions of layer 0, head 0 not kept, ascending */
@@ -1624,6 +1759,7 @@ static void op_compact(session *s, int layer, int random)
             CHECK(now.n == old->n_keep);
             /* batched eviction holds up to k + B - 1 between evictions */
             uint32_t every = s->cfg.evict_interval;
+            k = s->rows[l] ? s->rows[l] : k; /* head_budget: R rows */
             if (budget_st == KF_OK && s->cfg.policy != KF_POLICY_FULL)
                 CHECK(now.n <= k || (every > 1 && now.n < k + every));
             /* and room for the next decode row (k + B <= capacity) */
@@ -1635,8 +1771,14 @@ static void op_compact(session *s, int layer, int random)
                 for (uint32_t i = 0; i < now.n; i++) {
                     CHECK(now.pos[g][i] == old->pos[g][src[i]]);
                     CHECK(memcmp(&now.scores[g][i], &old->scores[g][src[i]], sizeof(float)) == 0);
-                    if (i && s->cfg.slot_order != KF_ORDER_ANY)
-                        CHECK(now.pos[g][i] > now.pos[g][i - 1]);
+                }
+                /* position order: the held positions ascend (holes aside) */
+                int32_t last = -1;
+                for (uint32_t i = 0; s->cfg.slot_order != KF_ORDER_ANY && i < now.n; i++) {
+                    if (now.pos[g][i] < 0)
+                        continue;
+                    CHECK(now.pos[g][i] > last);
+                    last = now.pos[g][i];
                 }
             }
             s->observed[l] = 0;
@@ -1878,6 +2020,7 @@ static void op_reset(session *s)
     memset(s->observed, 0, sizeof s->observed);
     memset(s->prompt_done, 0, sizeof s->prompt_done);
     memset(s->score_from, 0, sizeof s->score_from);
+    memset(s->rows, 0, sizeof s->rows);
     s->removed_valid = 0;
 }
 
@@ -1913,8 +2056,10 @@ static void op_fork(session *s)
     kf_cache *dst = NULL;
     int status = kf_cache_create(&dst, &cfg);
     trace("fork mismatch=%d create -> %d\n", mismatch, status);
-    if (status) { /* the hook may refuse a second block */
-        CHECK(status == KF_ENOMEM && dst == NULL);
+    if (status) { /* the hook may refuse a second block; a flipped rule
+                   * may be invalid (head_budget) */
+        CHECK(dst == NULL);
+        CHECK(status == KF_ENOMEM || (mismatch && config_verdict(&cfg) == 0));
         return;
     }
     snapshot fresh = snap(dst);

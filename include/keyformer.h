@@ -226,6 +226,15 @@ enum {
     KF_SCORE_NORM_SEEN = 1
 };
 
+/** kf_config::head_budget: how a layer's budget is split over its KV
+ *  heads. */
+enum {
+    KF_HEAD_BUDGET_EVEN = 0, /**< every KV head keeps k_l slots (the paper) */
+    /** heads whose scores are concentrated give places to heads whose
+     *  scores are spread (Ada-KV); see kf_config::head_budget */
+    KF_HEAD_BUDGET_ADAPTIVE = 1
+};
+
 /** Optional allocator. Both functions set, or both NULL (malloc/free).
  *  alloc returns memory aligned to at least `align` bytes (a power of two,
  *  at most 64), or NULL. Used only inside kf_cache_create/destroy. */
@@ -350,7 +359,52 @@ typedef struct kf_config {
      *  positions for every layer): KF_EINVAL. Applies to every policy
      *  that evicts. */
     float layer_slope;
-    uint8_t reserved[28];   /**< must be zero */
+    /** Attention sinks under scoring (the StreamingLLM idea on top of
+     *  H2O or Keyformer): 0 (default) = off; S >= 1 keeps the tokens at
+     *  positions 0 .. S - 1 in every selection of KEYFORMER and H2O, like
+     *  the recent window, and ranks only the other slots for the
+     *  remaining k_l - w_l - S places. Positions count from the host's
+     *  first token, so these are the sequence's first S tokens. Every
+     *  layer needs k_l - w_l > S (some place left to rank): checked with
+     *  the budget, as for layer_slope (KF_ERANGE); S > capacity:
+     *  KF_ERANGE. Ignored by the other policies (SINKS has n_sinks) and by
+     *  KF_RULE_REFERENCE's generation steps, which keep the oldest slots
+     *  anyway. See doc/algorithm.md, "Beyond the paper". */
+    uint32_t sink_tokens;
+    /** KF_HEAD_BUDGET_EVEN (0, default) or KF_HEAD_BUDGET_ADAPTIVE (1):
+     *  per-KV-head budgets (the Ada-KV idea). At the layer's first
+     *  selection that evicts, while in its prompt, the m = k_l - w_l - S
+     *  ranked places of every KV head (S = sink_tokens) are pooled: the
+     *  layer's n_kv * m places go to the highest scores over all its KV
+     *  heads, each head's ranking keys divided by their sum over the
+     *  head's rankable slots (fp32, summed in slot order; a sum of 0
+     *  leaves them 0), so a concentrated head needs few places,
+     *  with at least max(1, ceil(head_floor * m)) and at most min(2m,
+     *  capacity - B - w_l - S) places per head (B = evict_interval when
+     *  > 1, else 0); ties at the threshold go to the lower KV head. Head
+     *  g then holds k_g = w_l + S + m_g live slots, and every head the
+     *  same number of rows, R = max_g k_g (kf_slot_count()): a head with
+     *  k_g < R also keeps R - k_g hole slots, chosen among its evicted
+     *  slots, whose position reads -1 (kf_slot_positions(), from that
+     *  selection on) and whose score is 0. Holes stay until
+     *  kf_cache_reset(); each later selection keeps them and evicts
+     *  back to R rows, so every head keeps its k_g live slots. The host
+     *  must mask holes in its attention (a logit of -inf) and pass them
+     *  masked to kf_observe_logits (else they collect score, which only
+     *  shifts the others'); kf_observe_qk masks them itself. The live
+     *  total stays n_kv * k_l, but a [head][row] K/V buffer holds n_kv *
+     *  R rows: the memory saving needs per-head (paged) storage. KEYFORMER
+     *  and H2O with KF_GRANULARITY_KV_HEAD and KF_RULE_DYNAMIC; the other
+     *  policies ignore it; another granularity or rule (whatever the
+     *  policy), or a value > 1: KF_EINVAL. Every layer needs m >= 1 (checked with the budget, as
+     *  for sink_tokens: KF_ERANGE). A prompt within the budget (no
+     *  eviction in the prompt) keeps even budgets. See doc/algorithm.md, "Beyond the paper". */
+    uint32_t head_budget;
+    /** Ada-KV's floor alpha in [0, 1] (KF_ERANGE outside; NaN:
+     *  KF_EINVAL): the least share of the m places each KV head keeps.
+     *  Read only with KF_HEAD_BUDGET_ADAPTIVE; 0 = at least 1 place. */
+    float head_floor;
+    uint8_t reserved[16];   /**< must be zero */
 } kf_config;
 
 /** Opaque cache: the selection state of one sequence. */

@@ -56,6 +56,11 @@ static int check_config(const kf_config *cfg)
         || (unsigned)cfg->noise > KF_NOISE_TABLE
         || cfg->pool_mode > KF_POOL_AVG
         || cfg->score_norm > KF_SCORE_NORM_SEEN
+        || cfg->head_budget > KF_HEAD_BUDGET_ADAPTIVE
+        || !isfinite(cfg->head_floor)
+        || (cfg->head_budget == KF_HEAD_BUDGET_ADAPTIVE
+            && (cfg->granularity != KF_GRANULARITY_KV_HEAD
+                || cfg->rule != KF_RULE_DYNAMIC))
         || !isfinite(cfg->layer_slope)
         || (cfg->layer_slope != 0.0f
             && cfg->granularity == KF_GRANULARITY_UNIFORM))
@@ -71,6 +76,8 @@ static int check_config(const kf_config *cfg)
         || cfg->n_threads > KF_MAX_THREADS
         || cfg->evict_interval > cfg->capacity
         || cfg->obs_window > cfg->capacity
+        || cfg->sink_tokens > cfg->capacity
+        || !(cfg->head_floor >= 0.0f && cfg->head_floor <= 1.0f)
         || !(cfg->layer_slope > -1.0f && cfg->layer_slope < 1.0f)
         || (cfg->pool_kernel > 1
             && (cfg->pool_kernel % 2 == 0 || cfg->pool_kernel > 255

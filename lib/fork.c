@@ -28,7 +28,10 @@ static int same_config(const kf_config *a, const kf_config *b)
            && a->obs_window == b->obs_window
            && a->pool_kernel == b->pool_kernel
            && a->pool_mode == b->pool_mode && a->score_norm == b->score_norm
-           && a->layer_slope == b->layer_slope;
+           && a->layer_slope == b->layer_slope
+           && a->sink_tokens == b->sink_tokens
+           && a->head_budget == b->head_budget
+           && a->head_floor == b->head_floor;
 }
 
 /* The live part of every lane of layer l: scores and positions of the

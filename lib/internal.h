@@ -30,6 +30,10 @@ typedef struct kf_layer {
     /* budget k_l and window w_l of the layer (layer_slope), valid once
      * c->budget_fixed */
     uint32_t budget, window;
+    /* head_budget ADAPTIVE: rows R every KV head keeps (live slots plus
+     * holes at position -1), fixed by the prompt's selection; 0 = none,
+     * the layer keeps `budget` rows */
+    uint32_t rows;
     uint8_t in_prompt; /* 1 until the first selection */
     uint8_t state;     /* kf_layer_state */
 } kf_layer;
@@ -268,9 +272,9 @@ void kf_policy_stage(kf_cache *c, const kf_layer *l, uint32_t n_rows);
 /* pool_kernel: pools every lane of a layer in its prompt (kf_select). */
 void kf_pool_layer(kf_cache *c, uint32_t layer);
 
-/* score_norm: the ranking key of n slots into out (may be scores itself
- * only when no normalisation applies: then out is not written and scores
- * is returned); returns the array to rank. */
+/* score_norm and sink_tokens: the ranking key of n slots into out (+inf
+ * for a sink; scores itself only when neither applies: then out is not
+ * written and scores is returned); returns the array to rank. */
 const float *kf_rank_keys(const kf_cache *c, const kf_layer *l,
                           const float *scores, const int32_t *pos,
                           uint32_t n, float *out);
@@ -281,12 +285,37 @@ uint32_t kf_layer_budget_of(const kf_config *cfg, uint32_t k, uint32_t layer);
 
 /* KF_OK when every layer's budget for base k is at least 1, fits
  * capacity (with evict_interval B: k_l + B) and exceeds n_sinks for
- * SINKS; else KF_ERANGE. */
+ * SINKS, and leaves k_l - w_l > sink_tokens for the scoring policies;
+ * else KF_ERANGE. */
 int kf_budgets_fit(const kf_config *cfg, uint32_t k);
 
 /* Copies c->budget and c->window's per-layer shares into every layer
  * (after the budget is fixed). */
 void kf_set_layer_budgets(kf_cache *c);
+
+/* Rows a selection of layer l keeps: R once the adaptive split made
+ * holes, else the budget k_l. */
+static inline uint32_t kf_rows_of(const kf_layer *l)
+{
+    return l->rows ? l->rows : l->budget;
+}
+
+/* head_budget: splits the prompt selection of `layer` (in its prompt,
+ * evicting, KV_HEAD granularity) over the KV heads and builds its keep
+ * lists, holes included (policy.c). */
+void kf_select_adaptive(kf_cache *c, uint32_t layer);
+
+/* head_budget ADAPTIVE applies (a scoring policy). */
+static inline int kf_adaptive_on(const kf_cache *c)
+{
+    return c->cfg.head_budget == KF_HEAD_BUDGET_ADAPTIVE
+           && kf_policy_scores(c->cfg.policy);
+}
+
+/* Sets the logits of the layer's holes (position -1) among the first n
+ * slots of KV head g's row to -inf (kf_observe_qk). */
+void kf_mask_holes(const kf_cache *c, uint32_t layer, uint32_t g, float *row,
+                   uint32_t n);
 
 /* score_norm is on and the policy scores. */
 static inline int kf_norm_on(const kf_cache *c)

@@ -23,6 +23,7 @@ typedef struct qk_call {
     float scale;
     uint32_t n_slots; /* slots of the call, the new rows included */
     uint32_t n_old;   /* slots held before the call */
+    uint32_t layer;
     int causal;
 } qk_call;
 
@@ -110,6 +111,9 @@ static void group_logits(const kf_cache *c, const qk_call *call, uint32_t g,
                             q->data + (size_t)(h + i) * q->head_stride, keys,
                             k_stride, nt, dim, call->scale);
     }
+    /* head_budget: holes hold no token */
+    for (uint32_t i = 0; i < nh; i++)
+        kf_mask_holes(c, call->layer, g, block + (size_t)i * cap, call->n_old);
 }
 
 /* kf_head_score_fn: every row of query head h, a block of rows at a time.
@@ -160,6 +164,7 @@ static int score_head_qk(kf_cache *c, uint32_t layer, uint32_t h,
         }
         for (uint32_t i = 0; i < nr; i++) {
             uint32_t visible = call->causal ? call->n_old + r0 + i + 1 : n_slots;
+            kf_mask_holes(c, layer, g, block + (size_t)i * cap, call->n_old);
             int status = kf_score_row(c, layer, h, r0 + i,
                                       block + (size_t)i * cap, visible, acc,
                                       scratch, NULL);
@@ -249,6 +254,7 @@ int kf_observe_qk(kf_cache *c, int layer, const kf_query_view *q,
                          : (float)(1.0 / sqrt((double)c->cfg.head_dim));
         call.n_old = l->n_slots;
         call.n_slots = l->n_slots + q->n_rows;
+        call.layer = (uint32_t)layer;
         call.causal = (q->flags & KF_LOGITS_CAUSAL) != 0;
         double work = (double)q->n_rows * call.n_slots * c->cfg.n_heads
                       * c->cfg.head_dim;

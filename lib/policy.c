@@ -3,6 +3,7 @@
  * the prompt's scores (pool_kernel, pool_mode) and ranking by the score per
  * query row that could see the slot (score_norm). Each is off at zero and
  * then changes nothing: the paper's path runs as before. */
+#include <math.h>
 #include <string.h>
 
 #include "internal.h"
@@ -57,15 +58,22 @@ const float *kf_rank_keys(const kf_cache *c, const kf_layer *l,
                           const float *scores, const int32_t *pos,
                           uint32_t n, float *out)
 {
-    if (!kf_norm_on(c))
-        return scores;
+    int32_t sinks = (int32_t)c->cfg.sink_tokens; /* <= capacity < 2^31 */
+    if (!kf_norm_on(c)) {
+        if (!sinks && !l->rows)
+            return scores;
+        /* sink_tokens and holes (position -1): above every finite score */
+        for (uint32_t j = 0; j < n; j++)
+            out[j] = pos[j] < sinks ? INFINITY : scores[j];
+        return out;
+    }
     /* rows next_pos - 1 down to max(position, score_from) saw the slot:
      * at least one, since every slot's position is below next_pos and
      * score_from is the position of a row already observed */
     int64_t next = l->next_pos, from = l->score_from;
     for (uint32_t j = 0; j < n; j++) {
         int64_t p = pos[j] > from ? pos[j] : from;
-        out[j] = scores[j] / (float)(next - p);
+        out[j] = pos[j] < sinks ? INFINITY : scores[j] / (float)(next - p);
     }
     return out;
 }
@@ -94,6 +102,13 @@ int kf_budgets_fit(const kf_config *cfg, uint32_t k)
     uint32_t fewest = first < last ? first : last;
     if (fewest < 1 || most > cfg->capacity || !kf_budget_fits(cfg, most)
         || (cfg->policy == KF_POLICY_SINKS && fewest <= cfg->n_sinks))
+        return KF_ERANGE;
+    /* sink_tokens and head_budget: places left to rank, k_l - w_l - S
+     * >= 1; k_l - w_l grows with k_l, so the smallest layer is the one
+     * to check */
+    if ((cfg->sink_tokens || cfg->head_budget == KF_HEAD_BUDGET_ADAPTIVE)
+        && kf_policy_scores(cfg->policy)
+        && fewest - kf_window_of(cfg->recent_ratio, fewest) <= cfg->sink_tokens)
         return KF_ERANGE;
     return KF_OK;
 }

@@ -73,7 +73,7 @@ static void keep_by_score_any(const kf_cache *c, const kf_layer *l,
     const float *key = kf_rank_keys(c, l, scores, pos, n, ranked);
     for (uint32_t j = 0; j < n; j++)
         ranked[j] = pos[j] >= recent ? INFINITY : key[j];
-    c->dsp.select_top(keep, ranked, n, l->budget, c->sel_keys + at_thread);
+    c->dsp.select_top(keep, ranked, n, kf_rows_of(l), c->sel_keys + at_thread);
 }
 
 /* How many slots a selection over n keeps: all of them up to the budget
@@ -81,7 +81,7 @@ static void keep_by_score_any(const kf_cache *c, const kf_layer *l,
 static uint32_t kept_count(const kf_cache *c, const kf_layer *l, uint32_t n,
                            int in_prompt)
 {
-    uint32_t k = l->budget;
+    uint32_t k = kf_rows_of(l);
     uint32_t slack = in_prompt || c->cfg.evict_interval <= 1
                          ? 0 : c->cfg.evict_interval - 1;
     return n <= k || n - k <= slack ? n : k;
@@ -132,7 +132,7 @@ static void rank(kf_cache *c, const kf_layer *l, uint32_t *keep,
      * slots, last in position order, are not ranked) */
     float *keys = c->row_scratch + (size_t)tid * c->scratch_stride;
     scores = kf_rank_keys(c, l, scores, pos, n - l->window, keys);
-    keep_by_score(c, keep, scores, n, l->budget, l->window,
+    keep_by_score(c, keep, scores, n, kf_rows_of(l), l->window,
                   c->sel_keys + (size_t)tid * c->cfg.capacity);
 }
 
@@ -318,8 +318,15 @@ int kf_select(kf_cache *c, int layer)
         record_removed(c);
     } else {
         int shared = c->cfg.granularity == KF_GRANULARITY_LAYER;
-        for (uint32_t l = l0; l < l1; l++)
-            select_layers(c, l, l + 1, shared);
+        for (uint32_t l = l0; l < l1; l++) {
+            const kf_layer *cur = &c->layers[l];
+            /* head_budget: the prompt's evicting selection splits */
+            if (kf_adaptive_on(c) && cur->in_prompt
+                && kept_count(c, cur, cur->n_slots, 1) < cur->n_slots)
+                kf_select_adaptive(c, l);
+            else
+                select_layers(c, l, l + 1, shared);
+        }
     }
     return KF_OK;
 }

@@ -1,5 +1,5 @@
 /* The scoring options beyond the paper (kf_config obs_window, pool_kernel,
- * pool_mode, score_norm): hand-computed cases, chunked prefill, the three
+ * pool_mode, score_norm, layer_slope, sink_tokens): hand-computed cases, chunked prefill, the three
  * observe paths, configuration errors, and on random inputs the budget,
  * the recent window and identical results for any thread count and
  * instruction set. */
@@ -381,6 +381,13 @@ static uint64_t run_random(kf_config cfg, uint64_t seed, uint32_t threads,
                 uint32_t n;
                 kf_slot_positions(c, l, g, &pos, &n);
                 assert_int_equal(n, k); /* budget: exactly k after each step */
+                /* sink_tokens: the first positions are held */
+                for (int32_t p = 0; p < (int32_t)cfg.sink_tokens; p++) {
+                    int found = 0;
+                    for (uint32_t j = 0; j < n; j++)
+                        found |= pos[j] == p;
+                    assert_true(found);
+                }
                 /* the w newest positions are held */
                 for (int32_t p = next - (int32_t)w; p < next; p++) {
                     int found = 0;
@@ -415,6 +422,8 @@ static void test_random_properties(void **state)
         cfg.pool_mode = test_rng_u32(&r) % 2;
         cfg.score_norm = test_rng_u32(&r) % 2;
         cfg.layer_slope = (float)((int)(test_rng_u32(&r) % 7) - 3) * 0.25f; /* -.75 .. .75 */
+        /* the smallest layer keeps k_l - w_l >= 3 places: 0 .. 2 sinks fit */
+        cfg.sink_tokens = test_rng_u32(&r) % 3;
         uint64_t seed = 1000 + (uint64_t)trial;
         uint64_t base = run_random(cfg, seed, 1, 0, 0);
         /* threads and instruction sets never change results */
@@ -563,6 +572,115 @@ static void test_layer_slope_errors(void **state)
     kf_cache_destroy(&cb);
 }
 
+/* sink_tokens on a 5-row prompt, one head, k = 3, w = 1:
+ *   r0 [0]  r1 [I 0]  r2 [I 0 I]  r3 [I 0 0 I]  r4 [I I 0 I I]
+ * H2O scores [1, 2.5, 1.5, 0, 0]: without sinks slots 1, 2 and the window
+ * (slot 4) stay; with one sink, slot 0 replaces slot 2. Then a decode
+ * step: the sink stays while the ranked place changes hands. */
+static const float prompt_sink[25] = { 0, N, N, N, N, I, 0, N, N, N, I, 0, I, N, N,
+                                       I, 0, 0, I, N, I, I, 0, I, I };
+
+static void test_sink_tokens_known(void **state)
+{
+    (void)state;
+    for (int order = 0; order < 2; order++) {
+        for (uint32_t sinks = 0; sinks < 2; sinks++) {
+            kf_config cfg = test_config(1, 1, 1, 4, 8);
+            cfg.policy = KF_POLICY_H2O;
+            cfg.slot_order = (kf_slot_order)order;
+            cfg.budget_ratio = 0.0;
+            cfg.budget_tokens = 3;
+            cfg.recent_ratio = 0.34; /* w = 1 */
+            cfg.sink_tokens = sinks;
+            kf_cache *c;
+            assert_int_equal(kf_cache_create(&c, &cfg), KF_OK);
+            kf_logits_view v = { prompt_sink, 5, 5, 5, 25, KF_LOGITS_CAUSAL, 0 };
+            assert_int_equal(kf_observe_logits(c, 0, &v), KF_OK);
+            assert_int_equal(kf_select(c, 0), KF_OK);
+            const uint32_t want_plain[3] = { 1, 2, 4 }, want_sink[3] = { 0, 1, 4 };
+            assert_kept(c, sinks ? want_sink : want_plain, 3);
+            assert_int_equal(kf_compact(c, 0, NULL, NULL), KF_OK);
+            /* decode: the new row (position 5, the window) puts all its
+             * weight on position 4 (score 0 -> 1), wherever its slot is
+             * (KF_ORDER_ANY moves slots): 4 slots, one goes */
+            const int32_t *pos;
+            uint32_t n;
+            assert_int_equal(kf_slot_positions(c, 0, 0, &pos, &n), KF_OK);
+            float row[4] = { I, I, I, I };
+            for (uint32_t j = 0; j < n; j++)
+                if (pos[j] == 4)
+                    row[j] = 0;
+            kf_logits_view d = { row, 1, 4, 4, 4, 0, 0 };
+            assert_int_equal(kf_observe_logits(c, 0, &d), KF_OK);
+            assert_int_equal(kf_select(c, 0), KF_OK);
+            assert_int_equal(kf_compact(c, 0, NULL, NULL), KF_OK);
+            assert_int_equal(kf_slot_positions(c, 0, 0, &pos, &n), KF_OK);
+            assert_int_equal(n, 3);
+            int held[6] = { 0 };
+            for (uint32_t j = 0; j < n; j++)
+                held[pos[j]] = 1;
+            /* plain: 1 (2.5) and 2 (1.5) outrank 4 (1); one sink: 0 stays
+             * (score 1) and 1 takes the one ranked place */
+            assert_true(held[5] && held[1] && !held[4] && !held[3]);
+            assert_int_equal(held[0], (int)sinks);
+            assert_int_equal(held[2], (int)!sinks);
+            kf_cache_destroy(&c);
+        }
+    }
+}
+
+static void test_sink_tokens_errors(void **state)
+{
+    (void)state;
+    kf_config base = test_config(1, 1, 1, 4, 8);
+    base.policy = KF_POLICY_H2O;
+    base.budget_ratio = 0.0;
+    base.budget_tokens = 3;
+    base.recent_ratio = 0.34; /* w = 1: k - w = 2 places */
+    struct {
+        uint32_t sinks;
+        kf_policy policy;
+        int want;
+    } cases[] = {
+        { 1, KF_POLICY_H2O, KF_OK },          { 2, KF_POLICY_H2O, KF_ERANGE },
+        { 2, KF_POLICY_KEYFORMER, KF_ERANGE }, { 9, KF_POLICY_WINDOW, KF_ERANGE },
+        { 8, KF_POLICY_WINDOW, KF_OK },       { 0, KF_POLICY_H2O, KF_OK },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kf_config cfg = base;
+        cfg.sink_tokens = cases[i].sinks;
+        cfg.policy = cases[i].policy;
+        kf_cache *c = NULL;
+        assert_int_equal(kf_cache_create(&c, &cfg), cases[i].want);
+        if (cases[i].want)
+            assert_null(c);
+        kf_cache_destroy(&c);
+    }
+    /* a ratio budget: the first selection checks it and changes nothing
+     * (k = 3 of 5, w = 1, 2 sinks) */
+    kf_config cfg = base;
+    cfg.budget_tokens = 0;
+    cfg.budget_ratio = 0.6;
+    cfg.sink_tokens = 2;
+    kf_cache *c;
+    assert_int_equal(kf_cache_create(&c, &cfg), KF_OK);
+    kf_logits_view v = { prompt_sink, 5, 5, 5, 25, KF_LOGITS_CAUSAL, 0 };
+    assert_int_equal(kf_observe_logits(c, 0, &v), KF_OK);
+    uint64_t before = test_cache_digest(c);
+    assert_int_equal(kf_select(c, 0), KF_ERANGE);
+    assert_true(test_cache_digest(c) == before);
+    kf_cache_destroy(&c);
+    /* compared by kf_cache_copy_state */
+    kf_config a = base, b = base;
+    b.sink_tokens = 1;
+    kf_cache *ca, *cb;
+    assert_int_equal(kf_cache_create(&ca, &a), KF_OK);
+    assert_int_equal(kf_cache_create(&cb, &b), KF_OK);
+    assert_int_equal(kf_cache_copy_state(cb, ca), KF_EMISMATCH);
+    kf_cache_destroy(&ca);
+    kf_cache_destroy(&cb);
+}
+
 /* All options off is the paper's path, bit for bit. */
 static void test_off_is_default(void **state)
 {
@@ -573,6 +691,7 @@ static void test_off_is_default(void **state)
     assert_int_equal(d.pool_kernel, 0);
     assert_int_equal(d.pool_mode, KF_POOL_MAX);
     assert_int_equal(d.score_norm, KF_SCORE_NORM_NONE);
+    assert_int_equal(d.sink_tokens, 0);
     kf_config a = test_config(2, 8, 2, 8, PCAP), b = a;
     b.pool_kernel = 1; /* 1 is off too */
     b.pool_mode = KF_POOL_AVG;
@@ -594,6 +713,8 @@ int main(void)
         cmocka_unit_test(test_layer_slope_known),
         cmocka_unit_test(test_layer_slope_negative),
         cmocka_unit_test(test_layer_slope_errors),
+        cmocka_unit_test(test_sink_tokens_known),
+        cmocka_unit_test(test_sink_tokens_errors),
         cmocka_unit_test(test_off_is_default),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -29,6 +29,18 @@ static float softmax_weights(const float *logits, int n_visible, float *weights)
     return sum;
 }
 
+/* Holes among the first n_old logits of a row of query head `head`. */
+static void mask_row(const eng_attention_block *a, int head, float *row)
+{
+    if (!a->masked)
+        return;
+    const int kv_head = head / (a->n_heads / a->n_kv_heads);
+    const unsigned char *m = a->masked + (long)kv_head * a->capacity;
+    for (int j = 0; j < a->n_old_slots; j++)
+        if (m[j])
+            row[j] = -INFINITY;
+}
+
 static const float *head_keys(const eng_attention_block *a, int head)
 {
     const int kv_head = head / (a->n_heads / a->n_kv_heads);
@@ -50,6 +62,7 @@ static void attend_one_row(const eng_attention_block *a, int head, float *weight
     float *logits = a->logits + (long)head * n_slots;
     cblas_sgemv(CblasRowMajor, CblasNoTrans, n_slots, hs, 1.0f / sqrtf((float)hs),
                 head_keys(a, head), hs, a->queries + (long)head * hs, 1, 0.0f, logits, 1);
+    mask_row(a, head, logits);
     const float inv_sum = 1.0f / softmax_weights(logits, n_slots, weights);
     cblas_sgemv(CblasRowMajor, CblasTrans, n_slots, hs, inv_sum, head_values(a, head), hs,
                 weights, 1, 0.0f, a->output + (long)head * hs, 1);
@@ -75,6 +88,7 @@ static void attend_chunk(const eng_attention_block *a, int head, int first_row, 
         float *row = logits + (long)i * n_slots;
         for (int j = n_visible; j < n_slots; j++)
             row[j] = -INFINITY; /* the causal mask */
+        mask_row(a, head, row);
         float *w = weights + (long)i * n_seen;
         const float inv_sum = 1.0f / softmax_weights(row, n_visible, w);
         for (int j = 0; j < n_visible; j++)

@@ -36,6 +36,9 @@ typedef struct eng_attention_block {
     eng_attention_kv_head_fn kv_head_done; /* NULL: no per-KV-head callback */
     void *kv_head_user_data;
     int *kv_head_pending; /* with kv_head_done: n_kv_heads ints of scratch */
+    /* [n_kv_heads][capacity], 1 = an old slot to skip (logit -inf); NULL:
+     * none */
+    const unsigned char *masked;
 } eng_attention_block;
 
 /* Runs in parallel over heads (and row chunks of a prompt block) with

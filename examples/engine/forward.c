@@ -33,6 +33,10 @@ struct eng_state {
     float *attn_logits;         /* [n_heads][max_block_rows][capacity] */
     float *attn_scratch;        /* eng_attention_scratch_floats() */
     int *kv_head_pending;       /* [n_kv_heads], eng_attention_block's */
+    /* [n_layers][n_kv_heads][capacity]: 1 = a hole the attention skips;
+     * read only for layers whose flag is set (eng_state_layer_mask) */
+    unsigned char *masked;
+    bool *layer_masked;         /* [n_layers] */
 };
 
 static float *alloc_floats(size_t n)
@@ -46,6 +50,12 @@ static size_t layer_cache_floats(const eng_state *s)
 {
     const eng_model_config *c = &s->model->config;
     return (size_t)c->n_kv_heads * (size_t)s->capacity * (size_t)c->head_size;
+}
+
+static unsigned char *layer_mask(const eng_state *s, int layer)
+{
+    const eng_model_config *c = &s->model->config;
+    return s->masked + (size_t)layer * (size_t)c->n_kv_heads * (size_t)s->capacity;
 }
 
 /* A clamped thread count is worth one line per process, not one per state. */
@@ -104,7 +114,9 @@ static int allocate_buffers(eng_state *s, eng_error *err)
     s->attn_logits = alloc_floats((size_t)c->n_heads * rows * (size_t)s->capacity);
     s->attn_scratch = alloc_floats(eng_attention_scratch_floats(s->capacity, s->n_threads));
     s->kv_head_pending = calloc((size_t)c->n_kv_heads, sizeof *s->kv_head_pending);
-    if (!s->n_slots || !s->keys || !s->values || !s->x || !s->xb || !s->q || !s->k ||
+    s->masked = calloc((size_t)c->n_layers * (size_t)c->n_kv_heads, (size_t)s->capacity);
+    s->layer_masked = calloc((size_t)c->n_layers, sizeof *s->layer_masked);
+    if (!s->masked || !s->layer_masked || !s->n_slots || !s->keys || !s->values || !s->x || !s->xb || !s->q || !s->k ||
         !s->v || !s->att || !s->hb || !s->hb2 || !s->rope_cos || !s->rope_sin ||
         !s->attn_logits || !s->attn_scratch || !s->kv_head_pending)
         return eng_fail(err, ENG_ENOMEM, "out of memory for a %d-slot KV cache", s->capacity);
@@ -144,14 +156,17 @@ void eng_state_destroy(eng_state **state)
     free(s->x), free(s->xb), free(s->q), free(s->k), free(s->v), free(s->att);
     free(s->hb), free(s->hb2), free(s->rope_cos), free(s->rope_sin);
     free(s->attn_logits), free(s->attn_scratch), free(s->kv_head_pending);
+    free(s->masked), free(s->layer_masked);
     free(s);
     *state = NULL;
 }
 
 void eng_state_reset(eng_state *s)
 {
+    const eng_model_config *c = &s->model->config;
     s->position = 0;
-    memset(s->n_slots, 0, (size_t)s->model->config.n_layers * sizeof *s->n_slots);
+    memset(s->n_slots, 0, (size_t)c->n_layers * sizeof *s->n_slots);
+    memset(s->layer_masked, 0, (size_t)c->n_layers * sizeof *s->layer_masked);
 }
 
 int eng_state_copy(eng_state *dst, const eng_state *src, eng_error *err)
@@ -168,7 +183,10 @@ int eng_state_copy(eng_state *dst, const eng_state *src, eng_error *err)
             memcpy(dst->values + at, src->values + at, used * sizeof *dst->values);
         }
         dst->n_slots[l] = src->n_slots[l];
+        dst->layer_masked[l] = src->layer_masked[l];
     }
+    memcpy(dst->masked, src->masked,
+           (size_t)c->n_layers * (size_t)c->n_kv_heads * (size_t)src->capacity);
     dst->position = src->position;
     return ENG_OK;
 }
@@ -275,6 +293,7 @@ static int run_attention(eng_state *s, int layer, int n_rows, bool more_rows_fol
         .n_threads = s->n_threads,
         .kv_head_done = hooks->kv_head ? kv_head_done : NULL,
         .kv_head_user_data = &call, .kv_head_pending = s->kv_head_pending,
+        .masked = s->layer_masked[layer] ? layer_mask(s, layer) : NULL,
     };
     const int failed = eng_attention_run(&block);
     s->n_slots[layer] = n_slots;
@@ -421,6 +440,14 @@ void eng_state_layer_kv(eng_state *s, int layer, float **keys, float **values)
 {
     *keys = s->keys + (size_t)layer * layer_cache_floats(s);
     *values = s->values + (size_t)layer * layer_cache_floats(s);
+}
+
+unsigned char *eng_state_layer_mask(eng_state *s, int layer)
+{
+    if (layer < 0 || layer >= s->model->config.n_layers)
+        return NULL;
+    s->layer_masked[layer] = true;
+    return layer_mask(s, layer);
 }
 
 int eng_state_shrink_layer(eng_state *s, int layer, int n_slots)

@@ -140,6 +140,12 @@ void eng_state_layer_kv(eng_state *state, int layer, float **keys, float **value
  * the whole model): the layer now holds its first n_slots slots, n_slots no
  * more than it held. Returns 0, or -1 for a bad layer or count. */
 int eng_state_shrink_layer(eng_state *state, int layer, int n_slots);
+/* Slots the attention must skip (holes of per-head budgets, whose rows
+ * hold no token): [n_kv_heads][capacity] bytes, 1 = skip, for the caller
+ * to write; slots appended later must read 0. From this call until
+ * eng_state_reset the layer's attention reads it (a logit of -inf for
+ * its old slots). NULL for a layer out of range. */
+unsigned char *eng_state_layer_mask(eng_state *state, int layer);
 /* Bytes of K and V held in occupied slots, over all layers. */
 size_t eng_state_kv_bytes_in_use(const eng_state *state);
 /* Bytes a never-compacted cache would need for every token seen. */

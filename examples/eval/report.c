@@ -26,6 +26,11 @@ static void variant_name(char *out, size_t size, const char *base, const kf_conf
                       cfg->pool_mode == KF_POOL_AVG ? "avg" : "max", (unsigned)cfg->pool_kernel);
     if (cfg->score_norm == KF_SCORE_NORM_SEEN && n > 0 && (size_t)n < size)
         n += snprintf(out + n, size - (size_t)n, "_norm");
+    if (cfg->sink_tokens && n > 0 && (size_t)n < size)
+        n += snprintf(out + n, size - (size_t)n, "_sinks%u", (unsigned)cfg->sink_tokens);
+    if (cfg->head_budget == KF_HEAD_BUDGET_ADAPTIVE && n > 0 && (size_t)n < size)
+        n += snprintf(out + n, size - (size_t)n, "_ada%d",
+                      (int)lround(cfg->head_floor * 100.0));
     if (cfg->layer_slope != 0.0f && n > 0 && (size_t)n < size)
         snprintf(out + n, size - (size_t)n, "_slope%s%d", cfg->layer_slope < 0.0f ? "m" : "",
                  abs((int)lround(cfg->layer_slope * 100.0)));

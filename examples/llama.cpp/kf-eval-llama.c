@@ -9,7 +9,7 @@
  *           [--task continue|recall] [--recent R] [--rule dynamic|reference]
  *           [--granularity uniform] [--sinks N] [--slot-order any|position]
  *           [--noise table|exact] [--obs-window W] [--pool K[:max|:avg]]
- *           [--score-norm none|seen] [--tau-init T] [--tau-end T] [--tau-steps N]
+ *           [--score-norm none|seen] [--sink-tokens S] [--tau-init T] [--tau-end T] [--tau-steps N]
  *           [--seeds N] [--seed S] [--max-docs N] [--threads N]
  *           [--ubatch N] [--flash-attn auto|on|off] [--cache-type f16|f32]
  *           [--csv OUT] [--plot OUT.png]

@@ -258,6 +258,9 @@ int kf_llama_host_create(kf_llama_host **out, const struct llama_model *model,
     if (h->cfg.evict_interval > 1)
         return fail(h, KF_LLAMA_EINVAL, "the adapter evicts every step (evict_interval 1)");
     h->cfg.evict_interval = 1;
+    if (h->cfg.head_budget != KF_HEAD_BUDGET_EVEN)
+        return fail(h, KF_LLAMA_EINVAL, "per-KV-head budgets (--head-budget adaptive) need a "
+                    "cache per KV head; llama.cpp holds one cell per position for all heads");
     if (h->cfg.policy == KF_POLICY_FULL) { /* FULL takes no budget */
         h->cfg.budget_tokens = 0;
         h->cfg.budget_ratio = 0;

@@ -195,6 +195,7 @@ def case_hardening(a, gguf, tmp):
         (["--model", gguf, "--tokens", tokens, "--text", tokens], 2, "not both"),
         (["--model", gguf, "--tokens", tokens, "--budgets", "0.5,2"], 2, "--budgets"),
         (["--model", gguf, "--tokens", tokens, "--granularity", "kv-head"], 2, "only uniform"),
+        (["--model", gguf, "--tokens", tokens, "--head-budget", "adaptive"], 2, "--head-budget"),
         (["--model", gguf, "--tokens", tokens, "--task", "sing"], 2, "continue or recall"),
         (["--model", gguf, "--tokens", tokens, "--policies", "full,lru"], 2, "lru"),
         (["--model", gguf, "--tokens", tokens, "--threads", "0"], 2, "--threads"),

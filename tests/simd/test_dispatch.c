@@ -98,14 +98,16 @@ static void test_config_field(void **state)
                      offsetof(kf_config, evict_interval) + sizeof cfg.evict_interval);
     assert_int_equal(offsetof(kf_config, noise),
                      offsetof(kf_config, slot_order) + sizeof cfg.slot_order);
-    /* then the options beyond the paper, 20 more bytes of them */
+    /* then the options beyond the paper, 32 more bytes of them */
     assert_int_equal(offsetof(kf_config, obs_window),
                      offsetof(kf_config, noise) + sizeof cfg.noise);
-    assert_int_equal(offsetof(kf_config, reserved),
+    assert_int_equal(offsetof(kf_config, sink_tokens),
                      offsetof(kf_config, layer_slope) + sizeof cfg.layer_slope);
+    assert_int_equal(offsetof(kf_config, reserved),
+                     offsetof(kf_config, head_floor) + sizeof cfg.head_floor);
     assert_int_equal(offsetof(kf_config, reserved) + sizeof cfg.reserved,
                      offsetof(kf_config, cpu_mask) + 64);
-    assert_int_equal(sizeof cfg.reserved, 28);
+    assert_int_equal(sizeof cfg.reserved, 16);
     assert_int_equal(sizeof cfg.cpu_mask, 4);
     /* kf_config_default is the fast path, kf_config_spec_exact the spec */
     assert_int_equal(cfg.evict_interval, 0);
