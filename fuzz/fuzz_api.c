@@ -509,7 +509,7 @@ static void do_create(session *s)
     trace("create layers=%u heads=%u kv=%u dim=%u cap=%u policy=%d rule=%d "
           "gran=%d tokens=%u ratio=%g recent=%g sinks=%u tau=%g->%g/%u "
           "threads=%u every=%u order=%d noise=%d obs=%u pool=%u/%u norm=%u slope=%g "
-          "sink_tokens=%u "
+          "sink_tokens=%u head_budget=%u/%g "
           "hook=%d fail_at=%u -> %d (verdict %d)\n",
           cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.capacity,
           (int)cfg.policy, (int)cfg.rule, (int)cfg.granularity, cfg.budget_tokens,
@@ -517,6 +517,7 @@ static void do_create(session *s)
           (double)cfg.tau_end, cfg.tau_steps, cfg.n_threads, cfg.evict_interval,
           (int)cfg.slot_order, (int)cfg.noise, cfg.obs_window, cfg.pool_kernel,
           cfg.pool_mode, cfg.score_norm, (double)cfg.layer_slope, cfg.sink_tokens,
+          cfg.head_budget, (double)cfg.head_floor,
           cfg.allocator.alloc != NULL,
           s->alloc.fail_at,
           status, verdict);
@@ -1417,10 +1418,15 @@ static void op_select(session *s, int layer)
             for (uint32_t g = 0; g < s->cfg.n_kv_heads; g++) {
                 const float *now;
                 uint32_t n;
+                const int32_t *pos;
                 pool_model(s, lanes[l].scores[g], lanes[l].n);
                 CHECK(kf_slot_scores(c, (int)l, (int)g, &now, &n) == KF_OK);
                 CHECK(n == lanes[l].n);
-                CHECK(memcmp(now, lanes[l].scores[g], n * sizeof *now) == 0);
+                CHECK(kf_slot_positions(c, (int)l, (int)g, &pos, &n) == KF_OK);
+                /* head_budget: the split's holes read 0 */
+                for (uint32_t j = 0; j < n; j++)
+                    CHECK(pos[j] < 0 ? now[j] == 0.0f
+                                     : memcmp(&now[j], &lanes[l].scores[g][j], sizeof *now) == 0);
             }
         }
     if (s->cfg.policy != KF_POLICY_FULL && s->cfg.evict_interval > 1)

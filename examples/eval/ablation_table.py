@@ -2,12 +2,13 @@
 """Markdown tables from kf-eval CSV files, one column per setting.
 
 usage: ablation_table.py [--policy NAME] [--metric dnll|top1|rougeL|nll] [--budgets LIST]
-                         LABEL=FILE[,FILE...] [LABEL=FILE ...]
+                         LABEL=FILE[,FILE...][@POLICY] [LABEL=FILE ...]
 
 For the chosen policy (default keyformer) and metric (default dnll), each
 cell is the mean over documents, then mean ± sample standard deviation over
 the seeds found in that setting's files (several files of one setting are
-pooled, e.g. runs with different --seed). Rows are budgets. A last row gives
+pooled, e.g. runs with different --seed); "@POLICY" after a setting's
+files picks another policy for that column. Rows are budgets. A last row gives
 the mean over budgets. Only the standard library is used.
 """
 import argparse
@@ -42,13 +43,14 @@ def main():
     parser.add_argument("--policy", default="keyformer")
     parser.add_argument("--metric", default="dnll", choices=["dnll", "top1", "rougeL", "nll"])
     parser.add_argument("--budgets", help="comma-separated budgets to show (default: all)")
-    parser.add_argument("settings", nargs="+", metavar="LABEL=FILE[,FILE...]")
+    parser.add_argument("settings", nargs="+", metavar="LABEL=FILE[,FILE...][@POLICY]")
     args = parser.parse_args()
 
     settings = []
     for spec in args.settings:
         label, _, files = spec.partition("=")
-        settings.append((label, load(files.split(","), args.policy, args.metric)))
+        files, _, policy = files.partition("@")
+        settings.append((label, load(files.split(","), policy or args.policy, args.metric)))
     budgets = sorted({b for _, t in settings for b in t})
     if args.budgets:
         wanted = {round(float(b), 6) for b in args.budgets.split(",")}

@@ -2,6 +2,10 @@
 """Paired per-document differences between two policies of a kf-eval CSV.
 
 usage: paired_difference.py CSV POLICY_A POLICY_B [--metric dnll|top1|rougeL]
+                            [--csv-b CSV_B]
+
+POLICY_B comes from CSV_B when given (two runs of the same documents, for
+example two recent ratios, whose policies carry the same name).
 
 For each budget: the per-document difference A - B of the metric (each
 policy's seeds averaged first), its mean over documents, the standard error
@@ -33,9 +37,10 @@ def main():
     parser.add_argument("a")
     parser.add_argument("b")
     parser.add_argument("--metric", default="dnll", choices=["dnll", "top1", "rougeL"])
+    parser.add_argument("--csv-b", help="the file of POLICY_B (default: CSV)")
     args = parser.parse_args()
     a = per_doc(args.csv, args.a, args.metric)
-    b = per_doc(args.csv, args.b, args.metric)
+    b = per_doc(args.csv_b or args.csv, args.b, args.metric)
     lower_is_better = args.metric == "dnll"
     print(f"| budget | {args.a} − {args.b} ({args.metric}) | standard error | "
           f"documents where {args.a} is better |")
