@@ -144,3 +144,24 @@ int test_same_kept_slots(const kf_cache *a, const kf_cache *b, int layer,
     }
     return 1;
 }
+
+int test_copy_state_status(const kf_config *a, const kf_config *b)
+{
+    kf_cache *ca = NULL, *cb = NULL;
+    int status = kf_cache_create(&ca, a);
+    if (status == KF_OK)
+        status = kf_cache_create(&cb, b);
+    if (status == KF_OK)
+        status = kf_cache_copy_state(cb, ca);
+    kf_cache_destroy(&ca);
+    kf_cache_destroy(&cb);
+    return status;
+}
+
+int test_holds_position(const int32_t *pos, uint32_t n, int32_t p)
+{
+    for (uint32_t j = 0; j < n; j++)
+        if (pos[j] == p)
+            return 1;
+    return 0;
+}

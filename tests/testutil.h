@@ -43,6 +43,13 @@ void test_compact_sources(const uint32_t *keep, uint32_t n_keep,
 int test_observe(kf_cache *c, int layer, float *buf, uint32_t rows,
                  int causal, test_rng *r);
 
+/* 1 if one of the n slot positions is p. */
+int test_holds_position(const int32_t *pos, uint32_t n, int32_t p);
+
+/* kf_cache_copy_state into a cache of configuration b from one of a (both
+ * created here and destroyed); a failed create returns its status. */
+int test_copy_state_status(const kf_config *a, const kf_config *b);
+
 /* 1 if caches a and b keep the same slots in every KV head of a layer. */
 int test_same_kept_slots(const kf_cache *a, const kf_cache *b, int layer,
                          uint32_t kv_heads);

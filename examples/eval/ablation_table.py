@@ -2,6 +2,7 @@
 """Markdown tables from kf-eval CSV files, one column per setting.
 
 usage: ablation_table.py [--policy NAME] [--metric dnll|top1|rougeL|nll] [--budgets LIST]
+                         [--with-top1]
                          LABEL=FILE[,FILE...][@POLICY] [LABEL=FILE ...]
 
 For the chosen policy (default keyformer) and metric (default dnll), each
@@ -9,7 +10,8 @@ cell is the mean over documents, then mean ± sample standard deviation over
 the seeds found in that setting's files (several files of one setting are
 pooled, e.g. runs with different --seed); "@POLICY" after a setting's
 files picks another policy for that column. Rows are budgets. A last row gives
-the mean over budgets. Only the standard library is used.
+the mean over budgets. --with-top1 adds each cell's top-1 agreement in
+brackets. Only the standard library is used.
 """
 import argparse
 import csv
@@ -43,6 +45,8 @@ def main():
     parser.add_argument("--policy", default="keyformer")
     parser.add_argument("--metric", default="dnll", choices=["dnll", "top1", "rougeL", "nll"])
     parser.add_argument("--budgets", help="comma-separated budgets to show (default: all)")
+    parser.add_argument("--with-top1", action="store_true",
+                        help="add top-1 agreement in brackets to every cell")
     parser.add_argument("settings", nargs="+", metavar="LABEL=FILE[,FILE...][@POLICY]")
     args = parser.parse_args()
 
@@ -50,20 +54,22 @@ def main():
     for spec in args.settings:
         label, _, files = spec.partition("=")
         files, _, policy = files.partition("@")
-        settings.append((label, load(files.split(","), policy or args.policy, args.metric)))
-    budgets = sorted({b for _, t in settings for b in t})
+        files = files.split(",")
+        top1 = load(files, policy or args.policy, "top1") if args.with_top1 else None
+        settings.append((label, load(files, policy or args.policy, args.metric), top1))
+    budgets = sorted({b for _, t, _ in settings for b in t})
     if args.budgets:
         wanted = {round(float(b), 6) for b in args.budgets.split(",")}
         budgets = [b for b in budgets if round(b, 6) in wanted]
     signed = args.metric == "dnll"
     fmt = "{:+.4f}" if signed else "{:.4f}"
 
-    print(f"| budget | " + " | ".join(label for label, _ in settings) + " |")
+    print(f"| budget | " + " | ".join(label for label, _, _ in settings) + " |")
     print("|---:|" + "---:|" * len(settings))
     sums = [[] for _ in settings]
     for budget in budgets:
         cells = []
-        for i, (_, table) in enumerate(settings):
+        for i, (_, table, top1) in enumerate(settings):
             if budget not in table:
                 cells.append("–")
                 continue
@@ -72,6 +78,8 @@ def main():
             text = fmt.format(mean)
             if n_seeds > 1:
                 text += f" ± {spread:.4f}"
+            if top1 and budget in top1:
+                text += f" ({cell(top1[budget])[0]:.3f})"
             cells.append(text)
         print(f"| {budget:g} | " + " | ".join(cells) + " |")
     means = [fmt.format(statistics.fmean(s)) if s and len(s) == len(budgets) else "–"
