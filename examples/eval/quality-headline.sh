@@ -49,6 +49,8 @@ for task in continue recall; do
     run "code-$task-r50" $code $c --policies full,h2o --recent 0.5
     run "code-$task-ada" $code $c --policies full,h2o --head-budget adaptive:0.2
     run "code-$task-sinks4" $code $c --policies full,h2o --sink-tokens 4
+    run "code-$task-norm" $code $c --policies full,h2o --score-norm seen
+    run "code-$task-slope" $code $c --policies full,h2o --layer-slope 0.5
 done
 # the speeches: the paper's four, and the recommended code configuration
 # (H2O, recent 0.5) against the window
@@ -57,6 +59,13 @@ for task in continue recall; do
         --policies full,keyformer,h2o,window,sinks
     run "sotu-$task-r50" 0.1,0.2,0.3,0.5,0.7,0.9 --bundled sotu --task "$task" \
         --policies full,h2o,window --recent 0.5
+    # the successor options on the speeches, at three budgets
+    s="--bundled sotu --task $task --policies full,h2o"
+    run "sotu-$task-snap" 0.1,0.3,0.5 $s --obs-window 32 --pool 7
+    run "sotu-$task-ada" 0.1,0.3,0.5 $s --head-budget adaptive:0.2
+    run "sotu-$task-sinks4" 0.1,0.3,0.5 $s --sink-tokens 4
+    run "sotu-$task-norm" 0.1,0.3,0.5 $s --score-norm seen
+    run "sotu-$task-slope" 0.1,0.3,0.5 $s --layer-slope 0.5
 done
 
 # tables and figures
@@ -67,25 +76,30 @@ for task in continue recall; do
         # ΔNLL (top-1): the paper's four, then the successor options
         $py "$here/ablation_table.py" --with-top1 "Keyformer=$f" "H2O=$f@h2o" \
             "window=$f@window" "sinks=$f@sinks" "H2O recent 0.5=$out/code-$task-r50.csv@h2o"
-        $py "$here/ablation_table.py" --with-top1 "H2O obs32 pool7=$out/code-$task-snap.csv@h2o" \
-            "H2O Ada-KV 0.2=$out/code-$task-ada.csv@h2o" \
-            "H2O sinks 4=$out/code-$task-sinks4.csv@h2o" \
+        $py "$here/ablation_table.py" --with-top1 "H2O obs32 pool7=$out/code-$task-snap.csv@h2o_obs32_maxpool7" \
+            "H2O Ada-KV 0.2=$out/code-$task-ada.csv@h2o_ada20" \
+            "H2O sinks 4=$out/code-$task-sinks4.csv@h2o_sinks4" \
+            "H2O score/seen=$out/code-$task-norm.csv@h2o_norm" \
+            "H2O slope 0.5=$out/code-$task-slope.csv@h2o_slope50" \
             "Keyformer reference rule=$out/code-$task-reference.csv"
         # paired per-document differences
         for pair in "keyformer h2o" "keyformer window" "sinks window" "h2o window"; do
             # shellcheck disable=SC2086
             $py "$here/paired_difference.py" "$f" $pair
         done
-        for other in r50 snap ada sinks4; do
-            $py "$here/paired_difference.py" "$out/code-$task-$other.csv" h2o h2o --csv-b "$f"
-            $py "$here/paired_difference.py" "$out/code-$task-$other.csv" h2o sinks --csv-b "$f"
-            $py "$here/paired_difference.py" "$out/code-$task-$other.csv" h2o keyformer --csv-b "$f"
+        for other in r50:h2o snap:h2o_obs32_maxpool7 ada:h2o_ada20 sinks4:h2o_sinks4 \
+            norm:h2o_norm slope:h2o_slope50; do
+            o=$out/code-$task-${other%%:*}.csv
+            for b in h2o sinks keyformer; do
+                $py "$here/paired_difference.py" "$o" "${other#*:}" $b --csv-b "$f"
+            done
         done
         $py "$here/paired_difference.py" "$out/code-$task-reference.csv" keyformer keyformer \
             --csv-b "$f"
     } > "$out/code-$task-tables.md"
     $py "$here/plot_csv.py" "$out/quality-code-$task.png" --metrics dnll,top1 \
-        --title "pycode-llama-12m, $task task, $DOCS files" --policies keyformer,h2o,window,sinks \
+        --title "pycode-llama-12m, $task task, $DOCS files" \
+        --policies keyformer,h2o,window,sinks,h2o_obs32_maxpool7 \
         "paper=$f" "recent 0.5=$out/code-$task-r50.csv" "obs32 pool7=$out/code-$task-snap.csv"
 done
 for task in continue recall; do
@@ -98,6 +112,10 @@ for task in continue recall; do
         $py "$here/paired_difference.py" "$f" $pair
     done
     $py "$here/paired_difference.py" "$r" h2o window
+    o=$out/sotu-$task
+    $py "$here/ablation_table.py" --with-top1 "H2O=$f@h2o" "obs32 pool7=$o-snap.csv@h2o_obs32_maxpool7" \
+        "Ada-KV 0.2=$o-ada.csv@h2o_ada20" "sinks 4=$o-sinks4.csv@h2o_sinks4" "score/seen=$o-norm.csv@h2o_norm" \
+        "slope 0.5=$o-slope.csv@h2o_slope50" "window=$f@window" "sinks=$f@sinks"
 done > "$out/sotu-tables.md"
 for task in continue recall; do
     $py "$here/plot_csv.py" "$out/quality-sotu-$task.png" --metrics dnll,top1 \
