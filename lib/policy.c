@@ -105,9 +105,11 @@ int kf_budgets_fit(const kf_config *cfg, uint32_t k)
         return KF_ERANGE;
     /* sink_tokens and head_budget: places left to rank, k_l - w_l - S
      * >= 1; k_l - w_l grows with k_l, so the smallest layer is the one
-     * to check */
+     * to check. kf_cache_create checks the recent ratio only after this:
+     * one outside [0, 1] is refused there, never converted here. */
     if ((cfg->sink_tokens || cfg->head_budget == KF_HEAD_BUDGET_ADAPTIVE)
-        && kf_policy_scores(cfg->policy)
+        && kf_policy_scores(cfg->policy) && cfg->recent_ratio >= 0.0
+        && cfg->recent_ratio <= 1.0
         && fewest - kf_window_of(cfg->recent_ratio, fewest) <= cfg->sink_tokens)
         return KF_ERANGE;
     return KF_OK;

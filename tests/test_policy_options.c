@@ -638,6 +638,17 @@ static void test_sink_tokens_errors(void **state)
             assert_null(c);
         kf_cache_destroy(&c);
     }
+    /* a recent ratio out of range is refused, before anything converts it
+     * (the fuzzer found the conversion under UBSan) */
+    for (int i = 0; i < 2; i++) {
+        kf_config bad = base;
+        bad.sink_tokens = 1;
+        bad.head_budget = (uint32_t)i;
+        bad.recent_ratio = i ? 2.5 : -2.4;
+        kf_cache *c = NULL;
+        assert_int_equal(kf_cache_create(&c, &bad), KF_ERANGE);
+        assert_null(c);
+    }
     /* a ratio budget: the first selection checks it and changes nothing
      * (k = 3 of 5, w = 1, 2 sinks) */
     kf_config cfg = base;

@@ -59,13 +59,13 @@ for task in continue recall; do
         --policies full,keyformer,h2o,window,sinks
     run "sotu-$task-r50" 0.1,0.2,0.3,0.5,0.7,0.9 --bundled sotu --task "$task" \
         --policies full,h2o,window --recent 0.5
-    # the successor options on the speeches, at three budgets
+    # the successor options on the speeches, at two budgets
     s="--bundled sotu --task $task --policies full,h2o"
-    run "sotu-$task-snap" 0.1,0.3,0.5 $s --obs-window 32 --pool 7
-    run "sotu-$task-ada" 0.1,0.3,0.5 $s --head-budget adaptive:0.2
-    run "sotu-$task-sinks4" 0.1,0.3,0.5 $s --sink-tokens 4
-    run "sotu-$task-norm" 0.1,0.3,0.5 $s --score-norm seen
-    run "sotu-$task-slope" 0.1,0.3,0.5 $s --layer-slope 0.5
+    run "sotu-$task-snap" 0.1,0.5 $s --obs-window 32 --pool 7
+    run "sotu-$task-ada" 0.1,0.5 $s --head-budget adaptive:0.2
+    run "sotu-$task-sinks4" 0.1,0.5 $s --sink-tokens 4
+    run "sotu-$task-norm" 0.1,0.5 $s --score-norm seen
+    run "sotu-$task-slope" 0.1,0.5 $s --layer-slope 0.5
 done
 
 # tables and figures

@@ -11,6 +11,8 @@
 
 #include "metrics.h"
 
+static void print_passage_kept(FILE *out, const eval_sweep *sw, const eval_results *res);
+
 /* Keyformer's and H2O's names with the options beyond the paper that the
  * sweep turns on (eval_set_policy_variant), e.g. "h2o_obs32_maxpool7". */
 static char keyformer_name[96] = "keyformer", h2o_name[96] = "h2o";
@@ -331,6 +333,7 @@ void eval_print_summary(FILE *out, const eval_sweep *sw, const eval_results *res
         const double n = sw->n_docs;
         fprintf(out, "| **mean** | %.4f | %.4f | %+.4f | %.4f | %+.4f |\n", c_sum / n, r_sum / n,
                 (c_sum - r_sum) / n, f_sum / n, (f_sum - r_sum) / n);
+        print_passage_kept(out, sw, res);
     }
 
     if (sw->attention_mass) {
@@ -354,6 +357,47 @@ void eval_print_summary(FILE *out, const eval_sweep *sw, const eval_results *res
         }
         fprintf(out, "| all | %.3f | %.3f |\n", row_all / res->n_layers,
                 acc_all / res->n_layers);
+    }
+}
+
+/* Recall: the share of the repeated passage (prompt positions 64 .. 64 +
+ * M) each policy's cache holds after the prompt and after the last step,
+ * mean over documents and seeds; runs of one policy and budget pooled. */
+static void print_passage_kept(FILE *out, const eval_sweep *sw, const eval_results *res)
+{
+    bool any = false;
+    for (int i = 0; i < sw->n_runs * sw->n_docs && !any; i++)
+        any = !isnan(res->passage_kept[2 * (size_t)i]);
+    if (!any) /* full cache only, or a back end that does not measure it */
+        return;
+    fprintf(out, "\nThe share of the passage's positions %d .. %d that the cache holds, over "
+                 "layers and KV heads: after the prompt's selection, and after the last of the "
+                 "%d steps (mean over documents and seeds).\n\n| policy | budget | after the "
+                 "prompt | after %d steps |\n|---|---:|---:|---:|\n",
+            EVAL_RECALL_OFFSET, EVAL_RECALL_OFFSET + sw->gen_tokens, sw->gen_tokens,
+            sw->gen_tokens);
+    for (int run = 0; run < sw->n_runs; run++) {
+        const eval_run *x = &sw->runs[run];
+        bool first = true; /* print each (policy, budget) once, at its first run */
+        for (int o = 0; o < run && first; o++)
+            first = sw->runs[o].policy != x->policy || sw->runs[o].budget != x->budget;
+        if (!first || x->policy == EVAL_FULL)
+            continue;
+        double sum[2] = {0, 0};
+        int count = 0;
+        for (int o = run; o < sw->n_runs; o++) {
+            if (sw->runs[o].policy != x->policy || sw->runs[o].budget != x->budget)
+                continue;
+            for (int d = 0; d < sw->n_docs; d++) {
+                const double *kept = res->passage_kept + 2 * ((size_t)d * sw->n_runs + o);
+                if (isnan(kept[0]) || isnan(kept[1]))
+                    continue;
+                sum[0] += kept[0], sum[1] += kept[1], count++;
+            }
+        }
+        if (count)
+            fprintf(out, "| %s | %g | %.3f | %.3f |\n", eval_policy_name(x->policy), x->budget,
+                    sum[0] / count, sum[1] / count);
     }
 }
 

@@ -145,7 +145,7 @@ int eval_results_create(eval_results *res, const eval_sweep *sw, int n_layers)
     const size_t steps = (size_t)res->n_steps, layers = (size_t)res->n_layers;
     const size_t rouge = (size_t)(res->n_rouge > 0 ? res->n_rouge : 1);
     const size_t per_run = docs * runs; /* both below 2^31 */
-    size_t sizes[8], total = 0;
+    size_t sizes[9], total = 0;
     if (!add_block(&total, &sizes[0], docs, runs, steps, sizeof(double)) ||
         !add_block(&total, &sizes[1], docs, runs, steps, sizeof(int)) ||
         !add_block(&total, &sizes[2], docs, runs, rouge, sizeof(int)) ||
@@ -153,7 +153,8 @@ int eval_results_create(eval_results *res, const eval_sweep *sw, int n_layers)
         !add_block(&total, &sizes[4], docs, layers, 1, sizeof(double)) ||
         !add_block(&total, &sizes[5], docs, layers, 1, sizeof(double)) ||
         !add_block(&total, &sizes[6], docs, 1, 1, sizeof(double)) ||
-        !add_block(&total, &sizes[7], docs, 1, 1, sizeof(double))) {
+        !add_block(&total, &sizes[7], docs, 1, 1, sizeof(double)) ||
+        !add_block(&total, &sizes[8], docs, runs, 2, sizeof(double))) {
         fprintf(stderr, "kf-eval: the results of %zu documents x %zu runs x %zu steps do not "
                         "fit in memory\n", docs, runs, steps);
         return -1;
@@ -172,7 +173,8 @@ int eval_results_create(eval_results *res, const eval_sweep *sw, int n_layers)
     res->mass_row = (double *)p, p += sizes[4];
     res->mass_accumulated = (double *)p, p += sizes[5];
     res->continue_full_nll = (double *)p, p += sizes[6];
-    res->passage_first_nll = (double *)p;
+    res->passage_first_nll = (double *)p, p += sizes[7];
+    res->passage_kept = (double *)p;
     /* NaN marks what no job wrote. */
     for (size_t i = 0; i < per_run * (size_t)res->n_steps; i++)
         res->nll[i] = NAN;
@@ -180,8 +182,10 @@ int eval_results_create(eval_results *res, const eval_sweep *sw, int n_layers)
         res->mass_row[i] = res->mass_accumulated[i] = NAN;
     for (int d = 0; d < sw->n_docs; d++)
         res->continue_full_nll[d] = res->passage_first_nll[d] = NAN;
-    for (size_t i = 0; i < per_run; i++)
+    for (size_t i = 0; i < per_run; i++) {
         res->n_generated[i] = -1;
+        res->passage_kept[2 * i] = res->passage_kept[2 * i + 1] = NAN;
+    }
     res->mapping = map;
     res->mapping_size = total;
     return 0;
@@ -345,6 +349,25 @@ static int generate_in_child(runner *r, size_t at, eng_error *err)
     return ENG_OK;
 }
 
+/* The share of positions 64 .. 64 + M held by the library's cache over
+ * every layer and KV head (holes of per-head budgets do not count). */
+static double passage_share(const runner *r)
+{
+    const eng_model_config *c = &r->sw->model->config;
+    const int32_t from = EVAL_RECALL_OFFSET, to = from + r->sw->gen_tokens + 1;
+    size_t held = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int g = 0; g < c->n_kv_heads; g++) {
+            const int32_t *pos;
+            uint32_t n;
+            if (kf_slot_positions(r->glue.cache, l, g, &pos, &n) != KF_OK)
+                return NAN;
+            for (uint32_t i = 0; i < n; i++)
+                held += pos[i] >= from && pos[i] < to;
+        }
+    return (double)held / ((double)(to - from) * c->n_layers * c->n_kv_heads);
+}
+
 static int run_job(runner *r, const job *j, eng_error *err)
 {
     const eval_sweep *sw = r->sw;
@@ -368,6 +391,8 @@ static int run_job(runner *r, const job *j, eng_error *err)
     eng_state_set_hook(r->state, library ? engine_keyformer_hook : NULL, &r->glue);
 
     const size_t at = (size_t)j->doc * res->n_runs + (size_t)j->run;
+    if (library)
+        res->passage_kept[2 * at] = passage_share(r);
     if (j->kind == JOB_RUN && sw->rouge_tokens > 0 && (rc = generate_in_child(r, at, err)))
         return rc;
     double total = 0.0;
@@ -383,6 +408,8 @@ static int run_job(runner *r, const job *j, eng_error *err)
     }
     if (j->kind == JOB_CONTINUE_FULL)
         res->continue_full_nll[j->doc] = total / M;
+    if (library)
+        res->passage_kept[2 * at + 1] = passage_share(r);
     return ENG_OK;
 }
 

@@ -83,6 +83,12 @@ typedef struct eval_results {
      * scores, ids[65 : 65 + M], at their first occurrence inside the prompt
      * (recall sweeps): recall below this means the model copies. */
     double *passage_first_nll;
+    /* [doc][run][2]: the share of the passage's positions 64 .. 64 + M
+     * (what the recall task repeats) that the library's cache holds,
+     * over layers and KV heads: after the prompt's selection, and after
+     * the last teacher-forced step; NaN for the full cache. What the
+     * policy evicted, in the one place the recall task looks. */
+    double *passage_kept;
     double elapsed_s;
     void *mapping;
     size_t mapping_size;
