@@ -65,6 +65,8 @@ def main():
                                     key=lambda kv: list(COLOURS).index(kv[0])
                                     if kv[0] in COLOURS else 99):
             name = f"{label} {policy}".strip() if len(args.files) > 1 else policy
+            if label and policy not in COLOURS: # a variant (h2o_obs32_maxpool7): its label
+                name = label
             series.append((name, COLOURS.get(policy, "#7f7f7f"), DASHES[index % len(DASHES)],
                            cells))
     if not series:
@@ -92,7 +94,9 @@ def main():
         f"set terminal pngcairo size {520 * len(panels)},520 font 'sans,10'",
         f"set output '{args.out}'",
         f"set multiplot layout 1,{len(panels)} title '{args.title}' font 'sans,11'",
-        "set grid", "set key below horizontal maxrows 3 spacing 1.2", "set bmargin 9",
+        # the key below, two entries a row, and room for it
+        "set grid", "set key below horizontal maxcols 2 spacing 1.2",
+        f"set bmargin {5 + 1.3 * ((len(series) + 2) // 2):.1f}",
         "set xlabel 'KV budget (fraction of the prompt)'", "set xrange [0:1]",
     ]
     for p, (metric, title, reference) in enumerate(panels):
@@ -100,7 +104,7 @@ def main():
         plots = [f"{reference} with lines dt 2 lc rgb 'black' title 'full'"]
         for i, (name, colour, dash, _) in enumerate(series):
             plots.append(f"$s{i} using 1:{col}:{col + 1}:{col + 2} with yerrorlines "
-                         f"lc rgb '{colour}' dt {dash} lw 2 pt {(5, 7, 9, 11, 13, 4, 6)[i % 7]} title '{name}'")
+                         f"lc rgb '{colour}' dt {dash} lw 2 pt {(5, 7, 9, 11, 13, 4, 6)[i % 7]} title '{name}' noenhanced")
         script.append(f'set title "{title}"')
         script.append("plot " + ", ".join(plots))
     script.append("unset multiplot")

@@ -49,9 +49,15 @@ for task in continue recall; do
     run "code-$task-r50" $code $c --policies full,h2o --recent 0.5
     run "code-$task-ada" $code $c --policies full,h2o --head-budget adaptive:0.2
     run "code-$task-sinks4" $code $c --policies full,h2o --sink-tokens 4
-    run "code-$task-norm" $code $c --policies full,h2o --score-norm seen
-    run "code-$task-slope" $code $c --policies full,h2o --layer-slope 0.5
+    run "code-$task-norm" 0.1,0.5 $c --policies full,h2o --score-norm seen
+    run "code-$task-slope" 0.1,0.5 $c --policies full,h2o --layer-slope 0.5
 done
+# what was evicted: the share of the recall passage held (kf-eval's recall
+# summary prints it), one seed, four budgets
+p="--bundled pycode --max-docs $DOCS --task recall --mass-share 0"
+run passage 0.1,0.3,0.5,0.7 $p --policies full,keyformer,h2o,window,sinks
+run passage-reference 0.1,0.3,0.5,0.7 $p --rule reference --policies full,keyformer
+run passage-snap 0.1,0.3,0.5,0.7 $p --policies full,h2o --obs-window 32 --pool 7
 # the speeches: the paper's four, and the recommended code configuration
 # (H2O, recent 0.5) against the window
 for task in continue recall; do
@@ -59,14 +65,14 @@ for task in continue recall; do
         --policies full,keyformer,h2o,window,sinks
     run "sotu-$task-r50" 0.1,0.2,0.3,0.5,0.7,0.9 --bundled sotu --task "$task" \
         --policies full,h2o,window --recent 0.5
-    # the successor options on the speeches, at two budgets
-    s="--bundled sotu --task $task --policies full,h2o"
-    run "sotu-$task-snap" 0.1,0.5 $s --obs-window 32 --pool 7
-    run "sotu-$task-ada" 0.1,0.5 $s --head-budget adaptive:0.2
-    run "sotu-$task-sinks4" 0.1,0.5 $s --sink-tokens 4
-    run "sotu-$task-norm" 0.1,0.5 $s --score-norm seen
-    run "sotu-$task-slope" 0.1,0.5 $s --layer-slope 0.5
 done
+# the successor options on the speeches: continue task, two budgets
+s="--bundled sotu --task continue --policies full,h2o"
+run sotu-continue-snap 0.1,0.5 $s --obs-window 32 --pool 7
+run sotu-continue-ada 0.1,0.5 $s --head-budget adaptive:0.2
+run sotu-continue-sinks4 0.1,0.5 $s --sink-tokens 4
+run sotu-continue-norm 0.1,0.5 $s --score-norm seen
+run sotu-continue-slope 0.1,0.5 $s --layer-slope 0.5
 
 # tables and figures
 py=/usr/bin/python3
@@ -112,11 +118,13 @@ for task in continue recall; do
         $py "$here/paired_difference.py" "$f" $pair
     done
     $py "$here/paired_difference.py" "$r" h2o window
-    o=$out/sotu-$task
-    $py "$here/ablation_table.py" --with-top1 "H2O=$f@h2o" "obs32 pool7=$o-snap.csv@h2o_obs32_maxpool7" \
-        "Ada-KV 0.2=$o-ada.csv@h2o_ada20" "sinks 4=$o-sinks4.csv@h2o_sinks4" "score/seen=$o-norm.csv@h2o_norm" \
-        "slope 0.5=$o-slope.csv@h2o_slope50" "window=$f@window" "sinks=$f@sinks"
 done > "$out/sotu-tables.md"
+f=$out/sotu-continue.csv
+o=$out/sotu-continue
+$py "$here/ablation_table.py" --with-top1 --budgets 0.1,0.5 "H2O=$f@h2o" \
+    "obs32 pool7=$o-snap.csv@h2o_obs32_maxpool7" "Ada-KV 0.2=$o-ada.csv@h2o_ada20" \
+    "sinks 4=$o-sinks4.csv@h2o_sinks4" "score/seen=$o-norm.csv@h2o_norm" \
+    "slope 0.5=$o-slope.csv@h2o_slope50" "window=$f@window" "sinks=$f@sinks" >> "$out/sotu-tables.md"
 for task in continue recall; do
     $py "$here/plot_csv.py" "$out/quality-sotu-$task.png" --metrics dnll,top1 \
         --title "sotu-llama-6m, $task task, 23 speeches" --policies keyformer,h2o,window,sinks \
