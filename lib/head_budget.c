@@ -110,7 +110,7 @@ static void head_keep_list(kf_cache *c, uint32_t layer, uint32_t g,
     memcpy(keep, merged, rows * sizeof *keep);
 }
 
-void kf_select_adaptive(kf_cache *c, uint32_t layer)
+uint32_t kf_select_adaptive(kf_cache *c, uint32_t layer)
 {
     kf_layer *l = &c->layers[layer];
     uint32_t n = l->n_slots, n_kv = c->cfg.n_kv_heads, cap = c->cfg.capacity;
@@ -158,9 +158,7 @@ void kf_select_adaptive(kf_cache *c, uint32_t layer)
         head_keep_list(c, layer, g, a, k_g, rows);
     }
     l->rows = rows;
-    l->n_keep = rows;
-    l->state = KF_LAYER_SELECTED;
-    l->in_prompt = 0;
+    return rows;
 }
 
 void kf_mask_holes(const kf_cache *c, uint32_t layer, uint32_t g, float *row,

@@ -302,8 +302,9 @@ static inline uint32_t kf_rows_of(const kf_layer *l)
 
 /* head_budget: splits the prompt selection of `layer` (in its prompt,
  * evicting, KV_HEAD granularity) over the KV heads and builds its keep
- * lists, holes included (policy.c). */
-void kf_select_adaptive(kf_cache *c, uint32_t layer);
+ * lists, holes included; sets and returns the layer's rows R (the caller
+ * marks the layer selected, as for every selection; head_budget.c). */
+uint32_t kf_select_adaptive(kf_cache *c, uint32_t layer);
 
 /* head_budget ADAPTIVE applies (a scoring policy). */
 static inline int kf_adaptive_on(const kf_cache *c)

@@ -323,7 +323,7 @@ int kf_select(kf_cache *c, int layer)
             /* head_budget: the prompt's evicting selection splits */
             if (kf_adaptive_on(c) && cur->in_prompt
                 && kept_count(c, cur, cur->n_slots, 1) < cur->n_slots)
-                kf_select_adaptive(c, l);
+                mark_selected(c, l, kf_select_adaptive(c, l));
             else
                 select_layers(c, l, l + 1, shared);
         }
