@@ -272,6 +272,11 @@ void kf_policy_stage(kf_cache *c, const kf_layer *l, uint32_t n_rows);
 /* pool_kernel: pools every lane of a layer in its prompt (kf_select). */
 void kf_pool_layer(kf_cache *c, uint32_t layer);
 
+/* out[j] = +inf where pos[j] < lo or pos[j] >= hi (sinks, holes, the
+ * window), key[j] elsewhere; out may be key. */
+void kf_rank_fill(float *out, const float *key, const int32_t *pos,
+                  uint32_t n, int32_t lo, int32_t hi);
+
 /* score_norm and sink_tokens: the ranking key of n slots into out (+inf
  * for a sink; scores itself only when neither applies: then out is not
  * written and scores is returned); returns the array to rank. */

@@ -71,8 +71,7 @@ static void keep_by_score_any(const kf_cache *c, const kf_layer *l,
     int32_t recent = l->next_pos - (int32_t)l->window;
     /* score_norm: the keys, written in place, before the window's */
     const float *key = kf_rank_keys(c, l, scores, pos, n, ranked);
-    for (uint32_t j = 0; j < n; j++)
-        ranked[j] = pos[j] >= recent ? INFINITY : key[j];
+    kf_rank_fill(ranked, key, pos, n, INT32_MIN, recent);
     c->dsp.select_top(keep, ranked, n, kf_rows_of(l), c->sel_keys + at_thread);
 }
 

@@ -305,12 +305,13 @@ static void exp_pass(float *scratch, const float *src, uint32_t n, float max,
 }
 
 /* One block of u <= U vectors from j: t = x + noise into scratch, with
- * the NaN checks and the running maximum; lanes outside the first `left`
- * (counted from j) are skipped. The noise is the exact Gumbel sample, or
- * the table's when table is not NULL. */
+ * the NaN checks and the running maximum of t (of_noised) or of x; lanes
+ * outside the first `left` (counted from j) are skipped. The noise is the
+ * exact Gumbel sample, or the table's when table is not NULL. */
 INLINE void noised_block(float *scratch, const float *x, const int32_t *pos,
                          uint32_t j, uint32_t left, int u, __m256i salt,
-                         const float *table, __m256 *vmax, __m256 *bad)
+                         const float *table, int of_noised, __m256 *vmax,
+                         __m256 *bad)
 {
     __m256i m[U], p[U];
     __m256 g[U];
@@ -329,8 +330,9 @@ INLINE void noised_block(float *scratch, const float *x, const int32_t *pos,
         __m256 t = _mm256_add_ps(xj, g[k]);
         storeu_mask(scratch + j + k * VL, m[k], lane_left[k], t);
         /* masked-off lanes count as -inf */
-        t = _mm256_blendv_ps(splat(-INFINITY), t, _mm256_castsi256_ps(m[k]));
-        *vmax = _mm256_max_ps(t, *vmax);
+        __m256 v = _mm256_blendv_ps(splat(-INFINITY), of_noised ? t : xj,
+                                    _mm256_castsi256_ps(m[k]));
+        *vmax = _mm256_max_ps(v, *vmax);
     }
 }
 
@@ -373,18 +375,21 @@ static void unit_tau_pass(float *scratch, const float *x, const int32_t *pos,
                        salt, vmax, half, pf);
 }
 
-/* scratch[j] = x[j] + noise(salt, pos[j]) and its maximum: the exact
- * Gumbel sample (table NULL) or the table's. */
+/* scratch[j] = x[j] + noise(salt, pos[j]) and the maximum of those sums
+ * (of_noised) or of x: the exact Gumbel sample (table NULL) or the
+ * table's. */
 INLINE int noised_max(float *scratch, const float *x, const int32_t *pos,
-                      uint32_t n, __m256i salt, const float *table, float *max)
+                      uint32_t n, __m256i salt, const float *table,
+                      int of_noised, float *max)
 {
     __m256 vmax = splat(-INFINITY), bad = _mm256_setzero_ps();
     uint32_t j = 0;
     for (; j + U * VL <= n; j += U * VL)
-        noised_block(scratch, x, pos, j, n - j, U, salt, table, &vmax, &bad);
+        noised_block(scratch, x, pos, j, n - j, U, salt, table, of_noised,
+                     &vmax, &bad);
     if (j < n) /* the last, partial block: only its u vectors */
         noised_block(scratch, x, pos, j, n - j, (int)((n - j + VL - 1) / VL), salt,
-                     table, &vmax, &bad);
+                     table, of_noised, &vmax, &bad);
     if (_mm256_movemask_ps(bad))
         return KF_ROW_NAN;
     *max = max8(vmax);
@@ -402,7 +407,8 @@ KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx2)
         const float *xr = x + r * x_stride;
         int status = unit_tau ? row_max(xr, n, &max[r])
                               : noised_max(scratch + r * n, xr, pos, n,
-                                           isplat(keys[r].salt), NULL, &max[r]);
+                                           isplat(keys[r].salt), NULL, 1,
+                                           &max[r]);
         if (status) {
             *failed_row = r;
             return status;
@@ -422,45 +428,15 @@ KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx2)
     return KF_ROW_OK;
 }
 
-/* kf_score_table's one pass (see lib/score_c.c), split in two here: one
- * block of u <= U vectors from j, scratch[j] = x[j] + noise, lanes
- * outside the first `left` skipped; then exp_pass with the shift for the
- * maximum, (t - shift) * inv_tau, the same operations. On Zen 3 the fused
- * loop ran at 1.43 ns per logit, the split one at 1.29 (the gathers
- * limit either; the fused loop's chains do not fit 16 registers). */
-INLINE void table_noise_block(float *scratch, const float *x, const int32_t *pos,
-                              uint32_t j, uint32_t left, int u, __m256i salt,
-                              const float *table)
-{
-    __m256i m[U], p[U];
-    __m256 g[U];
-    uint32_t lane_left[U];
-    block_lanes(pos + j, left, u, m, lane_left, p);
-    for (int k = 0; k < u; k += 2) /* one prefetch per 64-byte line */
-        _mm_prefetch((const char *)(x + j + KF_PREFETCH_AHEAD + k * VL),
-                     _MM_HINT_T0);
-    table_noise_ps(g, p, u, salt, table);
-    EACH(k) storeu_mask(scratch + j + k * VL, m[k], lane_left[k],
-                        _mm256_add_ps(loadu_mask(x + j + k * VL, m[k], lane_left[k]),
-                                      g[k]));
-}
-
-static void table_pass(float *scratch, const float *x, const int32_t *pos,
-                       uint32_t n, __m256i salt, const float *table, float shift,
-                       float inv_tau, __m256 half[2])
-{
-    uint32_t j = 0;
-    for (; j + U * VL <= n; j += U * VL)
-        table_noise_block(scratch, x, pos, j, n - j, U, salt, table);
-    if (j < n)
-        table_noise_block(scratch, x, pos, j, n - j, (int)((n - j + VL - 1) / VL),
-                          salt, table);
-    exp_pass(scratch, scratch, n, shift, inv_tau, half);
-}
-
-/* kf_score_table: the maximum of x, then one pass (noise, exp, sum); or,
- * for inv_tau above KF_TABLE_ONE_PASS_INV_TAU, the noise pass with the
- * table and the general path's exp pass. Then the update. */
+/* kf_score_table (see lib/score_c.c) in two passes per row: the noise
+ * pass stores t = x + noise and finds the maximum of x, or of t for
+ * inv_tau above KF_TABLE_ONE_PASS_INV_TAU; then the exp pass with the
+ * shift, the maximum of x plus the table's largest entry in the first
+ * case. The C code reads x once more for its maximum before one fused
+ * pass; the maximum is exact, so the shift has the same bits, and x is
+ * read once here (on Zen 3 the fused pass ran at 1.43 ns per logit, the
+ * split one at 1.29: the gathers limit either, and the fused loop's
+ * chains do not fit 16 registers). Then the update. */
 KF_SCORE_TABLE_FN(kf_score_table_avx2)
 {
     (void)next; /* each pass prefetches ahead within the row */
@@ -468,25 +444,19 @@ KF_SCORE_TABLE_FN(kf_score_table_avx2)
     __m256 half[KF_SCORE_ROWS_MAX][2];
     int one_pass = inv_tau <= KF_TABLE_ONE_PASS_INV_TAU;
     for (uint32_t r = 0; r < rows; r++) {
-        const float *xr = x + r * x_stride;
-        int status = one_pass ? row_max(xr, n, &max[r])
-                              : noised_max(scratch + r * n, xr, pos, n,
-                                           isplat(keys[r].salt), table, &max[r]);
+        int status = noised_max(scratch + r * n, x + r * x_stride, pos, n,
+                                isplat(keys[r].salt), table, !one_pass,
+                                &max[r]);
         if (status) {
             *failed_row = r;
             return status;
         }
     }
     for (uint32_t r = 0; r < rows; r++) {
+        float shift = one_pass ? max[r] + table[KF_GUMBEL_TABLE_SIZE - 1]
+                               : max[r];
         half[r][0] = half[r][1] = _mm256_setzero_ps();
-        if (one_pass)
-            table_pass(scratch + r * n, x + r * x_stride, pos, n,
-                       isplat(keys[r].salt), table,
-                       max[r] + table[KF_GUMBEL_TABLE_SIZE - 1], inv_tau,
-                       half[r]);
-        else
-            exp_pass(scratch + r * n, scratch + r * n, n, max[r], inv_tau,
-                     half[r]);
+        exp_pass(scratch + r * n, scratch + r * n, n, shift, inv_tau, half[r]);
     }
     add_normalised(acc, scratch, n, rows, half);
     return KF_ROW_OK;

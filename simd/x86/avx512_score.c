@@ -277,7 +277,7 @@ INLINE __m512 exp_pass(float *scratch, const float *src, uint32_t n, float max,
  * or the table's when table is not NULL. */
 INLINE void noised_block(float *dst, const float *x, const int32_t *pos, int u,
                          const __mmask16 *m, __m512i salt, const float *table,
-                         __m512 *vmax, __mmask16 *bad)
+                         int of_noised, __m512 *vmax, __mmask16 *bad)
 {
     __m512i p[U];
     __m512 g[U];
@@ -296,20 +296,21 @@ INLINE void noised_block(float *dst, const float *x, const int32_t *pos, int u,
         *bad |= bad_lanes(mk, xj);
         __m512 t = _mm512_add_ps(xj, g[k]);
         _mm512_mask_storeu_ps(dst + k * VL, mk, t);
-        *vmax = _mm512_mask_max_ps(*vmax, mk, t, *vmax);
+        *vmax = _mm512_mask_max_ps(*vmax, mk, of_noised ? t : xj, *vmax);
     }
 }
 
 /* scratch[j] = x[j] + noise(salt, pos[j]) and its maximum: the exact
  * Gumbel sample (table NULL) or the table's. */
 INLINE int noised_max(float *scratch, const float *x, const int32_t *pos,
-                      uint32_t n, __m512i salt, const float *table, float *max)
+                      uint32_t n, __m512i salt, const float *table,
+                      int of_noised, float *max)
 {
     __m512 vmax = splat(-INFINITY);
     __mmask16 bad = 0, masks[U];
 #define NOISED_BLOCK(j, u, m)                                               \
-    noised_block(scratch + (j), x + (j), pos + (j), u, m, salt, table, &vmax, \
-                 &bad)
+    noised_block(scratch + (j), x + (j), pos + (j), u, m, salt, table,      \
+                 of_noised, &vmax, &bad)
     FOR_EACH_BLOCK(n, NOISED_BLOCK);
 #undef NOISED_BLOCK
     if (bad)
@@ -398,7 +399,7 @@ KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx512)
         int status = unit_tau ? row_max(xr, n, &max[r])
                               : noised_max(scratch + r * n, xr, pos, n,
                                            _mm512_set1_epi32((int)keys[r].salt),
-                                           NULL, &max[r]);
+                                           NULL, 1, &max[r]);
         if (status) {
             *failed_row = r;
             return status;
@@ -415,43 +416,10 @@ KF_SCORE_GUMBEL_FN(kf_score_gumbel_avx512)
     return KF_ROW_OK;
 }
 
-/* kf_score_table's one pass (see lib/score_c.c), split in two as in
- * avx2_score.c: dst = x + noise for one block, lanes outside m skipped;
- * then exp_pass with the shift for the maximum, (t - shift) * inv_tau,
- * the same operations. */
-INLINE void table_noise_block(float *dst, const float *x, const int32_t *pos,
-                              int u, const __mmask16 *m, __m512i salt,
-                              const float *table)
-{
-    __m512i p[U];
-    __m512 g[U];
-    for (int k = 0; k < u; k++) {
-        p[k] = load_pos(pos + k * VL, m, k);
-        _mm_prefetch((const char *)(x + KF_PREFETCH_AHEAD + k * VL),
-                     _MM_HINT_T0);
-    }
-    table_noise_ps(g, p, u, salt, table);
-    for (int k = 0; k < u; k++)
-        _mm512_mask_storeu_ps(dst + k * VL, m ? m[k] : (__mmask16)0xffff,
-                              _mm512_add_ps(load_block(x + k * VL, m, k), g[k]));
-}
-
-INLINE __m512 table_pass(float *scratch, const float *x, const int32_t *pos,
-                         uint32_t n, __m512i salt, const float *table,
-                         float shift, float inv_tau)
-{
-    __mmask16 masks[U];
-#define TABLE_BLOCK(j, u, m) \
-    table_noise_block(scratch + (j), x + (j), pos + (j), u, m, salt, table)
-    FOR_EACH_BLOCK(n, TABLE_BLOCK);
-#undef TABLE_BLOCK
-    return exp_pass(scratch, scratch, n, shift, inv_tau);
-}
-
-/* kf_score_table: the maximum of x, then the noise and the exp pass
- * shifted by max x + the largest noise; or, for inv_tau above
- * KF_TABLE_ONE_PASS_INV_TAU, the noise pass with the table's maximum and
- * the general path's exp pass. Then the update. */
+/* kf_score_table in two passes per row, as in avx2_score.c: the noise
+ * pass stores t = x + noise and finds the maximum of x (of t above
+ * KF_TABLE_ONE_PASS_INV_TAU), then the exp pass with the shift, max x +
+ * the table's largest entry in the first case. Then the update. */
 KF_SCORE_TABLE_FN(kf_score_table_avx512)
 {
     (void)next; /* each pass prefetches ahead within the row */
@@ -459,24 +427,19 @@ KF_SCORE_TABLE_FN(kf_score_table_avx512)
     __m512 sum[KF_SCORE_ROWS_MAX];
     int one_pass = inv_tau <= KF_TABLE_ONE_PASS_INV_TAU;
     for (uint32_t r = 0; r < rows; r++) {
-        const float *xr = x + r * x_stride;
-        int status = one_pass ? row_max(xr, n, &max[r])
-                              : noised_max(scratch + r * n, xr, pos, n,
-                                           _mm512_set1_epi32((int)keys[r].salt),
-                                           table, &max[r]);
+        int status = noised_max(scratch + r * n, x + r * x_stride, pos, n,
+                                _mm512_set1_epi32((int)keys[r].salt), table,
+                                !one_pass, &max[r]);
         if (status) {
             *failed_row = r;
             return status;
         }
     }
-    for (uint32_t r = 0; r < rows; r++)
-        sum[r] = one_pass
-                     ? table_pass(scratch + r * n, x + r * x_stride, pos, n,
-                                  _mm512_set1_epi32((int)keys[r].salt), table,
-                                  max[r] + table[KF_GUMBEL_TABLE_SIZE - 1],
-                                  inv_tau)
-                     : exp_pass(scratch + r * n, scratch + r * n, n, max[r],
-                                inv_tau);
+    for (uint32_t r = 0; r < rows; r++) {
+        float shift = one_pass ? max[r] + table[KF_GUMBEL_TABLE_SIZE - 1]
+                               : max[r];
+        sum[r] = exp_pass(scratch + r * n, scratch + r * n, n, shift, inv_tau);
+    }
     add_normalised(acc, scratch, n, rows, sum);
     return KF_ROW_OK;
 }
