@@ -36,7 +36,7 @@ plot 2 w l dt 3 lc rgb "black" t "2x (half the attention)", \
 
 # the library's share of the step, defaults vs spec-exact (defaults.sh)
 set output sprintf("%s/perf-defaults-share.png", out)
-set title sprintf("Library share of the decode step, llama3-8b shape, f32, 1 thread, budget 0.5\n%s (median of 3 rounds)", cpu)
+set title sprintf("Library share of the decode step, llama3-8b shape, f32, 1 thread, budget 0.5\n%s (median of 5 rounds)", cpu)
 set ylabel "library share of the step (%)"
 set yrange [0:30]
 set key top right

@@ -8,7 +8,7 @@
 #   run.sh BUILD_DIR [OUT]
 #
 # Every line gets the CPU's name and the instruction set in force
-# (KF_CPU_MASK=avx2 measures the AVX2 path on an AVX-512 CPU). PyTorch
+# (KF_CPU_MASK=1 measures the AVX2 path on an AVX-512 CPU). PyTorch
 # runs when /usr/bin/python3 (or $PY) imports torch; its lines are then
 # in torch.jsonl, else that file is empty.
 set -eu
