@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "internal.h" /* kf_rank_fill */
 #include "testutil.h"
 
 /* The prompt of test_policies' h2o_case: 5 rows, causal, one head.
@@ -669,6 +670,53 @@ static void test_sink_tokens_errors(void **state)
     assert_int_equal(test_copy_state_status(&a, &b), KF_EMISMATCH);
 }
 
+/* kf_rank_fill, the branch-free window / sink / hole mark, against its
+ * definition (+inf outside [lo, hi), the key inside), bit for bit: out
+ * of place and in place, every length up to 70 (vector bodies and
+ * tails), positions from INT32_MIN to INT32_MAX with holes (-1), keys of
+ * either sign, zeros of both signs and infinities, and the ranges the
+ * library uses ([INT32_MIN, recent), [sinks, INT32_MAX)) and empty ones. */
+static void test_rank_fill(void **state)
+{
+    (void)state;
+    enum { LEN = 70 };
+    static const int32_t edge_pos[] = { INT32_MIN, INT32_MIN + 1, -2, -1, 0,
+                                        1, 2, 3, INT32_MAX - 1, INT32_MAX };
+    static const float edge_key[] = { 0.0f, -0.0f, 1.0f, -1.0f, 1e-38f,
+                                      3e38f, -3e38f, INFINITY, -INFINITY };
+    test_rng r;
+    test_rng_seed(&r, 0x5eed);
+    for (int round = 0; round < 400; round++) {
+        uint32_t n = (uint32_t)round % (LEN + 1);
+        int32_t pos[LEN];
+        float key[LEN], out[LEN], io[LEN], want[LEN];
+        for (uint32_t j = 0; j < n; j++) {
+            uint32_t pick = test_rng_u32(&r);
+            pos[j] = pick % 4 == 0 ? edge_pos[pick / 4 % 10]
+                                   : (int32_t)(test_rng_u32(&r) % 64) - 4;
+            pick = test_rng_u32(&r);
+            key[j] = pick % 4 == 0 ? edge_key[pick / 4 % 9]
+                                   : test_rng_float(&r, -8.0f, 8.0f);
+        }
+        int32_t lo, hi;
+        switch (round % 4) {
+        case 0: lo = INT32_MIN; hi = (int32_t)(test_rng_u32(&r) % 64) - 4; break;
+        case 1: lo = (int32_t)(test_rng_u32(&r) % 8); hi = INT32_MAX; break;
+        case 2: lo = (int32_t)(test_rng_u32(&r) % 64) - 4; hi = lo; break;
+        default:
+            lo = (int32_t)(test_rng_u32(&r) % 32) - 4;
+            hi = lo + (int32_t)(test_rng_u32(&r) % 40);
+        }
+        for (uint32_t j = 0; j < n; j++)
+            want[j] = pos[j] < lo || pos[j] >= hi ? INFINITY : key[j];
+        kf_rank_fill(out, key, pos, n, lo, hi);
+        memcpy(io, key, n * sizeof *io);
+        kf_rank_fill(io, io, pos, n, lo, hi);
+        assert_memory_equal(out, want, n * sizeof *out);
+        assert_memory_equal(io, want, n * sizeof *io);
+    }
+}
+
 /* All options off is the paper's path, bit for bit. */
 static void test_off_is_default(void **state)
 {
@@ -704,6 +752,7 @@ int main(void)
         cmocka_unit_test(test_sink_tokens_known),
         cmocka_unit_test(test_sink_tokens_errors),
         cmocka_unit_test(test_off_is_default),
+        cmocka_unit_test(test_rank_fill),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
