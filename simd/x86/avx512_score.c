@@ -273,8 +273,8 @@ INLINE __m512 exp_pass(float *scratch, const float *src, uint32_t n, float max,
 }
 
 /* One block of the noise pass: t = x + noise into dst, with the NaN
- * checks and the running maximum. The noise is the exact Gumbel sample,
- * or the table's when table is not NULL. */
+ * checks and the running maximum of t (of_noised) or of x. The noise is
+ * the exact Gumbel sample, or the table's when table is not NULL. */
 INLINE void noised_block(float *dst, const float *x, const int32_t *pos, int u,
                          const __mmask16 *m, __m512i salt, const float *table,
                          int of_noised, __m512 *vmax, __mmask16 *bad)
@@ -300,8 +300,9 @@ INLINE void noised_block(float *dst, const float *x, const int32_t *pos, int u,
     }
 }
 
-/* scratch[j] = x[j] + noise(salt, pos[j]) and its maximum: the exact
- * Gumbel sample (table NULL) or the table's. */
+/* scratch[j] = x[j] + noise(salt, pos[j]) and the maximum of those sums
+ * (of_noised) or of x: the exact Gumbel sample (table NULL) or the
+ * table's. */
 INLINE int noised_max(float *scratch, const float *x, const int32_t *pos,
                       uint32_t n, __m512i salt, const float *table,
                       int of_noised, float *max)
